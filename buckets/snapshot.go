@@ -1,0 +1,226 @@
+package buckets
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Overrides are the operator's changes to the derived placement.
+type Overrides struct {
+	// Homes sets the home continent (by name) of individual buckets.
+	Homes map[uint32]string
+	// Pins puts a datacenter (by name) first on a bucket's list.
+	Pins map[uint32]string
+	// Drained datacenters (by name) stay on lists but take no traffic.
+	Drained map[string]bool
+}
+
+// Clone returns a deep copy, so a change can be built without touching the
+// overrides a published snapshot holds.
+func (o Overrides) Clone() Overrides {
+	return Overrides{Homes: maps.Clone(o.Homes), Pins: maps.Clone(o.Pins), Drained: maps.Clone(o.Drained)}
+}
+
+// Snapshot is one immutable version of the placement of every bucket. It is
+// safe for concurrent use; nothing in it changes after Build.
+type Snapshot struct {
+	version   uint64
+	n         uint32
+	topo      Topology
+	overrides Overrides
+
+	home    []uint8 // per bucket: continent index
+	plans   []uint8 // per bucket, stride entries: datacenter indexes in preference order
+	planLen []uint8 // per bucket: used entries of its plan
+	stride  int
+	drained uint64 // datacenter mask
+	local   [][]uint8
+}
+
+// Build computes the placement of n buckets on topo with the overrides
+// applied, stamped with version. It returns an error naming the first
+// override or topology problem it meets.
+func Build(version uint64, n uint32, topo Topology, o Overrides) (*Snapshot, error) {
+	if n == 0 || n > MaxBuckets {
+		return nil, fmt.Errorf("buckets: bucket count %d outside 1..%d", n, MaxBuckets)
+	}
+	if err := topo.validate(); err != nil {
+		return nil, err
+	}
+	s := &Snapshot{
+		version:   version,
+		n:         n,
+		topo:      cloneTopology(topo),
+		overrides: o.Clone(),
+		home:      make([]uint8, n),
+		planLen:   make([]uint8, n),
+		stride:    len(topo.Datacenters),
+	}
+	s.plans = make([]uint8, int(n)*s.stride)
+
+	homes := make([]int, n)
+	for b := range homes {
+		homes[b] = -1
+	}
+	for b, name := range o.Homes {
+		ci, ok := topo.ContinentIndex(name)
+		if b >= n || !ok {
+			return nil, fmt.Errorf("buckets: home of bucket %d: %q is not a known continent (or bucket out of range)", b, name)
+		}
+		homes[b] = ci
+	}
+	pins := make([]int, n)
+	for b := range pins {
+		pins[b] = -1
+	}
+	for b, name := range o.Pins {
+		di, ok := topo.DatacenterIndex(name)
+		if b >= n || !ok {
+			return nil, fmt.Errorf("buckets: pin of bucket %d: %q is not a known datacenter (or bucket out of range)", b, name)
+		}
+		pins[b] = di
+	}
+	for name, on := range o.Drained {
+		di, ok := topo.DatacenterIndex(name)
+		if !ok {
+			return nil, fmt.Errorf("buckets: drain: %q is not a known datacenter", name)
+		}
+		if on {
+			s.drained |= 1 << di
+		}
+	}
+
+	// Candidates per continent, and the continents themselves weighted by
+	// their total capacity for the default home.
+	perContinent := make([][]candidate, len(topo.Continents))
+	conts := make([]candidate, len(topo.Continents))
+	for i, c := range topo.Continents {
+		conts[i] = newCandidate(i, c.Name, 0)
+	}
+	for i, d := range topo.Datacenters {
+		ci, _ := topo.ContinentIndex(d.Continent)
+		perContinent[ci] = append(perContinent[ci], newCandidate(i, d.Name, d.Capacity))
+		conts[ci].weight += d.Capacity
+	}
+	failover := make([][]int, len(topo.Continents))
+	for i, c := range topo.Continents {
+		for _, f := range c.FailoverTo {
+			fi, _ := topo.ContinentIndex(f)
+			failover[i] = append(failover[i], fi)
+		}
+	}
+
+	scores := make([]float64, max(len(topo.Datacenters), len(topo.Continents)))
+	contOrder := slices.Clone(conts)
+	for b := uint32(0); b < n; b++ {
+		home := homes[b]
+		if home < 0 {
+			rank(contOrder, b, scores)
+			home = contOrder[0].index
+		}
+		s.home[b] = uint8(home)
+		plan := s.plans[int(b)*s.stride : int(b)*s.stride : int(b+1)*s.stride]
+		if pins[b] >= 0 {
+			plan = append(plan, uint8(pins[b]))
+		}
+		for _, ci := range append([]int{home}, failover[home]...) {
+			rank(perContinent[ci], b, scores)
+			for _, c := range perContinent[ci] {
+				if c.index != pins[b] {
+					plan = append(plan, uint8(c.index))
+				}
+			}
+		}
+		s.planLen[b] = uint8(len(plan))
+	}
+
+	// Keyless requests under the "local" policy: the local datacenter,
+	// then the rest of its continent by capacity, then its failover
+	// continents likewise.
+	s.local = make([][]uint8, len(topo.Datacenters))
+	for di, d := range topo.Datacenters {
+		ci, _ := topo.ContinentIndex(d.Continent)
+		plan := []uint8{uint8(di)}
+		for _, c := range append([]int{ci}, failover[ci]...) {
+			for _, i := range byCapacity(topo, perContinent[c]) {
+				if i != di {
+					plan = append(plan, uint8(i))
+				}
+			}
+		}
+		s.local[di] = plan
+	}
+	return s, nil
+}
+
+// byCapacity lists the candidates' datacenter indexes by falling capacity,
+// ties by index.
+func byCapacity(topo Topology, cs []candidate) []int {
+	idx := make([]int, len(cs))
+	for i, c := range cs {
+		idx[i] = c.index
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		ca, cb := topo.Datacenters[a].Capacity, topo.Datacenters[b].Capacity
+		switch {
+		case ca > cb:
+			return -1
+		case ca < cb:
+			return 1
+		}
+		return a - b
+	})
+	return idx
+}
+
+func cloneTopology(t Topology) Topology {
+	out := Topology{Continents: slices.Clone(t.Continents), Datacenters: slices.Clone(t.Datacenters)}
+	for i := range out.Continents {
+		out.Continents[i].FailoverTo = slices.Clone(out.Continents[i].FailoverTo)
+	}
+	return out
+}
+
+// Version is the snapshot's map version; every change raises it.
+func (s *Snapshot) Version() uint64 { return s.version }
+
+// Buckets is N.
+func (s *Snapshot) Buckets() uint32 { return s.n }
+
+// Topology returns the topology the snapshot was built on. Callers must not
+// modify it.
+func (s *Snapshot) Topology() *Topology { return &s.topo }
+
+// Overrides returns a copy of the overrides the snapshot was built with.
+func (s *Snapshot) Overrides() Overrides { return s.overrides.Clone() }
+
+// Home returns the index of bucket b's home continent.
+func (s *Snapshot) Home(b uint32) int { return int(s.home[b]) }
+
+// Plan returns bucket b's datacenters (indexes) in preference order: a pin
+// first, then the home continent's, then those of the continents it may
+// fail over to. The slice is shared: callers must not modify it.
+func (s *Snapshot) Plan(b uint32) []uint8 {
+	off := int(b) * s.stride
+	return s.plans[off : off+int(s.planLen[b]) : off+int(s.planLen[b])]
+}
+
+// LocalPlan returns the plan for requests without a routing key received in
+// datacenter dc. The slice is shared: callers must not modify it.
+func (s *Snapshot) LocalPlan(dc int) []uint8 { return s.local[dc] }
+
+// Drained reports whether datacenter dc is drained.
+func (s *Snapshot) Drained(dc int) bool { return s.drained&(1<<dc) != 0 }
+
+// DrainedMask is the set of drained datacenters as a bit mask.
+func (s *Snapshot) DrainedMask() uint64 { return s.drained }
+
+// Pinned returns the datacenter bucket b is pinned to, if any.
+func (s *Snapshot) Pinned(b uint32) (dc int, ok bool) {
+	name, ok := s.overrides.Pins[b]
+	if !ok {
+		return -1, false
+	}
+	return s.topo.DatacenterIndex(name)
+}

@@ -1,0 +1,382 @@
+package buckets
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// twoContinents is Instagram's split: 5 US and 3 EU datacenters of unequal
+// capacity, no cross-continent failover.
+func twoContinents() Topology {
+	return Topology{
+		Continents: []Continent{{Name: "us"}, {Name: "eu"}},
+		Datacenters: []Datacenter{
+			{Name: "us-east", Continent: "us", Capacity: 100},
+			{Name: "us-east-2", Continent: "us", Capacity: 100},
+			{Name: "us-central", Continent: "us", Capacity: 80},
+			{Name: "us-west", Continent: "us", Capacity: 120},
+			{Name: "us-west-2", Continent: "us", Capacity: 60},
+			{Name: "eu-west", Continent: "eu", Capacity: 100},
+			{Name: "eu-central", Continent: "eu", Capacity: 80},
+			{Name: "eu-north", Continent: "eu", Capacity: 60},
+		},
+	}
+}
+
+func mustBuild(t testing.TB, n uint32, topo Topology, o Overrides) *Snapshot {
+	t.Helper()
+	s, err := Build(1, n, topo, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// first returns the first datacenter of b's plan that is not in avoid, or -1.
+func first(s *Snapshot, b uint32, avoid uint64) int {
+	for _, dc := range s.Plan(b) {
+		if avoid&(1<<dc) == 0 {
+			return int(dc)
+		}
+	}
+	return -1
+}
+
+func continentOf(topo Topology, dc int) string { return topo.Datacenters[dc].Continent }
+
+func TestSameBucketSamePlanAcrossBuilds(t *testing.T) {
+	a := mustBuild(t, 4096, twoContinents(), Overrides{})
+	b := mustBuild(t, 4096, twoContinents(), Overrides{})
+	for bucket := uint32(0); bucket < 4096; bucket++ {
+		if !slices.Equal(a.Plan(bucket), b.Plan(bucket)) || a.Home(bucket) != b.Home(bucket) {
+			t.Fatalf("bucket %d: plans differ between two builds: %v vs %v", bucket, a.Plan(bucket), b.Plan(bucket))
+		}
+	}
+}
+
+// The rendezvous seeds come from names, so listing the datacenters in another
+// order must not move a single bucket.
+func TestPlacementIndependentOfConfigOrder(t *testing.T) {
+	topo := twoContinents()
+	rev := cloneTopology(topo)
+	slices.Reverse(rev.Datacenters)
+	a := mustBuild(t, 4096, topo, Overrides{})
+	b := mustBuild(t, 4096, rev, Overrides{})
+	for bucket := uint32(0); bucket < 4096; bucket++ {
+		pa, pb := names(a, a.Plan(bucket)), names(b, b.Plan(bucket))
+		if !slices.Equal(pa, pb) {
+			t.Fatalf("bucket %d: %v vs %v after reordering datacenters", bucket, pa, pb)
+		}
+	}
+}
+
+func names(s *Snapshot, plan []uint8) []string {
+	out := make([]string, len(plan))
+	for i, dc := range plan {
+		out[i] = s.topo.Datacenters[dc].Name
+	}
+	return out
+}
+
+func TestPlanIsHomeContinentOnlyWithoutFailover(t *testing.T) {
+	topo := twoContinents()
+	s := mustBuild(t, 4096, topo, Overrides{})
+	for b := uint32(0); b < 4096; b++ {
+		home := topo.Continents[s.Home(b)].Name
+		plan := s.Plan(b)
+		want := 5
+		if home == "eu" {
+			want = 3
+		}
+		if len(plan) != want {
+			t.Fatalf("bucket %d (home %s): plan %v has %d entries, want %d", b, home, names(s, plan), len(plan), want)
+		}
+		for _, dc := range plan {
+			if continentOf(topo, int(dc)) != home {
+				t.Fatalf("bucket %d (home %s) lists %s", b, home, topo.Datacenters[dc].Name)
+			}
+		}
+	}
+}
+
+// EU users never leave the EU, even with every EU datacenter drained, unless
+// cross-continent failover is configured; with it, the US follows the EU
+// datacenters on the list.
+func TestEUNeverLeavesEUUnlessFailoverEnabled(t *testing.T) {
+	topo := twoContinents()
+	allEU := Overrides{Drained: map[string]bool{"eu-west": true, "eu-central": true, "eu-north": true}}
+	s := mustBuild(t, 4096, topo, allEU)
+	for b := uint32(0); b < 4096; b++ {
+		if topo.Continents[s.Home(b)].Name == "eu" {
+			if got := first(s, b, s.DrainedMask()); got != -1 {
+				t.Fatalf("bucket %d (eu) routed to %s with all of EU drained and no failover", b, topo.Datacenters[got].Name)
+			}
+		}
+	}
+
+	topo.Continents[1].FailoverTo = []string{"us"}
+	s = mustBuild(t, 4096, topo, allEU)
+	euBuckets := 0
+	for b := uint32(0); b < 4096; b++ {
+		if topo.Continents[s.Home(b)].Name != "eu" {
+			continue
+		}
+		euBuckets++
+		plan := s.Plan(b)
+		if len(plan) != 8 {
+			t.Fatalf("bucket %d: plan %v, want 3 EU then 5 US", b, names(s, plan))
+		}
+		for i, dc := range plan {
+			want := "eu"
+			if i >= 3 {
+				want = "us"
+			}
+			if continentOf(topo, int(dc)) != want {
+				t.Fatalf("bucket %d: position %d is %s, want a datacenter in %s", b, i, topo.Datacenters[dc].Name, want)
+			}
+		}
+		if got := first(s, b, s.DrainedMask()); got < 0 || continentOf(topo, got) != "us" {
+			t.Fatalf("bucket %d: with EU drained and failover to us, got %d", b, got)
+		}
+	}
+	if euBuckets == 0 {
+		t.Fatal("no EU buckets at all")
+	}
+}
+
+// Each datacenter tops the lists of a share of its continent's buckets in
+// proportion to its capacity, and each continent homes a share of all
+// buckets in proportion to its total capacity.
+func TestSharesFollowCapacity(t *testing.T) {
+	const n = 65536
+	topo := twoContinents()
+	s := mustBuild(t, n, topo, Overrides{})
+	perDC := make([]float64, len(topo.Datacenters))
+	perCont := make([]float64, len(topo.Continents))
+	for b := uint32(0); b < n; b++ {
+		perDC[first(s, b, 0)]++
+		perCont[s.Home(b)]++
+	}
+	capCont := map[string]float64{}
+	total := 0.0
+	for _, d := range topo.Datacenters {
+		capCont[d.Continent] += d.Capacity
+		total += d.Capacity
+	}
+	for i, c := range topo.Continents {
+		want := capCont[c.Name] / total
+		got := perCont[i] / n
+		if math.Abs(got-want)/want > 0.03 {
+			t.Errorf("continent %s homes %.3f of buckets, want %.3f", c.Name, got, want)
+		}
+	}
+	for i, d := range topo.Datacenters {
+		ci, _ := topo.ContinentIndex(d.Continent)
+		want := d.Capacity / capCont[d.Continent]
+		got := perDC[i] / perCont[ci]
+		if math.Abs(got-want)/want > 0.05 {
+			t.Errorf("%s tops %.3f of its continent's buckets, want %.3f (capacity share)", d.Name, got, want)
+		}
+	}
+}
+
+// The heart of the design: losing one US datacenter moves only the buckets
+// that preferred it, and they spread over the other four US datacenters in
+// proportion to capacity (within 10% of each one's capacity share).
+func TestLosingADatacenterMovesOnlyItsBuckets(t *testing.T) {
+	const n = 65536
+	topo := twoContinents()
+	for _, lost := range []string{"us-east", "us-central", "us-west", "us-west-2"} {
+		t.Run(lost, func(t *testing.T) {
+			before := mustBuild(t, n, topo, Overrides{})
+			after := mustBuild(t, n, topo, Overrides{Drained: map[string]bool{lost: true}})
+			lostIdx, _ := topo.DatacenterIndex(lost)
+			moved := map[int]float64{}
+			total := 0.0
+			for b := uint32(0); b < n; b++ {
+				was, is := first(before, b, before.DrainedMask()), first(after, b, after.DrainedMask())
+				if was != lostIdx {
+					if is != was {
+						t.Fatalf("bucket %d moved from %s to %s though %s was lost", b, topo.Datacenters[was].Name, topo.Datacenters[is].Name, lost)
+					}
+					continue
+				}
+				if continentOf(topo, is) != "us" {
+					t.Fatalf("bucket %d left the US for %s", b, topo.Datacenters[is].Name)
+				}
+				moved[is]++
+				total++
+			}
+			survivors := 0.0
+			for _, d := range topo.Datacenters {
+				if d.Continent == "us" && d.Name != lost {
+					survivors += d.Capacity
+				}
+			}
+			for i, d := range topo.Datacenters {
+				if d.Continent != "us" || d.Name == lost {
+					continue
+				}
+				want := d.Capacity / survivors
+				got := moved[i] / total
+				if math.Abs(got-want)/want > 0.10 {
+					t.Errorf("%s took %.3f of %s's buckets, capacity share %.3f", d.Name, got, lost, want)
+				}
+			}
+		})
+	}
+}
+
+func TestPinGoesFirstAndKeepsTheRestInOrder(t *testing.T) {
+	topo := twoContinents()
+	base := mustBuild(t, 4096, topo, Overrides{})
+	// Pin bucket 7 to the datacenter its list has last, and bucket 8 across
+	// the ocean (an operator may pin anywhere).
+	lastOf7 := base.Plan(7)[len(base.Plan(7))-1]
+	pinName := topo.Datacenters[lastOf7].Name
+	s := mustBuild(t, 4096, topo, Overrides{Pins: map[uint32]string{7: pinName, 8: "eu-north"}})
+	for b, pin := range map[uint32]string{7: pinName, 8: "eu-north"} {
+		got := names(s, s.Plan(b))
+		rest := slices.DeleteFunc(names(base, base.Plan(b)), func(n string) bool { return n == pin })
+		if want := append([]string{pin}, rest...); !slices.Equal(got, want) {
+			t.Fatalf("bucket %d pinned to %s: plan %v, want %v", b, pin, got, want)
+		}
+	}
+	if dc, ok := s.Pinned(7); !ok || topo.Datacenters[dc].Name != pinName {
+		t.Fatalf("Pinned(7) = %d, %v", dc, ok)
+	}
+	for b := uint32(9); b < 4096; b++ {
+		if !slices.Equal(s.Plan(b), base.Plan(b)) {
+			t.Fatalf("bucket %d changed though only 7 and 8 were pinned", b)
+		}
+	}
+}
+
+func TestHomeOverride(t *testing.T) {
+	topo := twoContinents()
+	base := mustBuild(t, 1024, topo, Overrides{})
+	var usBucket uint32
+	for b := uint32(0); b < 1024; b++ {
+		if base.Home(b) == 0 {
+			usBucket = b
+			break
+		}
+	}
+	s := mustBuild(t, 1024, topo, Overrides{Homes: map[uint32]string{usBucket: "eu"}})
+	if s.Home(usBucket) != 1 {
+		t.Fatalf("home of %d = %d, want eu", usBucket, s.Home(usBucket))
+	}
+	for _, dc := range s.Plan(usBucket) {
+		if continentOf(topo, int(dc)) != "eu" {
+			t.Fatalf("bucket %d homed in eu lists %s", usBucket, topo.Datacenters[dc].Name)
+		}
+	}
+}
+
+func TestLocalPlan(t *testing.T) {
+	topo := twoContinents()
+	s := mustBuild(t, 16, topo, Overrides{})
+	c, _ := topo.DatacenterIndex("us-central")
+	got := names(s, s.LocalPlan(c))
+	want := []string{"us-central", "us-west", "us-east", "us-east-2", "us-west-2"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("local plan of us-central = %v, want %v", got, want)
+	}
+}
+
+func TestBuildRejectsBadInput(t *testing.T) {
+	bad := func(mut func(*Topology, *Overrides) uint32) (Topology, Overrides, uint32) {
+		topo, o := twoContinents(), Overrides{}
+		n := mut(&topo, &o)
+		return topo, o, n
+	}
+	cases := []struct {
+		name string
+		mut  func(*Topology, *Overrides) uint32
+		want string
+	}{
+		{"zero buckets", func(*Topology, *Overrides) uint32 { return 0 }, "bucket count 0"},
+		{"too many buckets", func(*Topology, *Overrides) uint32 { return MaxBuckets + 1 }, "bucket count"},
+		{"unknown continent", func(t *Topology, _ *Overrides) uint32 { t.Datacenters[0].Continent = "asia"; return 8 }, `unknown continent "asia"`},
+		{"zero capacity", func(t *Topology, _ *Overrides) uint32 { t.Datacenters[2].Capacity = 0; return 8 }, "capacity"},
+		{"NaN capacity", func(t *Topology, _ *Overrides) uint32 { t.Datacenters[2].Capacity = math.NaN(); return 8 }, "capacity"},
+		{"duplicate dc", func(t *Topology, _ *Overrides) uint32 { t.Datacenters[1].Name = "us-east"; return 8 }, "listed twice"},
+		{"empty continent", func(t *Topology, _ *Overrides) uint32 {
+			t.Continents = append(t.Continents, Continent{Name: "asia"})
+			return 8
+		}, `"asia" has no datacenter`},
+		{"failover to itself", func(t *Topology, _ *Overrides) uint32 { t.Continents[0].FailoverTo = []string{"us"}; return 8 }, "fails over"},
+		{"pin unknown dc", func(_ *Topology, o *Overrides) uint32 { o.Pins = map[uint32]string{1: "mars"}; return 8 }, `"mars"`},
+		{"pin out of range", func(_ *Topology, o *Overrides) uint32 { o.Pins = map[uint32]string{8: "us-east"}; return 8 }, "pin of bucket 8"},
+		{"home unknown", func(_ *Topology, o *Overrides) uint32 { o.Homes = map[uint32]string{1: "asia"}; return 8 }, `"asia"`},
+		{"drain unknown", func(_ *Topology, o *Overrides) uint32 { o.Drained = map[string]bool{"nowhere": true}; return 8 }, `"nowhere"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			topo, o, n := bad(c.mut)
+			_, err := Build(1, n, topo, o)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "buckets: ") {
+				t.Fatalf("err = %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestMapUpdateRaisesVersionAndKeepsOldSnapshot(t *testing.T) {
+	m := NewMap(mustBuild(t, 64, twoContinents(), Overrides{}))
+	old := m.Load()
+	s, err := m.Update(func(o *Overrides) error {
+		o.Drained = map[string]bool{"us-west": true}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Version() != old.Version()+1 || m.Load() != s {
+		t.Fatalf("version %d after %d; published=%v", s.Version(), old.Version(), m.Load() == s)
+	}
+	west, _ := old.Topology().DatacenterIndex("us-west")
+	if old.Drained(west) || !s.Drained(west) {
+		t.Fatal("drain leaked into the old snapshot or missed the new one")
+	}
+	if _, err := m.Update(func(o *Overrides) error { return fmt.Errorf("no") }); err == nil || m.Load() != s {
+		t.Fatal("a failed change published something")
+	}
+	if _, err := m.Update(func(o *Overrides) error { o.Pins = map[uint32]string{1: "mars"}; return nil }); err == nil || m.Load() != s {
+		t.Fatal("an invalid change published something")
+	}
+	s2, err := m.Replace(128, twoContinents(), Overrides{})
+	if err != nil || s2.Version() != s.Version()+1 || s2.Buckets() != 128 {
+		t.Fatalf("Replace: %v, version %d", err, s2.Version())
+	}
+}
+
+func BenchmarkBuild(b *testing.B) {
+	for _, n := range []uint32{4096, 65536} {
+		b.Run(fmt.Sprintf("buckets=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Build(1, n, twoContinents(), Overrides{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkPlan(b *testing.B) {
+	s := mustBuild(b, 4096, twoContinents(), Overrides{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var bucket uint32
+		for pb.Next() {
+			bucket = (bucket + 1) & 4095
+			if first(s, bucket, s.DrainedMask()) < 0 {
+				b.Fatal("no datacenter")
+			}
+		}
+	})
+}
