@@ -1,0 +1,105 @@
+package health
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+var errUpstream = errors.New("upstream failed")
+
+func TestBreakerOpensRejectsAndRecovers(t *testing.T) {
+	var mu sync.Mutex
+	var transitions []string
+	b := NewBreaker("us-east/a", BreakerSettings{
+		Failures: 3,
+		OpenFor:  50 * time.Millisecond,
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			mu.Lock()
+			transitions = append(transitions, from.String()+">"+to.String())
+			mu.Unlock()
+		},
+	})
+	fail := func() error { return errUpstream }
+	ok := func() error { return nil }
+
+	for i := range 2 {
+		if err := b.Do(fail); !errors.Is(err, errUpstream) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	if b.State() != gobreaker.StateClosed || !b.Ready(time.Now().UnixNano()) {
+		t.Fatal("breaker opened before 3 consecutive failures")
+	}
+	_ = b.Do(fail)
+	if b.State() != gobreaker.StateOpen || b.Ready(time.Now().UnixNano()) {
+		t.Fatalf("after 3 failures: state %v, ready %v", b.State(), b.Ready(time.Now().UnixNano()))
+	}
+	ran := false
+	if err := b.Do(func() error { ran = true; return nil }); !errors.Is(err, ErrBreakerOpen) || ran {
+		t.Fatalf("open breaker: err %v, ran %v", err, ran)
+	}
+	if !b.Ready(time.Now().Add(60 * time.Millisecond).UnixNano()) {
+		t.Fatal("not ready once OpenFor has passed")
+	}
+	time.Sleep(60 * time.Millisecond)
+	if err := b.Do(ok); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if b.State() != gobreaker.StateClosed {
+		t.Fatalf("a successful probe left the breaker %v", b.State())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"closed>open", "open>half-open", "half-open>closed"}
+	if len(transitions) != len(want) {
+		t.Fatalf("transitions %v, want %v", transitions, want)
+	}
+	for i := range want {
+		if transitions[i] != want[i] {
+			t.Fatalf("transitions %v, want %v", transitions, want)
+		}
+	}
+}
+
+func TestBreakerSuccessResetsTheCount(t *testing.T) {
+	b := NewBreaker("x", BreakerSettings{Failures: 2})
+	for range 10 {
+		_ = b.Do(func() error { return errUpstream })
+		_ = b.Do(func() error { return nil })
+	}
+	if b.State() != gobreaker.StateClosed {
+		t.Fatal("alternating failures opened a breaker that needs 2 in a row")
+	}
+}
+
+func TestStatic(t *testing.T) {
+	var s Static
+	if !s.Usable(0) || !s.Usable(63) {
+		t.Fatal("zero Static has a datacenter down")
+	}
+	s.SetDown(5, true)
+	s.SetDown(63, true)
+	if s.Usable(5) || s.Usable(63) || !s.Usable(4) {
+		t.Fatal("SetDown(true) did not take")
+	}
+	s.SetDown(5, false)
+	if !s.Usable(5) || s.Usable(63) {
+		t.Fatal("SetDown(false) did not take, or touched another datacenter")
+	}
+}
+
+func BenchmarkBreakerDo(b *testing.B) {
+	br := NewBreaker("x", BreakerSettings{})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if br.Ready(0) {
+				_ = br.Do(func() error { return nil })
+			}
+		}
+	})
+}
