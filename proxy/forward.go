@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/socialroute/socialroute/health"
+	"github.com/valyala/fasthttp"
+)
+
+// errUpstreamStatus marks an upstream answer of 502, 503 or 504: the
+// datacenter's web tier is unwell. It counts against the upstream's breaker
+// and makes an idempotent request retry elsewhere; if no retry is left, the
+// upstream's own response goes to the client.
+var errUpstreamStatus = errors.New("proxy: upstream answered with a gateway error")
+
+// handle is the request path: check, route, rewrite headers, forward.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	st := s.cur.Load()
+	s.stats.Requests.Add(1)
+	req := &ctx.Request
+
+	if ambiguousFraming(&req.Header) {
+		ctx.SetConnectionClose()
+		s.reject(ctx, fasthttp.StatusBadRequest, "both Transfer-Encoding and Content-Length")
+		return
+	}
+	key, _ := st.rules.extract(req)
+	switch {
+	case key != nil && !validKey(key, st.maxKeyLen):
+		s.reject(ctx, fasthttp.StatusBadRequest, "malformed routing key")
+		return
+	case key == nil && st.noKeyReject:
+		s.reject(ctx, fasthttp.StatusBadRequest, "no routing key")
+		return
+	}
+	var d Decision
+	st.router.Route(key, &d) // key aliases req: it must not be used after the header rewrite below
+	if d.Next < 0 {
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no usable datacenter")
+		return
+	}
+
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	clientClose := req.Header.ConnectionClose()
+	req.Header.ResetConnectionClose() // keep the pooled upstream connection alive
+	stripRequestHeaders(&req.Header, sc)
+	setForwardedHeaders(ctx, sc)
+	if d.Source != SourceNone {
+		sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
+		req.Header.SetBytesV(headerBucket, sc.buf)
+	}
+
+	dc, err := s.forward(ctx, st, &d)
+	resp := &ctx.Response
+	switch {
+	case err == nil || errors.Is(err, errUpstreamStatus):
+		resp.Header.ResetConnectionClose() // the upstream's connection, not the client's
+		stripResponseHeaders(&resp.Header, sc)
+		if st.respHeaders {
+			if d.Source != SourceNone {
+				sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
+				resp.Header.SetBytesV(headerBucket, sc.buf)
+			}
+			resp.Header.Set(headerDC, st.pools[dc].name)
+		}
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
+		s.fail(ctx, fasthttp.StatusGatewayTimeout, "upstream timed out")
+	case errors.Is(err, health.ErrBreakerOpen), errors.Is(err, fasthttp.ErrNoFreeConns), errors.Is(err, errNoUpstream):
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no upstream available")
+	default:
+		s.fail(ctx, fasthttp.StatusBadGateway, "upstream failed")
+	}
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+}
+
+var errNoUpstream = errors.New("proxy: no upstream ready")
+
+// forward sends the request along d's plan: to an upstream of the chosen
+// datacenter, and, when that fails and the request may be retried, to the
+// next usable datacenter on the plan (another failure domain), or, when the
+// plan has none, to another upstream of the same one. It returns the index
+// of the datacenter that answered.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc int, err error) {
+	req, resp := &ctx.Request, &ctx.Response
+	retryable := isIdempotent(req)
+	var failed *upstream
+	pos, tries, sent := d.Next, 0, 0
+	// Each pass either sends (bounded by retries) or moves on along the
+	// plan, so the loop ends; the guard is belt and braces.
+	for guard := 0; pos >= 0 && guard < len(d.Plan)+st.retries+2; guard++ {
+		now := nowNano()
+		dc = int(d.Plan[pos])
+		u := st.pools[dc].pick(now, failed)
+		if u == nil {
+			pos = st.router.nextUsable(d, pos+1, now)
+			err = errNoUpstream
+			continue
+		}
+		if tries++; tries > 1 {
+			s.stats.Retries.Add(1)
+		}
+		err = u.breaker.Do(func() error { return send(u, req, resp, st) })
+		if err == nil {
+			return dc, nil
+		}
+		s.log.Debug("upstream attempt failed", "upstream", u.addr, "datacenter", u.dc, "error", err)
+		notSent := errors.Is(err, health.ErrBreakerOpen) || isDialError(err)
+		if !notSent {
+			sent++
+			if !retryable || sent > st.retries {
+				return dc, err
+			}
+		}
+		failed = u
+		if next := st.router.nextUsable(d, pos+1, now); next >= 0 {
+			pos = next
+		} else if st.pools[dc].pick(now, failed) == nil {
+			return dc, err
+		}
+	}
+	return dc, err
+}
+
+// send makes one attempt on upstream u. A gateway-error status is returned
+// as errUpstreamStatus with the response kept.
+func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state) error {
+	if err := u.client.DoTimeout(req, resp, st.timeout); err != nil {
+		return err
+	}
+	switch resp.StatusCode() {
+	case fasthttp.StatusBadGateway, fasthttp.StatusServiceUnavailable, fasthttp.StatusGatewayTimeout:
+		return errUpstreamStatus
+	}
+	return nil
+}
+
+// isIdempotent reports whether a request may be sent twice: the idempotent
+// methods of RFC 9110 section 9.2.2, or any request that carries an
+// Idempotency-Key (the client promises the server deduplicates it).
+func isIdempotent(req *fasthttp.Request) bool {
+	h := &req.Header
+	return h.IsGet() || h.IsHead() || h.IsOptions() || h.IsPut() || h.IsDelete() || h.IsTrace() ||
+		len(h.Peek("Idempotency-Key")) > 0
+}
+
+// isDialError reports a failure to connect: the request never left, so it
+// may go elsewhere whatever its method.
+func isDialError(err error) bool {
+	if errors.Is(err, fasthttp.ErrDialTimeout) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// setForwardedHeaders records the client for the web tier. This proxy is the
+// edge: whatever X-Forwarded-For a client sent is its own claim, so it is
+// replaced, not appended to.
+func setForwardedHeaders(ctx *fasthttp.RequestCtx, sc *scratch) {
+	h := &ctx.Request.Header
+	sc.buf = sc.buf[:0]
+	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		sc.buf = ip.Unmap().AppendTo(sc.buf)
+	}
+	h.SetBytesV(headerXFF, sc.buf)
+	if ctx.IsTLS() {
+		h.Set(headerXFP, "https")
+	} else {
+		h.Set(headerXFP, "http")
+	}
+}
+
+// reject answers a malformed request with a 4xx; it never reached an upstream.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, code int, reason string) {
+	s.stats.Rejected.Add(1)
+	s.answer(ctx, code, reason)
+}
+
+// fail answers with a 5xx the proxy made itself.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, code int, reason string) {
+	s.stats.Failed.Add(1)
+	s.answer(ctx, code, reason)
+}
+
+func (s *Server) answer(ctx *fasthttp.RequestCtx, code int, reason string) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(code)
+	resp.Header.SetContentType("text/plain; charset=utf-8")
+	resp.SetBodyString("socialroute: " + reason + "\n")
+}

@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/hashing"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// Backend modes: how a fake upstream behaves.
+const (
+	modeOK     = iota // 200, body "ok from <dc>"
+	modeRefuse        // connection refused: a dead datacenter
+	mode503           // answers 503
+	modeHang          // answers after hangFor
+)
+
+const hangFor = 300 * time.Millisecond
+
+// backend is one fake web server of a datacenter, on an in-memory listener.
+type backend struct {
+	addr, dc string
+	ln       *fasthttputil.InmemoryListener
+	srv      *fasthttp.Server
+	mode     atomic.Int32
+	hits     atomic.Int64
+
+	mu   sync.Mutex
+	last fasthttp.Request // copy of the last request received
+	resp func(*fasthttp.RequestCtx)
+}
+
+// harness is a proxy Server on an in-memory listener in front of fake
+// backends: 3 US datacenters and 2 EU ones, two upstreams each.
+type harness struct {
+	t        *testing.T
+	srv      *Server
+	ln       *fasthttputil.InmemoryListener
+	cfg      *configs.Config
+	backends map[string]*backend // by address
+	client   *fasthttp.HostClient
+}
+
+// testConfig is the harness topology, defaults applied and validated.
+func testConfig(t testing.TB, mutate func(*configs.Config)) *configs.Config {
+	t.Helper()
+	cfg := &configs.Config{
+		Node:    configs.Node{Name: "test-node", Datacenter: "us-a"},
+		Buckets: 1024,
+		Continents: []configs.Continent{
+			{Name: "us"}, {Name: "eu"},
+		},
+		Routing: configs.Routing{Rules: []configs.Rule{
+			{Path: "/accounts/{key}"},
+			{Header: "X-User-ID"},
+			{Cookie: "uid"},
+			{Query: "user_id", PathPrefix: "/search"},
+		}},
+	}
+	for _, d := range []struct {
+		name, cont string
+		capacity   float64
+	}{{"us-a", "us", 100}, {"us-b", "us", 100}, {"us-c", "us", 50}, {"eu-a", "eu", 100}, {"eu-b", "eu", 60}} {
+		cfg.Datacenters = append(cfg.Datacenters, configs.Datacenter{
+			Name: d.name, Continent: d.cont, Capacity: d.capacity,
+			Upstreams: []string{d.name + "-1.test:80", d.name + "-2.test:80"},
+		})
+	}
+	cfg.Upstream.Timeout = 150 * time.Millisecond
+	cfg.Upstream.Breaker.ConsecutiveFailures = 3
+	cfg.Upstream.Breaker.OpenFor = 10 * time.Minute // tests re-open breakers by rebuilding, never by waiting
+	if mutate != nil {
+		mutate(cfg)
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	return cfg
+}
+
+func newHarness(t *testing.T, mutate func(*configs.Config)) *harness {
+	return newHarnessWithTable(t, mutate, nil)
+}
+
+func newHarnessWithTable(t *testing.T, mutate func(*configs.Config), table *hashing.Table) *harness {
+	t.Helper()
+	h := &harness{t: t, cfg: testConfig(t, mutate), backends: map[string]*backend{}}
+	for _, d := range h.cfg.Datacenters {
+		for _, addr := range d.Upstreams {
+			b := &backend{addr: addr, dc: d.Name, ln: fasthttputil.NewInmemoryListener()}
+			b.srv = &fasthttp.Server{Handler: b.handle, Logger: quiet{}}
+			go b.srv.Serve(b.ln) //nolint:errcheck // ends with Close
+			h.backends[addr] = b
+			t.Cleanup(func() { b.ln.Close() })
+		}
+	}
+	srv, err := New(h.cfg, table, Options{
+		Logger: slog.New(slog.DiscardHandler),
+		Dial:   h.dial,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	h.ln = fasthttputil.NewInmemoryListener()
+	go srv.Serve(h.ln) //nolint:errcheck // ends with Shutdown
+	t.Cleanup(func() { h.ln.Close() })
+	h.client = &fasthttp.HostClient{
+		Addr: "proxy.test",
+		Dial: func(string) (net.Conn, error) {
+			return h.ln.DialWithLocalAddr(&net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000})
+		},
+		NoDefaultUserAgentHeader: true,
+		ReadTimeout:              5 * time.Second,
+	}
+	return h
+}
+
+// dial connects the proxy to a fake backend, refusing like a dead host
+// when the backend is in modeRefuse.
+func (h *harness) dial(addr string) (net.Conn, error) {
+	b, ok := h.backends[addr]
+	if !ok || b.mode.Load() == modeRefuse {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("connection refused")}
+	}
+	return b.ln.Dial()
+}
+
+func (b *backend) handle(ctx *fasthttp.RequestCtx) {
+	if b.mode.Load() == modeRefuse {
+		// A dead server: pooled connections to it break too.
+		ctx.Conn().Close()
+		return
+	}
+	b.hits.Add(1)
+	b.mu.Lock()
+	ctx.Request.CopyTo(&b.last)
+	custom := b.resp
+	b.mu.Unlock()
+	switch b.mode.Load() {
+	case mode503:
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		return
+	case modeHang:
+		time.Sleep(hangFor)
+	}
+	ctx.Response.Header.Set("X-Served-By", b.dc)
+	if custom != nil {
+		custom(ctx)
+		return
+	}
+	ctx.SetBodyString("ok from " + b.dc)
+}
+
+// setDC puts every backend of datacenter dc in mode m.
+func (h *harness) setDC(dc string, m int32) {
+	for _, b := range h.backends {
+		if b.dc == dc {
+			b.mode.Store(m)
+		}
+	}
+}
+
+// hits counts requests the backends of dc received; "" counts all.
+func (h *harness) hits(dc string) int64 {
+	var n int64
+	for _, b := range h.backends {
+		if dc == "" || b.dc == dc {
+			n += b.hits.Load()
+		}
+	}
+	return n
+}
+
+// lastRequest returns a copy of the last request a backend of dc received.
+func (h *harness) lastRequest(dc string) *fasthttp.Request {
+	var req fasthttp.Request
+	found := false
+	for _, b := range h.backends {
+		b.mu.Lock()
+		if b.dc == dc && b.hits.Load() > 0 && !found {
+			b.last.CopyTo(&req)
+			found = true
+		}
+		b.mu.Unlock()
+	}
+	if !found {
+		h.t.Fatalf("no backend of %s received a request", dc)
+	}
+	return &req
+}
+
+// get sends one request through the proxy; prepare sets it up.
+func (h *harness) do(method, uri string, prepare func(*fasthttp.Request)) *fasthttp.Response {
+	h.t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://proxy.test" + uri)
+	if prepare != nil {
+		prepare(req)
+	}
+	resp := &fasthttp.Response{}
+	if err := h.client.Do(req, resp); err != nil {
+		h.t.Fatalf("%s %s: %v", method, uri, err)
+	}
+	return resp
+}
+
+// getUser sends GET / as user id.
+func (h *harness) getUser(id int) *fasthttp.Response {
+	return h.do("GET", "/feed", func(r *fasthttp.Request) { r.Header.Set("X-User-ID", strconv.Itoa(id)) })
+}
+
+// raw writes a request as bytes on a fresh connection and returns the
+// status line and headers of the answer.
+func (h *harness) raw(request string) string {
+	h.t.Helper()
+	c, err := h.ln.Dial()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, request); err != nil {
+		h.t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		h.t.Fatalf("reading the answer to %q: %v", request, err)
+	}
+	return strconv.Itoa(resp.StatusCode()) + " " + string(resp.Body())
+}
+
+// datacenterOf returns the datacenter the proxy says served resp.
+func datacenterOf(resp *fasthttp.Response) string { return string(resp.Header.Peek(headerDC)) }
+
+// bucketOf returns the bucket the proxy says resp's request had.
+func bucketOf(t testing.TB, resp *fasthttp.Response) uint32 {
+	b, err := strconv.Atoi(string(resp.Header.Peek(headerBucket)))
+	if err != nil {
+		t.Fatalf("no bucket header in %s", resp.Header.String())
+	}
+	return uint32(b)
+}
+
+// planNames lists a bucket's plan by datacenter name.
+func (h *harness) planNames(bucket uint32) []string {
+	snap := h.srv.Placement().Load()
+	var out []string
+	for _, dc := range snap.Plan(bucket) {
+		out = append(out, snap.Topology().Datacenters[dc].Name)
+	}
+	return out
+}
+
+// quiet drops fasthttp's logs of connections the tests break on purpose.
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}

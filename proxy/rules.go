@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/valyala/fasthttp"
+)
+
+// ruleKind is where a rule finds the routing key.
+type ruleKind uint8
+
+const (
+	fromHeader ruleKind = iota
+	fromCookie
+	fromQuery
+	fromPath
+)
+
+// rule is a compiled configs.Rule.
+type rule struct {
+	kind   ruleKind
+	name   string // header, cookie or query parameter name
+	prefix []byte // path prefix the rule is limited to; for fromPath, the template before {key}
+	desc   string // how explanations and logs name the rule
+}
+
+// rules are tried in order; the first that yields a non-empty key wins.
+type rules []rule
+
+// compileRules turns the configured rules into their request-path form.
+func compileRules(cfg []configs.Rule) (rules, error) {
+	out := make(rules, 0, len(cfg))
+	for i, r := range cfg {
+		var c rule
+		switch {
+		case r.Header != "":
+			c = rule{kind: fromHeader, name: r.Header, desc: "header " + r.Header}
+		case r.Cookie != "":
+			c = rule{kind: fromCookie, name: r.Cookie, desc: "cookie " + r.Cookie}
+		case r.Query != "":
+			c = rule{kind: fromQuery, name: r.Query, desc: "query " + r.Query}
+		case r.Path != "":
+			before, _, ok := strings.Cut(r.Path, "{key}")
+			if !ok {
+				return nil, fmt.Errorf("proxy: routing.rules[%d].path %q has no {key}", i, r.Path)
+			}
+			c = rule{kind: fromPath, prefix: []byte(before), desc: "path " + r.Path}
+		default:
+			return nil, fmt.Errorf("proxy: routing.rules[%d] names no key source", i)
+		}
+		if r.PathPrefix != "" {
+			if c.kind == fromPath {
+				return nil, fmt.Errorf("proxy: routing.rules[%d]: path_prefix is implied by path", i)
+			}
+			c.prefix = []byte(r.PathPrefix)
+			c.desc += " under " + r.PathPrefix
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// extract returns the routing key of req and the index of the rule that
+// found it, or nil and -1. The key aliases req's buffers: it is valid until
+// req is modified. It does not allocate.
+func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int) {
+	var path []byte
+	for i := range rs {
+		r := &rs[i]
+		if len(r.prefix) > 0 {
+			if path == nil {
+				path = req.URI().Path()
+			}
+			if !bytes.HasPrefix(path, r.prefix) {
+				continue
+			}
+		}
+		switch r.kind {
+		case fromHeader:
+			key = req.Header.Peek(r.name)
+		case fromCookie:
+			key = req.Header.Cookie(r.name)
+		case fromQuery:
+			key = req.URI().QueryArgs().Peek(r.name)
+		case fromPath:
+			key = path[len(r.prefix):]
+			if j := bytes.IndexByte(key, '/'); j >= 0 {
+				key = key[:j]
+			}
+		}
+		if len(key) > 0 {
+			return key, i
+		}
+	}
+	return nil, -1
+}
+
+// validKey reports whether key is a routing key this proxy accepts: at most
+// maxLen bytes of visible ASCII. Anything else is a malformed request, not a
+// user to hash: it gets 400 and never reaches an upstream.
+func validKey(key []byte, maxLen int) bool {
+	if len(key) > maxLen {
+		return false
+	}
+	for _, c := range key {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,257 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/socialroute/socialroute/buckets"
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/hashing"
+	"github.com/socialroute/socialroute/health"
+	"github.com/valyala/fasthttp"
+)
+
+// Options are a Server's collaborators; the zero value is usable.
+type Options struct {
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Status says which datacenters are up. Default: a health.Static with
+	// every datacenter up (drains still apply).
+	Status health.Status
+	// Dial, if set, replaces TCP dialing to upstreams (tests use in-memory
+	// listeners). Default: net.Dialer with upstream.connect_timeout.
+	Dial fasthttp.DialFunc
+}
+
+// state is everything a reload replaces, published as one immutable value
+// so a request sees either the old or the new configuration, never a mix.
+type state struct {
+	cfg         *configs.Config
+	rules       rules
+	router      *Router
+	pools       []*pool
+	noKeyReject bool
+	respHeaders bool
+	retries     int
+	maxKeyLen   int
+	timeout     time.Duration
+}
+
+// Server is the edge proxy: a fasthttp server that routes each request to
+// its bucket's datacenter and forwards it.
+type Server struct {
+	cur     atomic.Pointer[state]
+	log     *slog.Logger
+	status  health.Status
+	dial    fasthttp.DialFunc
+	http    *fasthttp.Server
+	mu      sync.Mutex // serialises Reload and placement changes
+	scratch sync.Pool
+	stats   Stats
+}
+
+// Stats are the server's running totals. All fields are safe to read
+// concurrently with Load.
+type Stats struct {
+	Requests atomic.Uint64 // requests answered, including errors
+	Retries  atomic.Uint64 // attempts after the first
+	Rejected atomic.Uint64 // malformed requests answered 4xx by the proxy itself
+	Failed   atomic.Uint64 // requests answered 5xx by the proxy itself
+}
+
+// New builds a Server for cfg, with table (nil: xxhash only) as the
+// social-hash assignment. It does not listen; see Serve.
+func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, error) {
+	s := &Server{log: opts.Logger, status: opts.Status, dial: opts.Dial}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.status == nil {
+		s.status = &health.Static{}
+	}
+	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
+	st, err := s.newState(cfg, table, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(st)
+	l := cfg.Listen
+	s.http = &fasthttp.Server{
+		Handler:                      s.handle,
+		Name:                         "socialroute",
+		ReadTimeout:                  l.ReadTimeout,
+		WriteTimeout:                 l.WriteTimeout,
+		IdleTimeout:                  l.IdleTimeout,
+		MaxRequestBodySize:           l.MaxRequestBodySize,
+		ReadBufferSize:               l.MaxHeaderBytes, // bounds request line + headers; fasthttp answers 431 past it
+		Concurrency:                  l.Concurrency,
+		NoDefaultServerHeader:        true, // the web tier's Server header passes through
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true, // on SIGTERM, close each connection after its in-flight request
+		SecureErrorLogMessage:        true, // never log request contents
+		Logger:                       fasthttpLogger{s.log},
+	}
+	return s, nil
+}
+
+// newState compiles cfg. old, if set, is the state being replaced: its
+// upstream pools are reused where unchanged and its map version continued.
+func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state) (*state, error) {
+	rs, err := compileRules(cfg.Routing.Rules)
+	if err != nil {
+		return nil, err
+	}
+	assigner, err := hashing.NewAssigner(uint32(cfg.Buckets), table)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	topo, overrides, err := placementFrom(cfg)
+	if err != nil {
+		return nil, err
+	}
+	version := uint64(1)
+	var oldPools []*pool
+	if old != nil {
+		version = old.router.placement.Load().Version() + 1
+		if sameUpstreamSettings(old.cfg.Upstream, cfg.Upstream) {
+			oldPools = old.pools
+		}
+	}
+	snap, err := buckets.Build(version, uint32(cfg.Buckets), topo, overrides)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	local, ok := topo.DatacenterIndex(cfg.Node.Datacenter)
+	if !ok {
+		return nil, fmt.Errorf("proxy: node.datacenter %q is not a configured datacenter", cfg.Node.Datacenter)
+	}
+	pools := buildPools(cfg, oldPools, s.dial, s.log)
+	st := &state{
+		cfg:         cfg,
+		rules:       rs,
+		pools:       pools,
+		noKeyReject: cfg.Routing.NoKey == configs.NoKeyReject,
+		respHeaders: cfg.Routing.ResponseHeaders == nil || *cfg.Routing.ResponseHeaders,
+		retries:     configs.DefaultRetries,
+		maxKeyLen:   cfg.Routing.MaxKeyLength,
+		timeout:     cfg.Upstream.Timeout,
+		router: &Router{
+			assigner:  assigner,
+			placement: buckets.NewMap(snap),
+			status:    s.status,
+			pools:     pools,
+			localDC:   local,
+		},
+	}
+	if cfg.Upstream.Retries != nil {
+		st.retries = *cfg.Upstream.Retries
+	}
+	return st, nil
+}
+
+// sameUpstreamSettings reports whether pooled clients built for a can be
+// kept for b (retries are read per request, not baked into clients).
+func sameUpstreamSettings(a, b configs.Upstream) bool {
+	a.Retries, b.Retries = nil, nil
+	return a == b
+}
+
+// placementFrom turns the config's topology and overrides into the
+// buckets package's terms, expanding bucket ranges.
+func placementFrom(cfg *configs.Config) (buckets.Topology, buckets.Overrides, error) {
+	var topo buckets.Topology
+	for _, c := range cfg.Continents {
+		topo.Continents = append(topo.Continents, buckets.Continent{Name: c.Name, FailoverTo: c.FailoverTo})
+	}
+	for _, d := range cfg.Datacenters {
+		topo.Datacenters = append(topo.Datacenters, buckets.Datacenter{Name: d.Name, Continent: d.Continent, Capacity: d.Capacity})
+	}
+	o := buckets.Overrides{Homes: map[uint32]string{}, Pins: map[uint32]string{}, Drained: map[string]bool{}}
+	for _, src := range []struct {
+		field string
+		from  map[string]string
+		to    map[uint32]string
+	}{{"homes", cfg.Homes, o.Homes}, {"pins", cfg.Pins, o.Pins}} {
+		for r, v := range src.from {
+			lo, hi, err := configs.ParseBucketRange(r)
+			if err != nil {
+				return topo, o, fmt.Errorf("proxy: %s[%q]: %w", src.field, r, err)
+			}
+			for b := lo; b <= hi; b++ {
+				src.to[uint32(b)] = v
+			}
+		}
+	}
+	for _, d := range cfg.Drained {
+		o.Drained[d] = true
+	}
+	return topo, o, nil
+}
+
+// Reload swaps in a new configuration and table. Requests in flight finish
+// on the state they started with; new requests see the new one. Pooled
+// connections to unchanged upstreams are kept. Listener settings are not
+// reloadable: a change to them is logged and needs a restart.
+func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur.Load()
+	st, err := s.newState(cfg, table, old)
+	if err != nil {
+		return err
+	}
+	if cfg.Listen != old.cfg.Listen {
+		s.log.Warn("listen settings changed; they take effect after a restart", "old", old.cfg.Listen.Address, "new", cfg.Listen.Address)
+	}
+	s.cur.Store(st)
+	closeUnused(old.pools, st.pools)
+	s.log.Info("configuration reloaded", "map_version", st.router.placement.Load().Version(), "table_users", table.Len())
+	return nil
+}
+
+// Placement is the bucket map in force; admin changes go through its Update.
+func (s *Server) Placement() *buckets.Map { return s.cur.Load().router.placement }
+
+// Router is the routing core in force.
+func (s *Server) Router() *Router { return s.cur.Load().router }
+
+// Stats are the server's running totals.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Serve accepts clients on ln until Shutdown. It returns nil after a
+// graceful shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info("serving", "address", ln.Addr().String(), "node", s.cur.Load().cfg.Node.Name,
+		"datacenter", s.cur.Load().cfg.Node.Datacenter, "buckets", s.cur.Load().cfg.Buckets)
+	return s.http.Serve(ln)
+}
+
+// Shutdown stops accepting connections, lets in-flight requests finish, and
+// returns when every connection is closed or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	for _, p := range s.cur.Load().pools {
+		for _, u := range p.upstreams {
+			u.client.CloseIdleConnections()
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("proxy: shutdown: connections still open when the drain timeout ran out: %w", err)
+	}
+	return err
+}
+
+// fasthttpLogger routes fasthttp's own messages (connection-level errors)
+// to slog at debug level: on an edge they are mostly clients' faults.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
+}

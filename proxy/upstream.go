@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/health"
+	"github.com/sony/gobreaker/v2"
+	"github.com/valyala/fasthttp"
+)
+
+// upstream is one web-tier address with its connection pool and breaker.
+type upstream struct {
+	addr    string
+	dc      string
+	client  *fasthttp.HostClient
+	breaker *health.Breaker
+}
+
+// pool is one datacenter's upstreams.
+type pool struct {
+	name      string
+	continent string
+	upstreams []*upstream
+}
+
+// ready reports whether any upstream of p would take a request now.
+func (p *pool) ready(now int64) bool {
+	for _, u := range p.upstreams {
+		if u.breaker.Ready(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses an upstream of p by the power of two random choices: of two
+// upstreams whose breakers let requests through, the one with fewer requests
+// in flight. It avoids the herding of least-loaded and the blindness of
+// round robin at the cost of two random numbers. skip excludes an upstream
+// that already failed this request. nil means none is ready.
+func (p *pool) pick(now int64, skip *upstream) *upstream {
+	n := len(p.upstreams)
+	var a, b *upstream
+	start := rand.IntN(n)
+	for i := 0; i < n && b == nil; i++ {
+		u := p.upstreams[(start+i)%n]
+		if u == skip || !u.breaker.Ready(now) {
+			continue
+		}
+		if a == nil {
+			a = u
+		} else {
+			b = u
+		}
+	}
+	if b != nil && b.client.PendingRequests() < a.client.PendingRequests() {
+		return b
+	}
+	return a
+}
+
+// newUpstream makes the pooled client and breaker for one address.
+func newUpstream(addr, dc string, u configs.Upstream, dial fasthttp.DialFunc, log *slog.Logger) *upstream {
+	if dial == nil {
+		dialer := &net.Dialer{Timeout: u.ConnectTimeout}
+		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
+	}
+	up := &upstream{addr: addr, dc: dc}
+	up.client = &fasthttp.HostClient{
+		Addr: addr,
+		Name: "socialroute",
+		// The client's own User-Agent passes through; without this
+		// fasthttp would add "fasthttp" to requests that had none.
+		NoDefaultUserAgentHeader:      true,
+		Dial:                          dial,
+		MaxConns:                      u.MaxConnsPerHost,
+		MaxIdleConnDuration:           u.MaxIdleConnDuration,
+		MaxConnWaitTimeout:            u.MaxConnWaitTimeout,
+		ReadTimeout:                   u.Timeout,
+		WriteTimeout:                  u.Timeout,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		// One quick retry on the same host covers a pooled connection the
+		// upstream closed while idle; fasthttp does it only for idempotent
+		// requests. Real failures are retried by the proxy on another
+		// datacenter.
+		MaxIdemponentCallAttempts: 2,
+	}
+	up.breaker = health.NewBreaker(dc+"/"+addr, health.BreakerSettings{
+		Failures: u.Breaker.ConsecutiveFailures,
+		OpenFor:  u.Breaker.OpenFor,
+		HalfOpen: u.Breaker.HalfOpenRequests,
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			// Under the breaker's lock: log and return.
+			level := slog.LevelWarn
+			if to == gobreaker.StateClosed {
+				level = slog.LevelInfo
+			}
+			log.Log(context.Background(), level, "upstream breaker", "upstream", name, "from", from.String(), "to", to.String())
+		},
+	})
+	return up
+}
+
+// buildPools makes one pool per datacenter of cfg, in topology order,
+// reusing the upstreams of old (built with the same upstream settings) whose
+// address and datacenter are unchanged, so a reload keeps their warm
+// connections and breaker state.
+func buildPools(cfg *configs.Config, old []*pool, dial fasthttp.DialFunc, log *slog.Logger) []*pool {
+	reuse := map[string]*upstream{}
+	for _, p := range old {
+		for _, u := range p.upstreams {
+			reuse[u.dc+"\x00"+u.addr] = u
+		}
+	}
+	pools := make([]*pool, len(cfg.Datacenters))
+	for i, d := range cfg.Datacenters {
+		p := &pool{name: d.Name, continent: d.Continent}
+		for _, addr := range d.Upstreams {
+			if u, ok := reuse[d.Name+"\x00"+addr]; ok {
+				p.upstreams = append(p.upstreams, u)
+				continue
+			}
+			p.upstreams = append(p.upstreams, newUpstream(addr, d.Name, cfg.Upstream, dial, log))
+		}
+		pools[i] = p
+	}
+	return pools
+}
+
+// closeUnused closes the idle connections of upstreams in old that next no
+// longer uses.
+func closeUnused(old, next []*pool) {
+	used := map[*upstream]bool{}
+	for _, p := range next {
+		for _, u := range p.upstreams {
+			used[u] = true
+		}
+	}
+	for _, p := range old {
+		for _, u := range p.upstreams {
+			if !used[u] {
+				u.client.CloseIdleConnections()
+			}
+		}
+	}
+}
+
+// nowNano is the clock breakers are read with; a variable so tests can
+// move time.
+var nowNano = func() int64 { return time.Now().UnixNano() }
