@@ -9,7 +9,7 @@ func TestBreakerDoDoesNotAllocate(t *testing.T) {
 	var s Static
 	n := 0
 	allocs := testing.AllocsPerRun(1000, func() {
-		if s.Usable(3) && b.Ready(0) {
+		if s.Usable(3) && b.Ready() {
 			_ = b.Do(func() error { n++; return nil })
 		}
 	})

@@ -85,10 +85,9 @@ func (b *Breaker) State() gobreaker.State { return gobreaker.State(b.state.Load(
 
 // Ready reports, without locking, whether a call would be let through: the
 // breaker is closed or half-open, or open for longer than OpenFor (the next
-// call will probe). now is time.Now().UnixNano(), passed in so a caller
-// checking several breakers reads the clock once.
-func (b *Breaker) Ready(now int64) bool {
-	return gobreaker.State(b.state.Load()) != gobreaker.StateOpen || now >= b.openUntil.Load()
+// call will probe). Only an open breaker reads the clock.
+func (b *Breaker) Ready() bool {
+	return gobreaker.State(b.state.Load()) != gobreaker.StateOpen || time.Now().UnixNano() >= b.openUntil.Load()
 }
 
 // Do runs call if the breaker lets it through, and counts its error (nil is

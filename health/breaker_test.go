@@ -31,21 +31,21 @@ func TestBreakerOpensRejectsAndRecovers(t *testing.T) {
 			t.Fatalf("failure %d: %v", i, err)
 		}
 	}
-	if b.State() != gobreaker.StateClosed || !b.Ready(time.Now().UnixNano()) {
+	if b.State() != gobreaker.StateClosed || !b.Ready() {
 		t.Fatal("breaker opened before 3 consecutive failures")
 	}
 	_ = b.Do(fail)
-	if b.State() != gobreaker.StateOpen || b.Ready(time.Now().UnixNano()) {
-		t.Fatalf("after 3 failures: state %v, ready %v", b.State(), b.Ready(time.Now().UnixNano()))
+	if b.State() != gobreaker.StateOpen || b.Ready() {
+		t.Fatalf("after 3 failures: state %v, ready %v", b.State(), b.Ready())
 	}
 	ran := false
 	if err := b.Do(func() error { ran = true; return nil }); !errors.Is(err, ErrBreakerOpen) || ran {
 		t.Fatalf("open breaker: err %v, ran %v", err, ran)
 	}
-	if !b.Ready(time.Now().Add(60 * time.Millisecond).UnixNano()) {
+	time.Sleep(60 * time.Millisecond)
+	if !b.Ready() {
 		t.Fatal("not ready once OpenFor has passed")
 	}
-	time.Sleep(60 * time.Millisecond)
 	if err := b.Do(ok); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
@@ -97,7 +97,7 @@ func BenchmarkBreakerDo(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if br.Ready(0) {
+			if br.Ready() {
 				_ = br.Do(func() error { return nil })
 			}
 		}

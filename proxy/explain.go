@@ -61,13 +61,12 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 		e.Home = topo.Continents[snap.Home(d.Bucket)].Name
 	}
 	pinned, isPinned := snap.Pinned(d.Bucket)
-	now := nowNano()
 	var skipped []string
 	for i, dc := range d.Plan {
 		c := ExplainedChoice{
 			Datacenter: topo.Datacenters[dc].Name,
 			Continent:  topo.Datacenters[dc].Continent,
-			State:      st.router.state(snap, int(dc), now).String(),
+			State:      st.router.state(snap, int(dc)).String(),
 			Pinned:     d.Source != SourceNone && isPinned && int(dc) == pinned,
 			Chosen:     i == d.Next,
 		}

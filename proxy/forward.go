@@ -94,11 +94,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	// Each pass either sends (bounded by retries) or moves on along the
 	// plan, so the loop ends; the guard is belt and braces.
 	for guard := 0; pos >= 0 && guard < len(d.Plan)+st.retries+2; guard++ {
-		now := nowNano()
 		dc = int(d.Plan[pos])
-		u := st.pools[dc].pick(now, failed)
+		u := st.pools[dc].pick(failed)
 		if u == nil {
-			pos = st.router.nextUsable(d, pos+1, now)
+			pos = st.router.nextUsable(d, pos+1)
 			err = errNoUpstream
 			continue
 		}
@@ -118,9 +117,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			}
 		}
 		failed = u
-		if next := st.router.nextUsable(d, pos+1, now); next >= 0 {
+		if next := st.router.nextUsable(d, pos+1); next >= 0 {
 			pos = next
-		} else if st.pools[dc].pick(now, failed) == nil {
+		} else if st.pools[dc].pick(failed) == nil {
 			return dc, err
 		}
 	}

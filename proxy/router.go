@@ -75,15 +75,15 @@ func (r *Router) Route(key []byte, d *Decision) {
 		}
 		d.Plan = snap.Plan(d.Bucket)
 	}
-	d.Next = r.nextUsable(d, 0, nowNano())
+	d.Next = r.nextUsable(d, 0)
 }
 
 // nextUsable returns the first position at or after from in d.Plan whose
 // datacenter is not drained, is usable by the health Status, and has an
 // upstream whose breaker is ready; -1 if there is none.
-func (r *Router) nextUsable(d *Decision, from int, now int64) int {
+func (r *Router) nextUsable(d *Decision, from int) int {
 	for i := from; i < len(d.Plan); i++ {
-		if r.state(d.Snapshot, int(d.Plan[i]), now) == dcUsable {
+		if r.state(d.Snapshot, int(d.Plan[i])) == dcUsable {
 			return i
 		}
 	}
@@ -104,13 +104,13 @@ func (s dcState) String() string {
 	return [...]string{"usable", "drained", "down", "no ready upstream (breakers open)"}[s]
 }
 
-func (r *Router) state(snap *buckets.Snapshot, dc int, now int64) dcState {
+func (r *Router) state(snap *buckets.Snapshot, dc int) dcState {
 	switch {
 	case snap.Drained(dc):
 		return dcDrained
 	case !r.status.Usable(dc):
 		return dcDown
-	case r.pools != nil && !r.pools[dc].ready(now):
+	case r.pools != nil && !r.pools[dc].ready():
 		return dcNoUpstream
 	}
 	return dcUsable

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"time"
 
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/health"
@@ -29,9 +28,9 @@ type pool struct {
 }
 
 // ready reports whether any upstream of p would take a request now.
-func (p *pool) ready(now int64) bool {
+func (p *pool) ready() bool {
 	for _, u := range p.upstreams {
-		if u.breaker.Ready(now) {
+		if u.breaker.Ready() {
 			return true
 		}
 	}
@@ -43,13 +42,13 @@ func (p *pool) ready(now int64) bool {
 // in flight. It avoids the herding of least-loaded and the blindness of
 // round robin at the cost of two random numbers. skip excludes an upstream
 // that already failed this request. nil means none is ready.
-func (p *pool) pick(now int64, skip *upstream) *upstream {
+func (p *pool) pick(skip *upstream) *upstream {
 	n := len(p.upstreams)
 	var a, b *upstream
 	start := rand.IntN(n)
 	for i := 0; i < n && b == nil; i++ {
 		u := p.upstreams[(start+i)%n]
-		if u == skip || !u.breaker.Ready(now) {
+		if u == skip || !u.breaker.Ready() {
 			continue
 		}
 		if a == nil {
@@ -150,7 +149,3 @@ func closeUnused(old, next []*pool) {
 		}
 	}
 }
-
-// nowNano is the clock breakers are read with; a variable so tests can
-// move time.
-var nowNano = func() int64 { return time.Now().UnixNano() }
