@@ -1,0 +1,230 @@
+package configs
+
+import (
+	"time"
+)
+
+// Defaults. Every optional field names its default here and nowhere else;
+// Config.ApplyDefaults is the one place that applies them.
+const (
+	DefaultBuckets            = 4096
+	DefaultListenAddress      = "127.0.0.1:8080"
+	DefaultReadTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultIdleTimeout        = 60 * time.Second
+	DefaultMaxRequestBodySize = 4 << 20  // 4 MiB
+	DefaultMaxHeaderBytes     = 16 << 10 // 16 KiB: request line plus headers
+	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultConcurrency        = 256 * 1024
+
+	DefaultConnectTimeout    = 1 * time.Second
+	DefaultUpstreamTimeout   = 10 * time.Second
+	DefaultMaxConnsPerHost   = 512
+	DefaultMaxIdleConnTime   = 4 * time.Second // below the common 5 s upstream keep-alive
+	DefaultMaxConnWait       = 100 * time.Millisecond
+	DefaultRetries           = 1
+	DefaultBreakerFailures   = 5
+	DefaultBreakerOpenFor    = 5 * time.Second
+	DefaultBreakerHalfOpen   = 1
+	DefaultNoKeyPolicy       = NoKeyLocal
+	DefaultMaxKeyLength      = 128
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "text"
+	MaxBuckets               = 1 << 16 // bucket ids fit in 16 bits in the assignment table
+	MaxDatacenters           = 64      // datacenter sets are 64-bit masks on the request path
+	DefaultResponseHeadersOn = true
+)
+
+// No-key policies: what the proxy does with a request whose routing rules
+// yield no key.
+const (
+	// NoKeyLocal sends keyless requests to the node's own datacenter,
+	// falling back to the rest of its continent.
+	NoKeyLocal = "local"
+	// NoKeyReject answers keyless requests with 400.
+	NoKeyReject = "reject"
+)
+
+// Config is one proxy node's whole configuration, as read from YAML.
+type Config struct {
+	// Node describes this proxy process.
+	Node Node `yaml:"node"`
+	// Listen configures the client-facing HTTP listener.
+	Listen Listen `yaml:"listen"`
+	// Upstream configures connections to the datacenters' web tiers.
+	Upstream Upstream `yaml:"upstream"`
+	// Buckets is N, the number of social-hash buckets. Fixed for a
+	// deployment: changing it remaps every user. Default 4096, at most
+	// MaxBuckets (65536).
+	Buckets int `yaml:"buckets"`
+	// Table is the path of the social-hash assignment file (user -> bucket),
+	// written by `socialroute partition`. Relative paths are resolved from the
+	// config file's folder (see TablePath). Empty: every user is hashed
+	// with xxhash.
+	Table string `yaml:"table"`
+	// Continents lists the continents, in failover preference order.
+	Continents []Continent `yaml:"continents"`
+	// Datacenters lists every datacenter of every continent.
+	Datacenters []Datacenter `yaml:"datacenters"`
+	// Homes overrides the home continent of buckets. Keys are a bucket ("7")
+	// or an inclusive range ("0-127") within 0..Buckets-1, and no two keys
+	// may overlap; values name a continent ("0-127": eu). Buckets not named
+	// keep the home derived from the bucket id. See ParseBucketRange.
+	Homes map[string]string `yaml:"homes"`
+	// Pins sends a bucket (or bucket range) to one datacenter first
+	// ("42": us-east). Keys follow the rules of Homes; values name a
+	// datacenter.
+	Pins map[string]string `yaml:"pins"`
+	// Drained names datacenters that take no traffic, each at most once.
+	Drained []string `yaml:"drained"`
+	// Routing says how a request's routing key is found.
+	Routing Routing `yaml:"routing"`
+	// Log configures structured logging.
+	Log Log `yaml:"log"`
+
+	// Path is the file the config was loaded from (not part of the YAML).
+	Path string `yaml:"-"`
+}
+
+// Node describes this proxy process.
+type Node struct {
+	// Name identifies the node in logs and headers. Default: the host name
+	// (os.Hostname); stays empty if the host name cannot be read.
+	Name string `yaml:"name"`
+	// Datacenter is the datacenter this node stands in. Keyless requests go
+	// there under the "local" policy. Required.
+	Datacenter string `yaml:"datacenter"`
+}
+
+// Listen configures the client-facing listener.
+type Listen struct {
+	// Address is host:port to accept clients on. An empty host listens on
+	// every interface; port 0 picks a free port (tests). Default
+	// 127.0.0.1:8080.
+	Address string `yaml:"address"`
+	// ReadTimeout bounds reading one request, headers and body. Default 10s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one response. Default 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxRequestBodySize in bytes; larger bodies get 413. Default 4 MiB.
+	MaxRequestBodySize int `yaml:"max_request_body_size"`
+	// MaxHeaderBytes bounds request line plus headers; larger get 431. Default 16 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// Concurrency caps connections served at once. Default 262144.
+	Concurrency int `yaml:"concurrency"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Upstream configures the connections to datacenters' web tiers.
+type Upstream struct {
+	// ConnectTimeout bounds the TCP dial. Default 1s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// Timeout bounds one attempt, from sending the request to the last byte
+	// of the response. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxConnsPerHost caps connections to one upstream address. Default 512.
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
+	// MaxIdleConnDuration closes pooled connections idle this long; keep it
+	// below the upstream's keep-alive timeout. Default 4s.
+	MaxIdleConnDuration time.Duration `yaml:"max_idle_conn_duration"`
+	// MaxConnWaitTimeout is how long a request waits for a free connection
+	// when MaxConnsPerHost are busy. Default 100ms.
+	MaxConnWaitTimeout time.Duration `yaml:"max_conn_wait_timeout"`
+	// Retries is how many times a failed idempotent request is retried, each
+	// time on the next datacenter of its plan. Default 1; 0 disables retries;
+	// at most 5, since every retry adds a full attempt to the worst case.
+	// A pointer so that an explicit 0 differs from "not set".
+	Retries *int `yaml:"retries"`
+	// Breaker configures the per-upstream circuit breakers.
+	Breaker Breaker `yaml:"breaker"`
+}
+
+// Breaker configures one upstream's circuit breaker.
+type Breaker struct {
+	// ConsecutiveFailures is how many failures in a row open the breaker.
+	// Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// OpenFor is how long an open breaker rejects before letting probes
+	// through (half-open). Default 5s, at most 10m: longer would hide a
+	// recovered upstream for minutes.
+	OpenFor time.Duration `yaml:"open_for"`
+	// HalfOpenRequests is how many probes a half-open breaker lets through.
+	// Default 1.
+	HalfOpenRequests int `yaml:"half_open_requests"`
+}
+
+// Continent is a set of datacenters that keep their users' data.
+type Continent struct {
+	// Name is the continent's id, e.g. "us". Required, unique, made of
+	// a-z, 0-9, '-', '_' and '.' (it appears in headers and metrics).
+	Name string `yaml:"name"`
+	// FailoverTo names continents that may serve this continent's buckets
+	// when none of its own datacenters can, in order. Default: none, since
+	// a continent's users' data stays on it. Each entry must be another
+	// known continent, listed once.
+	FailoverTo []string `yaml:"failover_to"`
+}
+
+// Datacenter is one web-tier site.
+type Datacenter struct {
+	// Name is the datacenter's id, e.g. "us-east". Required, unique among
+	// datacenters, made of a-z, 0-9, '-', '_' and '.'.
+	Name string `yaml:"name"`
+	// Continent names the continent it belongs to. Required; every
+	// continent needs at least one datacenter.
+	Continent string `yaml:"continent"`
+	// Capacity is the relative weight of the datacenter within its
+	// continent (requests per second it can take, or any unit used
+	// consistently). Required, finite and > 0.
+	Capacity float64 `yaml:"capacity"`
+	// Upstreams are host:port addresses of its web tier (port 1-65535).
+	// Required; an address may appear only once in the whole config.
+	Upstreams []string `yaml:"upstreams"`
+}
+
+// Routing says how a request's routing key is found.
+type Routing struct {
+	// Rules are tried in order; the first that yields a key wins.
+	// Default: one rule, the X-User-ID header.
+	Rules []Rule `yaml:"rules"`
+	// NoKey is the policy for requests no rule yields a key for:
+	// "local" (default) or "reject".
+	NoKey string `yaml:"no_key"`
+	// MaxKeyLength rejects longer keys with 400. Default 128, at most 4096.
+	MaxKeyLength int `yaml:"max_key_length"`
+	// ResponseHeaders adds X-Socialroute-Bucket and X-Socialroute-DC to
+	// responses. Default true; a pointer so that an explicit false differs
+	// from "not set".
+	ResponseHeaders *bool `yaml:"response_headers"`
+}
+
+// Rule extracts a routing key from one place of a request. Exactly one of
+// Header, Cookie, Query and Path is set.
+type Rule struct {
+	// PathPrefix limits the rule to request paths that start with it. It
+	// must start with "/". Empty: every path.
+	PathPrefix string `yaml:"path_prefix"`
+	// Header takes the key from this request header (an RFC 9110 token).
+	Header string `yaml:"header"`
+	// Cookie takes the key from this cookie (an RFC 6265 token).
+	Cookie string `yaml:"cookie"`
+	// Query takes the key from this query parameter.
+	Query string `yaml:"query"`
+	// Path takes the key from a path segment: a template such as
+	// "/users/{key}" matches paths starting with "/users/" and takes the
+	// segment in place of {key}. The template starts with "/" and holds
+	// exactly one {key}, which is a whole segment: preceded by "/" and
+	// followed by "/" or the end of the template.
+	Path string `yaml:"path"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}

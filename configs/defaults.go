@@ -1,0 +1,99 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// hostname is os.Hostname; tests replace it to make Node.Name predictable.
+var hostname = os.Hostname
+
+// ApplyDefaults sets every field left at its zero value to its default (the
+// Default* constants). It is the one place defaults are applied: Parse calls
+// it before Validate, and code that builds a Config by hand should call it
+// too. Zero durations and numbers mean "default"; Upstream.Retries and
+// Routing.ResponseHeaders are pointers so that an explicit 0 or false is
+// kept. ApplyDefaults is idempotent.
+func (c *Config) ApplyDefaults() {
+	if c.Node.Name == "" {
+		// A node without a name is still usable; leave it empty rather
+		// than invent one that could collide across the fleet.
+		if h, err := hostname(); err == nil {
+			c.Node.Name = h
+		}
+	}
+	if c.Buckets == 0 {
+		c.Buckets = DefaultBuckets
+	}
+
+	l := &c.Listen
+	if l.Address == "" {
+		l.Address = DefaultListenAddress
+	}
+	setDuration(&l.ReadTimeout, DefaultReadTimeout)
+	setDuration(&l.WriteTimeout, DefaultWriteTimeout)
+	setDuration(&l.IdleTimeout, DefaultIdleTimeout)
+	setDuration(&l.ShutdownTimeout, DefaultShutdownTimeout)
+	setInt(&l.MaxRequestBodySize, DefaultMaxRequestBodySize)
+	setInt(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setInt(&l.Concurrency, DefaultConcurrency)
+
+	u := &c.Upstream
+	setDuration(&u.ConnectTimeout, DefaultConnectTimeout)
+	setDuration(&u.Timeout, DefaultUpstreamTimeout)
+	setDuration(&u.MaxIdleConnDuration, DefaultMaxIdleConnTime)
+	setDuration(&u.MaxConnWaitTimeout, DefaultMaxConnWait)
+	setInt(&u.MaxConnsPerHost, DefaultMaxConnsPerHost)
+	if u.Retries == nil {
+		u.Retries = new(DefaultRetries)
+	}
+	setInt(&u.Breaker.ConsecutiveFailures, DefaultBreakerFailures)
+	setDuration(&u.Breaker.OpenFor, DefaultBreakerOpenFor)
+	setInt(&u.Breaker.HalfOpenRequests, DefaultBreakerHalfOpen)
+
+	r := &c.Routing
+	if len(r.Rules) == 0 {
+		// A fresh slice each time: callers may modify their config's rules.
+		r.Rules = []Rule{{Header: "X-User-ID"}}
+	}
+	if r.NoKey == "" {
+		r.NoKey = DefaultNoKeyPolicy
+	}
+	setInt(&r.MaxKeyLength, DefaultMaxKeyLength)
+	if r.ResponseHeaders == nil {
+		r.ResponseHeaders = new(DefaultResponseHeadersOn)
+	}
+
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+}
+
+// setDuration and setInt replace a zero value with its default. Negative
+// values are kept so that Validate can report them.
+func setDuration(p *time.Duration, def time.Duration) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+// TablePath returns Table resolved against the folder of the config file
+// (Path), as Table's doc promises. It returns "" when no table is
+// configured, and Table unchanged when it is absolute or the config was not
+// loaded from a file.
+func (c *Config) TablePath() string {
+	if c.Table == "" || filepath.IsAbs(c.Table) || c.Path == "" {
+		return c.Table
+	}
+	return filepath.Join(filepath.Dir(c.Path), c.Table)
+}
