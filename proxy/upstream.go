@@ -95,7 +95,14 @@ func newUpstream(addr, dc string, u configs.Upstream, dial fasthttp.DialFunc, lo
 		OpenFor:  u.Breaker.OpenFor,
 		HalfOpen: u.Breaker.HalfOpenRequests,
 		OnStateChange: func(name string, from, to gobreaker.State) {
-			// Under the breaker's lock: log and return.
+			// Under the breaker's lock: log, and leave anything slow to a
+			// goroutine.
+			if to == gobreaker.StateOpen {
+				// Pooled connections to a dead upstream are dead too, but
+				// fasthttp finds out only by using them: each half-open
+				// probe would draw one, fail, and re-open the breaker.
+				go up.client.CloseIdleConnections()
+			}
 			level := slog.LevelWarn
 			if to == gobreaker.StateClosed {
 				level = slog.LevelInfo
