@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/proxy"
+	"github.com/valyala/fasthttp"
+)
+
+// binary is the socialroute command built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "socialroute-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "socialroute")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building socialroute: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// e2eDatacenters: three US and two EU datacenters, each one web server on
+// its own loopback address 127.0.2.N.
+var e2eDatacenters = []struct {
+	name, continent string
+	capacity        int
+}{
+	{"us-east", "us", 100}, {"us-central", "us", 80}, {"us-west", "us", 120},
+	{"eu-west", "eu", 100}, {"eu-north", "eu", 60},
+}
+
+// webServer is one simulated datacenter's web tier: it answers with its
+// name after a short think time, so requests are in flight at any moment.
+type webServer struct {
+	dc   string
+	addr string
+	ln   net.Listener
+	hits atomic.Int64
+}
+
+func startWebServers(t *testing.T) map[string]*webServer {
+	t.Helper()
+	servers := map[string]*webServer{}
+	for i, d := range e2eDatacenters {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.2.%d:0", i+1))
+		if err != nil {
+			t.Skipf("cannot listen on 127.0.2.%d (this test needs all of 127.0.0.0/8 on loopback): %v", i+1, err)
+		}
+		w := &webServer{dc: d.name, addr: ln.Addr().String(), ln: ln}
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			w.hits.Add(1)
+			time.Sleep(2 * time.Millisecond)
+			ctx.Response.Header.Set("X-Served-By", w.dc)
+			ctx.SetBodyString("hello from " + w.dc)
+		}}
+		go srv.Serve(ln) //nolint:errcheck // ends when the listener closes
+		t.Cleanup(func() { srv.Shutdown() })
+		servers[d.name] = w
+	}
+	return servers
+}
+
+// writeConfig writes a config for the proxy under test; extra is appended
+// as raw YAML (drains, pins).
+func writeConfig(t *testing.T, path, listen string, web map[string]*webServer, extra string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "node:\n  name: e2e\n  datacenter: us-east\nlisten:\n  address: %s\n  shutdown_timeout: 10s\n", listen)
+	b.WriteString("upstream:\n  timeout: 2s\n  breaker:\n    consecutive_failures: 3\n    open_for: 1s\n")
+	b.WriteString("buckets: 1024\ncontinents:\n  - name: us\n  - name: eu\ndatacenters:\n")
+	for _, d := range e2eDatacenters {
+		fmt.Fprintf(&b, "  - name: %s\n    continent: %s\n    capacity: %d\n    upstreams: [%q]\n", d.name, d.continent, d.capacity, web[d.name].addr)
+	}
+	b.WriteString("routing:\n  rules:\n    - path: /users/{key}\n    - header: X-User-ID\nlog:\n  level: info\n")
+	b.WriteString(extra)
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeAddr returns a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proxyProcess is a running `socialroute serve`.
+type proxyProcess struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startProxy(t *testing.T, config, addr string) *proxyProcess {
+	t.Helper()
+	p := &proxyProcess{cmd: exec.Command(binary, "serve", "--config", config), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stderr = p.logs
+	p.cmd.Stdout = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("proxy logs:\n%s", p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy did not listen on %s: %v\n%s", addr, err, p.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// load runs workers that send GET /users/<id>/feed until stop is closed,
+// counting answers by the datacenter that served them. A request refused at
+// connect (the proxy has stopped listening) was never sent and counts as
+// refused; any other error or a non-200 is a failure.
+type load struct {
+	ok, refused, failed atomic.Int64
+	mu                  sync.Mutex
+	byDC                map[string]int
+	firstErr            atomic.Value
+}
+
+func runLoad(addr string, workers int, stop <-chan struct{}) (*load, *sync.WaitGroup) {
+	l := &load{byDC: map[string]int{}}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &fasthttp.HostClient{Addr: addr, ReadTimeout: 5 * time.Second, MaxConns: 4}
+			var req fasthttp.Request
+			var resp fasthttp.Response
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req.SetRequestURI(fmt.Sprintf("http://%s/users/%d/feed", addr, (w*100003+i*7919)%50000))
+				err := c.Do(&req, &resp)
+				var op *net.OpError
+				switch {
+				case err != nil && errors.As(err, &op) && op.Op == "dial":
+					l.refused.Add(1)
+					return
+				case err != nil || resp.StatusCode() != 200:
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, fmt.Sprintf("err %v status %d body %q", err, resp.StatusCode(), resp.Body()))
+				default:
+					l.ok.Add(1)
+					l.mu.Lock()
+					l.byDC[string(resp.Header.Peek("X-Served-By"))]++
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return l, &wg
+}
+
+// Many users, each on its home continent, through a real proxy process.
+func TestEndToEndUsersLandOnTheirHomeContinent(t *testing.T) {
+	web := startWebServers(t)
+	dir := t.TempDir()
+	config, addr := filepath.Join(dir, "proxy.yaml"), freeAddr(t)
+	writeConfig(t, config, addr, web, "")
+	startProxy(t, config, addr)
+
+	// The expected route of each user comes from the same config through
+	// the routing core in this process; the answer comes from the process.
+	cfg, err := configs.Load(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oracle, err := proxy.New(cfg, nil, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &fasthttp.HostClient{Addr: addr, ReadTimeout: 5 * time.Second}
+	continentOf := map[string]string{}
+	for _, d := range e2eDatacenters {
+		continentOf[d.name] = d.continent
+	}
+	served := map[string]int{}
+	for id := range 2000 {
+		var req fasthttp.Request
+		var resp fasthttp.Response
+		req.SetRequestURI(fmt.Sprintf("http://%s/users/%d/feed", addr, id))
+		if err := client.Do(&req, &resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("user %d: %v %d", id, err, resp.StatusCode())
+		}
+		want := oracle.Explain(&req)
+		got := string(resp.Header.Peek("X-Served-By"))
+		if got != want.Chosen || continentOf[got] != want.Home {
+			t.Fatalf("user %d (bucket %d, home %s) served by %s, want %s", id, want.Bucket, want.Home, got, want.Chosen)
+		}
+		if b := string(resp.Header.Peek("X-Socialroute-Bucket")); b != strconv.Itoa(int(want.Bucket)) {
+			t.Fatalf("user %d: bucket header %q, want %d", id, b, want.Bucket)
+		}
+		served[got]++
+	}
+	for _, d := range e2eDatacenters {
+		if served[d.name] == 0 {
+			t.Errorf("%s served none of 2000 users: %v", d.name, served)
+		}
+	}
+	t.Logf("2000 users by datacenter: %v", served)
+}
+
+// SIGHUP under load: the new config (a drained datacenter) takes effect and
+// no request fails. SIGTERM under load: in-flight requests finish, the
+// process exits 0, and no request the proxy accepted is lost.
+func TestEndToEndReloadAndDrainUnderLoad(t *testing.T) {
+	web := startWebServers(t)
+	dir := t.TempDir()
+	config, addr := filepath.Join(dir, "proxy.yaml"), freeAddr(t)
+	writeConfig(t, config, addr, web, "")
+	p := startProxy(t, config, addr)
+
+	stop := make(chan struct{})
+	l, wg := runLoad(addr, 8, stop)
+	time.Sleep(700 * time.Millisecond)
+
+	// Reload: drain us-west.
+	writeConfig(t, config, addr, web, "drained: [us-west]\n")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reload", func() bool { return strings.Contains(p.logs.String(), "configuration reloaded") })
+	westAtReload := web["us-west"].hits.Load()
+	time.Sleep(700 * time.Millisecond)
+	// A request routed just before the swap may still be in flight; after
+	// that, us-west must see nothing.
+	if extra := web["us-west"].hits.Load() - westAtReload; extra > 8 {
+		t.Fatalf("us-west got %d requests after it was drained by reload", extra)
+	}
+
+	// A broken config on SIGHUP: logged, the old one stays.
+	if err := os.WriteFile(config, []byte("buckets: -1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "failed reload", func() bool { return strings.Contains(p.logs.String(), "reload failed") })
+	time.Sleep(200 * time.Millisecond)
+
+	// Drain.
+	before := l.ok.Load()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("proxy exited with %v after SIGTERM", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("proxy did not exit within 15s of SIGTERM")
+	}
+	close(stop)
+	wg.Wait()
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d requests failed (first: %v); %d ok", l.failed.Load(), l.firstErr.Load(), l.ok.Load())
+	}
+	if l.ok.Load() < 500 || l.ok.Load() == before {
+		t.Fatalf("only %d requests succeeded (%d before SIGTERM): the load did not run", l.ok.Load(), before)
+	}
+	if !strings.Contains(p.logs.String(), "draining") || !strings.Contains(p.logs.String(), "stopped") {
+		t.Fatalf("logs do not show the drain:\n%s", p.logs.String())
+	}
+	t.Logf("ok %d, refused after shutdown %d, failed %d; by datacenter %v", l.ok.Load(), l.refused.Load(), l.failed.Load(), l.byDC)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/hashing"
+	"github.com/socialroute/socialroute/proxy"
+)
+
+const serveAbout = `
+Run the edge proxy described by a config file until SIGTERM or SIGINT.
+
+Signals:
+  SIGHUP    reload the config and the assignment table; requests in flight
+            finish on the old ones, none is dropped. A config that fails to
+            load or validate is logged and the old one stays in force.
+  SIGTERM   drain: stop accepting, finish in-flight requests (at most
+  SIGINT    listen.shutdown_timeout), then exit 0.
+
+Logs are structured (slog) on stderr; log.format and log.level choose how.`
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "--config FILE", serveAbout, stderr)
+	cfgPath := fs.String("config", "", "YAML config `file` (see configs/two-continents.yaml)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "serve needs --config FILE")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, table, err := loadAll(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	srv, err := proxy.New(cfg, table, proxy.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen.Address)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(srv, *cfgPath, log)
+				continue
+			}
+			log.Info("draining", "signal", sig.String(), "timeout", cfg.Listen.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Listen.ShutdownTimeout)
+			err := srv.Shutdown(ctx)
+			cancel()
+			// Serve may not have taken the listener yet if the signal came
+			// early; closing it here makes sure Serve returns.
+			ln.Close()
+			if err != nil {
+				return err
+			}
+			<-served
+			log.Info("stopped")
+			return nil
+		}
+	}
+}
+
+// reload applies a changed config and table, or logs why it cannot.
+func reload(srv *proxy.Server, path string, log *slog.Logger) {
+	cfg, table, err := loadAll(path)
+	if err == nil {
+		err = srv.Reload(cfg, table)
+	}
+	if err != nil {
+		log.Error("reload failed; the running configuration stays in force", "error", err)
+	}
+}
+
+// loadAll reads the config and the assignment table it names.
+func loadAll(path string) (*configs.Config, *hashing.Table, error) {
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Table == "" {
+		return cfg, nil, nil
+	}
+	table, err := hashing.LoadTable(cfg.TablePath())
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, table, nil
+}
+
+// newLogger builds the process logger from the log settings.
+func newLogger(l configs.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(l.Level))) // validated already
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
