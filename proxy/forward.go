@@ -175,6 +175,23 @@ func setForwardedHeaders(ctx *fasthttp.RequestCtx, sc *scratch) {
 	}
 }
 
+// handleParseError answers a request fasthttp could not read. It never
+// reaches the routing core, let alone an upstream.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		s.reject(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line and headers too large")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.reject(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.reject(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
+	default:
+		s.reject(ctx, fasthttp.StatusBadRequest, "malformed request")
+	}
+}
+
 // reject answers a malformed request with a 4xx; it never reached an upstream.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, code int, reason string) {
 	s.stats.Rejected.Add(1)

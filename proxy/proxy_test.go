@@ -152,6 +152,8 @@ func TestMalformedRequestsNeverReachAnUpstream(t *testing.T) {
 		{"key with a space", "GET /feed HTTP/1.1\r\nHost: x\r\nCookie: uid=\"a b\"\r\n\r\n", "400 socialroute: malformed routing key"},
 		{"duplicate Content-Length", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "400"},
 		{"unsupported Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip\r\n\r\n", "400"},
+		{"headers over listen.max_header_bytes", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Big: " + strings.Repeat("a", configs.DefaultMaxHeaderBytes) + "\r\n\r\n", "431"},
+		{"body over listen.max_request_body_size", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: " + strconv.Itoa(configs.DefaultMaxRequestBodySize+1) + "\r\n\r\n", "413"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -84,6 +84,7 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 	l := cfg.Listen
 	s.http = &fasthttp.Server{
 		Handler:                      s.handle,
+		ErrorHandler:                 s.handleParseError,
 		Name:                         "socialroute",
 		ReadTimeout:                  l.ReadTimeout,
 		WriteTimeout:                 l.WriteTimeout,
