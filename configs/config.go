@@ -33,6 +33,19 @@ const (
 	MaxBuckets               = 1 << 16 // bucket ids fit in 16 bits in the assignment table
 	MaxDatacenters           = 64      // datacenter sets are 64-bit masks on the request path
 	DefaultResponseHeadersOn = true
+	DefaultDrainRamp         = 10 * time.Second
+	DefaultLoadLimit         = 1.0
+	DefaultGossipLabel       = "socialroute"
+	DefaultCheckInterval     = 1 * time.Second
+	DefaultCheckTimeout      = 500 * time.Millisecond
+
+	// Gossip timing: memberlist's own LAN and WAN defaults.
+	DefaultLANProbeInterval = 1 * time.Second
+	DefaultLANProbeTimeout  = 500 * time.Millisecond
+	DefaultLANSuspicionMult = 4
+	DefaultWANProbeInterval = 5 * time.Second
+	DefaultWANProbeTimeout  = 3 * time.Second
+	DefaultWANSuspicionMult = 6
 )
 
 // No-key policies: what the proxy does with a request whose routing rules
@@ -79,6 +92,11 @@ type Config struct {
 	Drained []string `yaml:"drained"`
 	// Routing says how a request's routing key is found.
 	Routing Routing `yaml:"routing"`
+	// Gossip configures fleet-wide health: memberlist gossip between proxy
+	// nodes and active checks of this node's own datacenter. Without it
+	// (gossip.lan.bind empty) the node works alone: every datacenter is up
+	// unless drained, and its own breakers are its only failure signal.
+	Gossip Gossip `yaml:"gossip"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
 
@@ -183,6 +201,11 @@ type Datacenter struct {
 	// Upstreams are host:port addresses of its web tier (port 1-65535).
 	// Required; an address may appear only once in the whole config.
 	Upstreams []string `yaml:"upstreams"`
+	// MaxRPS is the request rate the datacenter can take from the whole
+	// proxy fleet, in requests per second. Past MaxRPS x routing.load_limit
+	// the excess spills to the next datacenter of each bucket's list (never
+	// to another continent unless failover_to allows). 0: no limit.
+	MaxRPS float64 `yaml:"max_rps"`
 }
 
 // Routing says how a request's routing key is found.
@@ -199,6 +222,63 @@ type Routing struct {
 	// responses. Default true; a pointer so that an explicit false differs
 	// from "not set".
 	ResponseHeaders *bool `yaml:"response_headers"`
+	// DrainRamp is how long a datacenter's traffic takes to move off it
+	// when it is drained (its share falls linearly to zero) and back when
+	// it is undrained. Default 10s.
+	DrainRamp time.Duration `yaml:"drain_ramp"`
+	// LoadLimit is the share of a datacenter's max_rps it may be sent
+	// before requests spill to the next datacenter. Default 1.0: the 20%
+	// headroom planned below capacity is what absorbs a failure.
+	LoadLimit float64 `yaml:"load_limit"`
+}
+
+// Gossip configures the memberlist pools that spread health over the fleet.
+type Gossip struct {
+	// LAN is the pool of this continent's proxy nodes: fast failure
+	// detection over short round trips.
+	LAN GossipPool `yaml:"lan"`
+	// WAN is the pool of every proxy node of every continent, tuned for
+	// long round trips. Optional: without it a node knows only its own
+	// continent's datacenters from gossip.
+	WAN GossipPool `yaml:"wan"`
+	// KeyFile names a file holding the base64 gossip encryption key
+	// (AES-GCM; 16, 24 or 32 bytes once decoded). The environment variable
+	// SOCIALROUTE_GOSSIP_KEY overrides it. Required when gossip is on:
+	// a node with another key cannot join.
+	KeyFile string `yaml:"key_file"`
+	// Label isolates clusters that share a network: packets with another
+	// label are dropped. Default "socialroute".
+	Label string `yaml:"label"`
+	// CheckInterval is how often a node checks its own datacenter's
+	// upstreams. Default 1s.
+	CheckInterval time.Duration `yaml:"check_interval"`
+	// CheckTimeout bounds one check. Default 500ms.
+	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// CheckPath, if set, makes a check an HTTP GET of this path that must
+	// answer 2xx; otherwise a check is a TCP connect.
+	CheckPath string `yaml:"check_path"`
+}
+
+// GossipPool is one memberlist pool.
+type GossipPool struct {
+	// Bind is the host:port to gossip on (UDP and TCP). Empty: pool off.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other nodes reach this one at. Default:
+	// Bind. Must be a concrete address, not 0.0.0.0.
+	Advertise string `yaml:"advertise"`
+	// Join lists host:port of nodes to join at start; retried until one
+	// answers.
+	Join []string `yaml:"join"`
+	// ProbeInterval is how often a random member is probed. Default 1s on
+	// the LAN, 5s on the WAN (memberlist's defaults).
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// ProbeTimeout is how long a probe waits for an answer. Default 500ms
+	// on the LAN, 3s on the WAN.
+	ProbeTimeout time.Duration `yaml:"probe_timeout"`
+	// SuspicionMult scales how long a member stays suspect before it is
+	// declared dead (suspicion_mult x log(N+1) x probe_interval). Default 4
+	// on the LAN, 6 on the WAN.
+	SuspicionMult int `yaml:"suspicion_mult"`
 }
 
 // Rule extracts a routing key from one place of a request. Exactly one of

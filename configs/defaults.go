@@ -53,6 +53,22 @@ func (c *Config) ApplyDefaults() {
 	setInt(&u.Breaker.HalfOpenRequests, DefaultBreakerHalfOpen)
 
 	r := &c.Routing
+	setDuration(&r.DrainRamp, DefaultDrainRamp)
+	if r.LoadLimit == 0 {
+		r.LoadLimit = DefaultLoadLimit
+	}
+	g := &c.Gossip
+	if g.Label == "" {
+		g.Label = DefaultGossipLabel
+	}
+	setDuration(&g.CheckInterval, DefaultCheckInterval)
+	setDuration(&g.CheckTimeout, DefaultCheckTimeout)
+	setDuration(&g.LAN.ProbeInterval, DefaultLANProbeInterval)
+	setDuration(&g.LAN.ProbeTimeout, DefaultLANProbeTimeout)
+	setInt(&g.LAN.SuspicionMult, DefaultLANSuspicionMult)
+	setDuration(&g.WAN.ProbeInterval, DefaultWANProbeInterval)
+	setDuration(&g.WAN.ProbeTimeout, DefaultWANProbeTimeout)
+	setInt(&g.WAN.SuspicionMult, DefaultWANSuspicionMult)
 	if len(r.Rules) == 0 {
 		// A fresh slice each time: callers may modify their config's rules.
 		r.Rules = []Rule{{Header: "X-User-ID"}}

@@ -336,6 +336,11 @@ func TestApplyDefaultsCoversEveryField(t *testing.T) {
 	optional := map[string]bool{
 		"Node.Datacenter": true, "Table": true, "Continents": true, "Datacenters": true,
 		"Homes": true, "Pins": true, "Drained": true, "Path": true,
+		// Gossip is off unless bound; a pool's peers and the key are input.
+		"Gossip.LAN.Bind": true, "Gossip.LAN.Advertise": true, "Gossip.LAN.Join": true,
+		"Gossip.WAN.Bind": true, "Gossip.WAN.Advertise": true, "Gossip.WAN.Join": true,
+		"Gossip.KeyFile": true, "Gossip.CheckPath": true,
+		"Datacenters.MaxRPS": true,
 	}
 	var walk func(prefix string, v reflect.Value)
 	walk = func(prefix string, v reflect.Value) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,6 +105,7 @@ func (c *Config) Validate() error {
 	v.bucketOverrides("pins", c.Pins, "datacenter", v.datacenters)
 	v.drained()
 	v.routing()
+	v.gossip()
 	v.log()
 	return errors.Join(v.errs...)
 }
@@ -182,6 +184,9 @@ func (v *validator) topology() {
 			v.errorf(field+".capacity", "must be greater than 0")
 		}
 
+		if math.IsNaN(dc.MaxRPS) || math.IsInf(dc.MaxRPS, 0) || dc.MaxRPS < 0 {
+			v.errorf(field+".max_rps", "must be a finite number, 0 or more, got %v", dc.MaxRPS)
+		}
 		if len(dc.Upstreams) == 0 {
 			v.errorf(field+".upstreams", "at least one upstream address is required")
 		}
@@ -299,6 +304,72 @@ func (v *validator) nonNegative(field string, d time.Duration) {
 func (v *validator) nonNegativeInt(field string, n int) {
 	if n < 0 {
 		v.errorf(field, "must not be negative, got %d", n)
+	}
+}
+
+// GossipKeyEnv is the environment variable that, when set, holds the gossip
+// key and overrides gossip.key_file.
+const GossipKeyEnv = "SOCIALROUTE_GOSSIP_KEY"
+
+// maxLoadLimit: a datacenter sent ten times its capacity is down, not full.
+const maxLoadLimit = 10
+
+func (v *validator) gossip() {
+	g := &v.c.Gossip
+	r := &v.c.Routing
+	v.nonNegative("routing.drain_ramp", r.DrainRamp)
+	if math.IsNaN(r.LoadLimit) || r.LoadLimit <= 0 || r.LoadLimit > maxLoadLimit {
+		v.errorf("routing.load_limit", "must be greater than 0 and at most %d, got %v", maxLoadLimit, r.LoadLimit)
+	}
+	v.nonNegative("gossip.check_interval", g.CheckInterval)
+	v.nonNegative("gossip.check_timeout", g.CheckTimeout)
+	if g.CheckPath != "" && !strings.HasPrefix(g.CheckPath, "/") {
+		v.errorf("gossip.check_path", "must start with \"/\", got %q", g.CheckPath)
+	}
+	if g.LAN.Bind == "" {
+		if g.WAN.Bind != "" || len(g.LAN.Join) > 0 {
+			v.errorf("gossip.lan.bind", "is required when any other gossip setting is used")
+		}
+		return
+	}
+	for _, p := range []struct {
+		field string
+		pool  *GossipPool
+	}{{"gossip.lan", &g.LAN}, {"gossip.wan", &g.WAN}} {
+		if p.pool.Bind == "" {
+			if p.pool.Advertise != "" || len(p.pool.Join) > 0 {
+				v.errorf(p.field+".bind", "is required when %s is used", p.field)
+			}
+			continue
+		}
+		if _, msg := checkAddress(p.pool.Bind, true); msg != "" {
+			v.errorf(p.field+".bind", "%s", msg)
+		}
+		adv := p.pool.Advertise
+		if adv == "" {
+			adv = p.pool.Bind
+		}
+		if host, _, err := net.SplitHostPort(adv); err == nil {
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				v.errorf(p.field+".advertise", "other nodes need a concrete address to reach this one, got %q", adv)
+			}
+		}
+		if p.pool.Advertise != "" {
+			if _, msg := checkAddress(p.pool.Advertise, false); msg != "" {
+				v.errorf(p.field+".advertise", "%s", msg)
+			}
+		}
+		for i, j := range p.pool.Join {
+			if _, msg := checkAddress(j, false); msg != "" {
+				v.errorf(fmt.Sprintf("%s.join[%d]", p.field, i), "%s", msg)
+			}
+		}
+		v.nonNegative(p.field+".probe_interval", p.pool.ProbeInterval)
+		v.nonNegative(p.field+".probe_timeout", p.pool.ProbeTimeout)
+		v.nonNegativeInt(p.field+".suspicion_mult", p.pool.SuspicionMult)
+	}
+	if g.KeyFile == "" && os.Getenv(GossipKeyEnv) == "" {
+		v.errorf("gossip.key_file", "is required when gossip is on (or set %s): gossip is always encrypted", GossipKeyEnv)
 	}
 }
 

@@ -1,0 +1,448 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Datacenter is what the cluster needs to know of one datacenter of the
+// topology (by index, the same indexes the routing core uses).
+type Datacenter struct {
+	Name      string
+	Continent string
+	// MaxRPS is the fleet-wide request rate the datacenter can take; 0 is
+	// no limit.
+	MaxRPS float64
+}
+
+// PoolOptions configure one memberlist pool.
+type PoolOptions struct {
+	// Bind is host:port to gossip on; port 0 picks a free one. Empty: off.
+	Bind string
+	// Advertise is host:port others reach this node at. Default: Bind
+	// (with the port actually bound).
+	Advertise string
+	// Join lists host:port of members to join; retried in the background
+	// until one answers.
+	Join []string
+	// ProbeInterval, ProbeTimeout and SuspicionMult override memberlist's
+	// LAN (or WAN) defaults when non-zero.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	SuspicionMult int
+}
+
+// Options configure a Cluster. Node, Datacenter, Datacenters and Key are
+// required.
+type Options struct {
+	// Node is this proxy node's name, unique in the fleet.
+	Node string
+	// Datacenter is the name of the datacenter this node stands in.
+	Datacenter string
+	// Datacenters is the topology, by the routing core's indexes.
+	Datacenters []Datacenter
+	// LAN is the pool of this continent's nodes; WAN, if bound, the pool
+	// of every node, with memberlist's WAN timing.
+	LAN, WAN PoolOptions
+	// Key encrypts gossip (AES-GCM, 16, 24 or 32 bytes).
+	Key []byte
+	// Label isolates clusters sharing a network. The LAN pool's label is
+	// Label + "/lan/" + continent, so continents' LAN pools cannot merge.
+	Label string
+	// Upstreams are this node's own datacenter's web servers, checked
+	// every CheckInterval (a TCP connect, or an HTTP GET of CheckPath that
+	// must answer 2xx) within CheckTimeout.
+	Upstreams     []string
+	CheckInterval time.Duration
+	CheckTimeout  time.Duration
+	CheckPath     string
+	// LoadLimit is the share of a datacenter's MaxRPS it may be offered
+	// before the excess spills to the next datacenter. Default 1.
+	LoadLimit float64
+	// Logger receives state changes at info/warn, memberlist's chatter at
+	// debug. Default slog.Default().
+	Logger *slog.Logger
+	// Transport, if set, makes the transport of a pool ("lan" or "wan")
+	// bound to bind; tests use it to cut the network. Default: UDP/TCP.
+	Transport func(pool, bind string) (memberlist.NodeAwareTransport, error)
+}
+
+// Cluster is one proxy node's membership in the fleet and its view of every
+// datacenter's health. It implements Status.
+type Cluster struct {
+	opts      Options
+	log       *slog.Logger
+	continent string
+	self      int // index of this node's datacenter
+	lan, wan  *memberlist.Memberlist
+
+	meta    atomic.Pointer[[]byte] // this node's encoded Meta
+	mu      sync.Mutex             // guards state below and meta updates
+	state   Meta
+	seen    map[string]string // node name -> datacenter, for nodes that may still come back
+	view    atomic.Pointer[view]
+	offered []paddedCounter // requests offered to each datacenter, for headroom
+	kick    chan struct{}
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	now     func() time.Time
+}
+
+var _ Status = (*Cluster)(nil)
+
+// paddedCounter keeps each datacenter's counter on its own cache line, so
+// requests to different datacenters do not contend.
+type paddedCounter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+// view is one immutable evaluation of every datacenter's health.
+type view struct {
+	down    uint64                  // datacenters that must not be used
+	limited uint64                  // datacenters admitting only a share
+	admit   [MaxDatacenters]float64 // the share admitted, for limited ones
+	dcs     []DCStatus
+}
+
+// MaxDatacenters bounds a topology: datacenter sets are 64-bit masks.
+const MaxDatacenters = 64
+
+// DCStatus is the cluster's view of one datacenter, for operators.
+type DCStatus struct {
+	Name      string  `json:"name"`
+	Continent string  `json:"continent"`
+	Up        bool    `json:"up"`
+	Reason    string  `json:"reason"`
+	Nodes     int     `json:"nodes"`       // proxy nodes of it known to be alive
+	Healthy   int     `json:"healthy"`     // upstreams its nodes found healthy (best report)
+	Upstreams int     `json:"upstreams"`   // upstreams its nodes check
+	Offered   float64 `json:"offered_rps"` // fleet-wide request rate offered to it
+	Admit     float64 `json:"admit"`       // share of offered requests it is sent (headroom)
+}
+
+// Start creates the node's pools, starts joining, checking and evaluating,
+// and returns at once; Usable is right from the first call (a datacenter
+// no node has reported on yet counts as up).
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.LoadLimit <= 0 {
+		o.LoadLimit = 1
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = time.Second
+	}
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = 500 * time.Millisecond
+	}
+	if len(o.Datacenters) == 0 || len(o.Datacenters) > MaxDatacenters {
+		return nil, fmt.Errorf("health: need 1 to %d datacenters, got %d", MaxDatacenters, len(o.Datacenters))
+	}
+	c := &Cluster{
+		opts:    o,
+		log:     o.Logger,
+		self:    -1,
+		seen:    map[string]string{},
+		offered: make([]paddedCounter, len(o.Datacenters)),
+		kick:    make(chan struct{}, 1),
+		now:     time.Now,
+	}
+	for i, d := range o.Datacenters {
+		if d.Name == o.Datacenter {
+			c.self, c.continent = i, d.Continent
+		}
+	}
+	if c.self < 0 {
+		return nil, fmt.Errorf("health: node datacenter %q is not in the topology", o.Datacenter)
+	}
+	c.state = Meta{Continent: c.continent, Datacenter: o.Datacenter, Upstreams: uint16(len(o.Upstreams)), Healthy: uint16(len(o.Upstreams))}
+	if err := c.publishMeta(); err != nil {
+		return nil, err
+	}
+	c.evaluate()
+
+	var err error
+	if c.lan, err = c.newPool("lan", o.LAN, memberlist.DefaultLANConfig(), o.Label+"/lan/"+c.continent); err != nil {
+		return nil, err
+	}
+	if o.WAN.Bind != "" {
+		if c.wan, err = c.newPool("wan", o.WAN, memberlist.DefaultWANConfig(), o.Label+"/wan"); err != nil {
+			c.lan.Shutdown()
+			return nil, err
+		}
+	}
+
+	ctx, c.cancel = context.WithCancel(ctx)
+	c.done.Add(3)
+	go c.joinLoop(ctx)
+	go c.checkLoop(ctx)
+	go c.evaluateLoop(ctx)
+	return c, nil
+}
+
+// newPool creates one memberlist pool from its options and the profile's
+// defaults.
+func (c *Cluster) newPool(name string, p PoolOptions, conf *memberlist.Config, label string) (*memberlist.Memberlist, error) {
+	host, port, err := splitHostPort(p.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("health: %s bind: %w", name, err)
+	}
+	conf.Name = c.opts.Node
+	conf.BindAddr, conf.BindPort = host, port
+	conf.AdvertiseAddr, conf.AdvertisePort = host, port
+	if p.Advertise != "" {
+		if conf.AdvertiseAddr, conf.AdvertisePort, err = splitHostPort(p.Advertise); err != nil {
+			return nil, fmt.Errorf("health: %s advertise: %w", name, err)
+		}
+	}
+	if p.ProbeInterval > 0 {
+		conf.ProbeInterval = p.ProbeInterval
+	}
+	if p.ProbeTimeout > 0 {
+		conf.ProbeTimeout = p.ProbeTimeout
+	}
+	if p.SuspicionMult > 0 {
+		conf.SuspicionMult = p.SuspicionMult
+	}
+	conf.SecretKey = c.opts.Key
+	conf.Label = label
+	conf.Delegate = &delegate{c: c}
+	conf.Events = &events{c: c, pool: name}
+	conf.Logger = newStdLogger(c.log.With("pool", name))
+	if c.opts.Transport != nil {
+		t, err := c.opts.Transport(name, p.Bind)
+		if err != nil {
+			return nil, fmt.Errorf("health: %s transport: %w", name, err)
+		}
+		conf.Transport = t
+		if port == 0 {
+			// A transport bound to port 0 knows its port; advertise it.
+			ip, got, err := t.FinalAdvertiseAddr("", 0)
+			if err != nil {
+				return nil, fmt.Errorf("health: %s transport: %w", name, err)
+			}
+			conf.AdvertiseAddr, conf.AdvertisePort = ip.String(), got
+		}
+	}
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		return nil, fmt.Errorf("health: %s pool: %w", name, err)
+	}
+	return ml, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", hp)
+	}
+	return host, p, nil
+}
+
+// LANAddr and WANAddr are the addresses other nodes join this one at
+// ("" for a pool that is off).
+func (c *Cluster) LANAddr() string { return c.lan.LocalNode().Address() }
+
+// WANAddr is the WAN pool's address, "" when the WAN pool is off.
+func (c *Cluster) WANAddr() string {
+	if c.wan == nil {
+		return ""
+	}
+	return c.wan.LocalNode().Address()
+}
+
+// joinLoop joins each pool's seeds, retrying every second until one
+// answers; a node whose seeds are all down yet still works alone.
+func (c *Cluster) joinLoop(ctx context.Context) {
+	defer c.done.Done()
+	pending := map[*memberlist.Memberlist][]string{}
+	if len(c.opts.LAN.Join) > 0 {
+		pending[c.lan] = c.opts.LAN.Join
+	}
+	if c.wan != nil && len(c.opts.WAN.Join) > 0 {
+		pending[c.wan] = c.opts.WAN.Join
+	}
+	for len(pending) > 0 {
+		for ml, seeds := range pending {
+			if n, err := ml.Join(seeds); err == nil && n > 0 {
+				delete(pending, ml)
+				c.log.Info("joined the fleet", "pool", poolName(c, ml), "contacted", n)
+			} else {
+				c.log.Debug("join failed; retrying", "pool", poolName(c, ml), "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func poolName(c *Cluster, ml *memberlist.Memberlist) string {
+	if ml == c.wan {
+		return "wan"
+	}
+	return "lan"
+}
+
+// Usable reports whether datacenter dc may take a request now: no
+// evidence that it is down, and, if the fleet offers it more than its
+// headroom allows, this request falls in the admitted share. It counts the
+// offer. Safe for concurrent use; never blocks; does not allocate.
+func (c *Cluster) Usable(dc int) bool {
+	c.offered[dc].n.Add(1)
+	v := c.view.Load()
+	bit := uint64(1) << dc
+	if v.down&bit != 0 {
+		return false
+	}
+	if v.limited&bit != 0 {
+		return rand.Float64() < v.admit[dc]
+	}
+	return true
+}
+
+// SetState changes the node's own state (draining on shutdown) and gossips
+// it.
+func (c *Cluster) SetState(s NodeState) {
+	c.mu.Lock()
+	c.state.State = s
+	err := c.publishMeta()
+	c.mu.Unlock()
+	c.gossipMeta(err)
+}
+
+// SetMapVersion gossips the bucket-map version this node routes by.
+func (c *Cluster) SetMapVersion(v uint64) {
+	c.mu.Lock()
+	c.state.MapVersion = v
+	err := c.publishMeta()
+	c.mu.Unlock()
+	c.gossipMeta(err)
+}
+
+// publishMeta encodes c.state for the delegate. Called with c.mu held.
+func (c *Cluster) publishMeta() error {
+	b, err := c.state.Encode(nil)
+	if err != nil {
+		return err
+	}
+	c.meta.Store(&b)
+	return nil
+}
+
+// gossipMeta tells the pools the node's metadata changed. It must not be
+// called with c.mu held: memberlist calls back into the delegate.
+func (c *Cluster) gossipMeta(err error) {
+	if err != nil {
+		c.log.Error("node metadata not gossiped", "error", err)
+		return
+	}
+	for _, ml := range []*memberlist.Memberlist{c.lan, c.wan} {
+		if ml != nil {
+			if err := ml.UpdateNode(time.Second); err != nil {
+				c.log.Debug("gossiping node metadata", "error", err)
+			}
+		}
+	}
+	c.poke()
+}
+
+// poke asks the evaluation loop to run soon. Never blocks: delegates call it.
+func (c *Cluster) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the current view of every datacenter, by index.
+func (c *Cluster) Status() []DCStatus {
+	return append([]DCStatus(nil), c.view.Load().dcs...)
+}
+
+// Member is one proxy node as this node sees it.
+type Member struct {
+	Name       string `json:"name"`
+	Address    string `json:"address"`
+	Pool       string `json:"pool"`
+	Datacenter string `json:"datacenter"`
+	Continent  string `json:"continent"`
+	NodeState  string `json:"node_state"` // serving, draining
+	MapVersion uint64 `json:"map_version"`
+	Healthy    int    `json:"healthy_upstreams"`
+	Upstreams  int    `json:"upstreams"`
+}
+
+// Members lists the nodes memberlist has not declared dead (alive or
+// suspect: it does not tell which) in both pools; a node in both appears
+// once.
+func (c *Cluster) Members() []Member {
+	var out []Member
+	seen := map[string]bool{}
+	for _, p := range []struct {
+		name string
+		ml   *memberlist.Memberlist
+	}{{"lan", c.lan}, {"wan", c.wan}} {
+		if p.ml == nil {
+			continue
+		}
+		for _, n := range p.ml.Members() {
+			if seen[n.Name] {
+				continue
+			}
+			seen[n.Name] = true
+			m, err := DecodeMeta(n.Meta)
+			if err != nil {
+				continue
+			}
+			out = append(out, Member{
+				Name: n.Name, Address: n.Address(), Pool: p.name,
+				Datacenter: m.Datacenter, Continent: m.Continent, NodeState: m.State.String(),
+				MapVersion: m.MapVersion, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
+			})
+		}
+	}
+	return out
+}
+
+// Close leaves both pools gracefully, then stops everything. It first
+// gossips that the node is draining: memberlist does not tell the others
+// whether a node that went away left or died, so a node that said it was
+// draining is taken to have left, and its datacenter is not declared down
+// for it.
+func (c *Cluster) Close() error {
+	c.cancel()
+	c.done.Wait()
+	c.SetState(Draining)
+	var errs []error
+	for _, ml := range []*memberlist.Memberlist{c.wan, c.lan} {
+		if ml == nil {
+			continue
+		}
+		if err := ml.Leave(2 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		if err := ml.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,463 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// memberlist's package-level metrics sink and net/http's idle
+		// connection reaper outlive a test by design.
+		goleak.IgnoreTopFunction("github.com/hashicorp/go-metrics.(*InmemSink).run"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+var testKey = []byte("0123456789abcdef") // AES-128
+
+// testTopology: two US datacenters and one EU one.
+var testTopology = []Datacenter{
+	{Name: "us-east", Continent: "us"},
+	{Name: "us-west", Continent: "us", MaxRPS: 0},
+	{Name: "eu-west", Continent: "eu"},
+}
+
+const (
+	usEast = 0
+	usWest = 1
+	euWest = 2
+)
+
+// fastTiming makes memberlist detect a dead node in well under a second on
+// loopback, so tests do not wait out LAN defaults.
+func fastTiming(p PoolOptions) PoolOptions {
+	p.ProbeInterval = 100 * time.Millisecond
+	p.ProbeTimeout = 50 * time.Millisecond
+	p.SuspicionMult = 2
+	return p
+}
+
+type testNode struct {
+	*Cluster
+	name string
+	ip   string
+}
+
+// startNode starts a cluster node on its own loopback address ip, joining
+// seeds (LAN and WAN addresses of earlier nodes).
+func startNode(t *testing.T, name, dc, ip string, lanSeeds, wanSeeds []string, mutate func(*Options)) *testNode {
+	t.Helper()
+	o := Options{
+		Node:          name,
+		Datacenter:    dc,
+		Datacenters:   testTopology,
+		LAN:           fastTiming(PoolOptions{Bind: ip + ":0", Join: lanSeeds}),
+		WAN:           fastTiming(PoolOptions{Bind: ip + ":0", Join: wanSeeds}),
+		Key:           testKey,
+		Label:         "test",
+		CheckInterval: 50 * time.Millisecond,
+		Logger:        slog.New(slog.DiscardHandler),
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	c, err := Start(context.Background(), o)
+	if err != nil {
+		if errors.Is(err, errNoAddress) {
+			t.Skipf("cannot bind %s (needs 127.0.0.0/8 on loopback): %v", ip, err)
+		}
+		t.Fatal(err)
+	}
+	n := &testNode{Cluster: c, name: name, ip: ip}
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+var errNoAddress = errors.New("cannot assign requested address")
+
+// stop closes the node gracefully, once.
+func (n *testNode) stop() {
+	if n.cancel != nil {
+		n.Close()
+		n.cancel = nil
+	}
+}
+
+// crash stops the node without leaving: the others must find out by
+// probing, as when a machine dies.
+func (n *testNode) crash() {
+	n.cancel()
+	n.done.Wait()
+	n.cancel = nil
+	if n.wan != nil {
+		n.wan.Shutdown()
+	}
+	n.lan.Shutdown()
+}
+
+// eventually waits up to d for cond, returning how long it took.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// fleet starts us-east, us-west and eu-west nodes on 127.0.3.1-3.
+func fleet(t *testing.T) (east, west, eu *testNode) {
+	east = startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, nil)
+	west = startNode(t, "edge-us-west", "us-west", "127.0.3.2", []string{east.LANAddr()}, []string{east.WANAddr()}, nil)
+	eu = startNode(t, "edge-eu-west", "eu-west", "127.0.3.3", nil, []string{east.WANAddr()}, nil)
+	for _, n := range []*testNode{east, west, eu} {
+		eventually(t, 5*time.Second, n.name+" sees all three nodes", func() bool { return len(n.Members()) == 3 })
+	}
+	return east, west, eu
+}
+
+func TestFleetSeesEveryNodeAndEveryDatacenterUp(t *testing.T) {
+	east, west, eu := fleet(t)
+	for _, n := range []*testNode{east, west, eu} {
+		for dc := range testTopology {
+			if !n.Usable(dc) {
+				t.Fatalf("%s: datacenter %s not usable: %+v", n.name, testTopology[dc].Name, n.Status()[dc])
+			}
+		}
+	}
+	byName := map[string]Member{}
+	for _, m := range eu.Members() {
+		byName[m.Name] = m
+	}
+	if m := byName["edge-us-west"]; m.Datacenter != "us-west" || m.Continent != "us" || m.NodeState != "serving" {
+		t.Fatalf("eu's view of us-west's node: %+v", m)
+	}
+	west.SetMapVersion(42)
+	west.SetState(Draining)
+	eventually(t, 5*time.Second, "map version and state gossiped", func() bool {
+		for _, m := range eu.Members() {
+			if m.Name == "edge-us-west" {
+				return m.MapVersion == 42 && m.NodeState == "draining"
+			}
+		}
+		return false
+	})
+}
+
+// A datacenter whose every proxy node died is down for the whole fleet,
+// and up again when a node of it comes back.
+func TestDeadNodeTakesItsDatacenterDownEverywhere(t *testing.T) {
+	east, west, eu := fleet(t)
+	west.crash()
+	for _, n := range []*testNode{east, eu} {
+		took := eventually(t, 10*time.Second, n.name+" sees us-west down", func() bool { return !n.Usable(usWest) })
+		t.Logf("%s saw us-west down %v after the crash", n.name, took)
+		if !n.Usable(usEast) || !n.Usable(euWest) {
+			t.Fatalf("%s: a crash in us-west took another datacenter down: %+v", n.name, n.Status())
+		}
+	}
+	back := startNode(t, "edge-us-west-2", "us-west", "127.0.3.4", []string{east.LANAddr()}, []string{east.WANAddr()}, nil)
+	for _, n := range []*testNode{east, eu, back} {
+		eventually(t, 10*time.Second, n.name+" sees us-west up again", func() bool { return n.Usable(usWest) })
+	}
+}
+
+// A node that leaves gracefully (restart, scale-down) says nothing about
+// its datacenter's web tier: the datacenter stays up.
+func TestGracefulLeaveKeepsTheDatacenterUp(t *testing.T) {
+	east, west, eu := fleet(t)
+	west.stop()
+	eventually(t, 5*time.Second, "west gone from the member list", func() bool { return len(east.Members()) == 2 && len(eu.Members()) == 2 })
+	time.Sleep(300 * time.Millisecond)
+	if !east.Usable(usWest) || !eu.Usable(usWest) {
+		t.Fatalf("a graceful leave took us-west down: %+v", east.Status()[usWest])
+	}
+}
+
+// Nodes check their own datacenter's upstreams; when none answers, the
+// whole fleet learns the datacenter is down from gossip, and up again when
+// one answers.
+func TestUnhealthyUpstreamsTakeTheDatacenterDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, nil)
+	west := startNode(t, "edge-us-west", "us-west", "127.0.3.2", []string{east.LANAddr()}, []string{east.WANAddr()}, func(o *Options) {
+		o.Upstreams = []string{addr}
+	})
+	eu := startNode(t, "edge-eu-west", "eu-west", "127.0.3.3", nil, []string{east.WANAddr()}, nil)
+	eventually(t, 5*time.Second, "fleet formed", func() bool { return len(eu.Members()) == 3 && len(east.Members()) == 3 })
+	if !eu.Usable(usWest) || accepted.Load() == 0 {
+		t.Fatalf("us-west not usable while its upstream answers (checks made: %d)", accepted.Load())
+	}
+	ln.Close()
+	for _, n := range []*testNode{east, west, eu} {
+		eventually(t, 5*time.Second, n.name+" sees us-west's upstreams unhealthy", func() bool { return !n.Usable(usWest) })
+	}
+	if s := eu.Status()[usWest]; s.Healthy != 0 || s.Upstreams != 1 || s.Nodes != 1 {
+		t.Fatalf("eu's status of us-west: %+v", s)
+	}
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("could not listen on %s again: %v", addr, err)
+	}
+	defer ln2.Close()
+	go func() {
+		for {
+			c, err := ln2.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	eventually(t, 5*time.Second, "us-west back up at eu", func() bool { return eu.Usable(usWest) })
+}
+
+// Gossip is encrypted: a node with another key cannot join, and the
+// fleet's view does not change.
+func TestNodeWithWrongKeyIsRefused(t *testing.T) {
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, nil)
+	intruder := startNode(t, "intruder", "us-west", "127.0.3.2", nil, nil, func(o *Options) {
+		o.Key = []byte("fedcba9876543210")
+		o.LAN.Join, o.WAN.Join = nil, nil
+	})
+	if n, err := intruder.lan.Join([]string{east.LANAddr()}); err == nil || n > 0 {
+		t.Fatalf("join with the wrong key: contacted %d, err %v", n, err)
+	}
+	labelled := startNode(t, "other-cluster", "us-west", "127.0.3.4", nil, nil, func(o *Options) {
+		o.Label = "another-fleet"
+		o.LAN.Join, o.WAN.Join = nil, nil
+	})
+	if n, err := labelled.lan.Join([]string{east.LANAddr()}); err == nil || n > 0 {
+		t.Fatalf("join with another label: contacted %d, err %v", n, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := len(east.Members()); got != 1 {
+		t.Fatalf("east lists %d members after refused joins", got)
+	}
+}
+
+// Bounded-load spill: when the fleet offers a datacenter more than its
+// max_rps allows, it admits only the share it can take.
+func TestHeadroomAdmitsOnlyWhatTheDatacenterCanTake(t *testing.T) {
+	topo := append([]Datacenter(nil), testTopology...)
+	topo[usWest].MaxRPS = 100
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, func(o *Options) { o.Datacenters = topo })
+	stop := make(chan struct{})
+	var admitted, offered atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // offer ~1000 requests per second to us-west
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				offered.Add(1)
+				if east.Usable(usWest) {
+					admitted.Add(1)
+				}
+			}
+		}
+	}()
+	eventually(t, 5*time.Second, "us-west limited", func() bool { return east.Status()[usWest].Admit < 0.5 })
+	admitted.Store(0)
+	offered.Store(0)
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	s := east.Status()[usWest]
+	share := float64(admitted.Load()) / float64(offered.Load())
+	t.Logf("offered %.0f rps, admit %.2f, measured admitted share %.2f", s.Offered, s.Admit, share)
+	if want := 100 / s.Offered; share > 2*want || share < want/2 || !s.Up {
+		t.Fatalf("admitted share %.2f, want about %.2f (100 rps of %.0f offered); status %+v", share, want, s.Offered, s)
+	}
+	if !east.Usable(usEast) {
+		t.Fatal("an unlimited datacenter was limited")
+	}
+}
+
+// cutTransport is a memberlist transport that can drop all traffic to and
+// from a set of IPs: a network partition on one machine.
+type cutTransport struct {
+	memberlist.NodeAwareTransport
+	blocked func(ip string) bool
+	packets chan *memberlist.Packet
+	streams chan net.Conn
+	done    chan struct{}
+}
+
+func newCutTransport(bind string, blocked func(string) bool) (*cutTransport, error) {
+	host, port, err := splitHostPort(bind)
+	if err != nil {
+		return nil, err
+	}
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{host}, BindPort: port, Logger: newStdLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &cutTransport{NodeAwareTransport: nt, blocked: blocked,
+		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case p := <-nt.PacketCh():
+				if t.blocked(ipOf(p.From.String())) {
+					continue
+				}
+				select {
+				case t.packets <- p:
+				case <-t.done:
+					return
+				}
+			case <-t.done:
+				return
+			}
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case c := <-nt.StreamCh():
+				if t.blocked(ipOf(c.RemoteAddr().String())) {
+					c.Close()
+					continue
+				}
+				select {
+				case t.streams <- c:
+				case <-t.done:
+					return
+				}
+			case <-t.done:
+				return
+			}
+		}
+	}()
+	return t, nil
+}
+
+func ipOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+func (t *cutTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+func (t *cutTransport) StreamCh() <-chan net.Conn           { return t.streams }
+
+func (t *cutTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	if t.blocked(ipOf(a.Addr)) {
+		return time.Now(), nil // lost in the network
+	}
+	return t.NodeAwareTransport.WriteToAddress(b, a)
+}
+
+func (t *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (t *cutTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if t.blocked(ipOf(a.Addr)) {
+		time.Sleep(timeout)
+		return nil, fmt.Errorf("dial %s: i/o timeout (partitioned)", a.Addr)
+	}
+	return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
+}
+
+func (t *cutTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *cutTransport) Shutdown() error {
+	close(t.done)
+	return t.NodeAwareTransport.Shutdown()
+}
+
+// A partition between continents: each continent sees the other's
+// datacenters down (its WAN view), keeps its own up, and so keeps serving
+// its own users, whose buckets never leave their continent. Healing the
+// partition brings every datacenter back.
+func TestPartitionBetweenContinentsKeepsEachContinentServing(t *testing.T) {
+	var cut atomic.Bool
+	continentOf := map[string]string{"127.0.3.1": "us", "127.0.3.2": "us", "127.0.3.3": "eu"}
+	withCut := func(self string) func(*Options) {
+		return func(o *Options) {
+			o.Transport = func(pool, bind string) (memberlist.NodeAwareTransport, error) {
+				return newCutTransport(bind, func(ip string) bool {
+					return cut.Load() && continentOf[ip] != continentOf[self]
+				})
+			}
+		}
+	}
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, withCut("127.0.3.1"))
+	west := startNode(t, "edge-us-west", "us-west", "127.0.3.2", []string{east.LANAddr()}, []string{east.WANAddr()}, withCut("127.0.3.2"))
+	eu := startNode(t, "edge-eu-west", "eu-west", "127.0.3.3", nil, []string{east.WANAddr()}, withCut("127.0.3.3"))
+	for _, n := range []*testNode{east, west, eu} {
+		eventually(t, 5*time.Second, n.name+" sees all three", func() bool { return len(n.Members()) == 3 })
+	}
+
+	cut.Store(true)
+	eventually(t, 10*time.Second, "the US sees eu-west down", func() bool { return !east.Usable(euWest) && !west.Usable(euWest) })
+	eventually(t, 10*time.Second, "the EU sees the US down", func() bool { return !eu.Usable(usEast) && !eu.Usable(usWest) })
+	for i := range 20 {
+		if !east.Usable(usEast) || !east.Usable(usWest) || !west.Usable(usEast) || !eu.Usable(euWest) {
+			t.Fatalf("check %d: a continent lost its own datacenters in a partition between continents: us %+v eu %+v", i, east.Status(), eu.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	cut.Store(false)
+	// A node declared dead must rejoin: memberlist refutes on contact, and
+	// the seeds are retried; here we nudge the EU node back in.
+	if _, err := eu.wan.Join([]string{east.WANAddr()}); err != nil {
+		t.Fatalf("rejoin after the partition: %v", err)
+	}
+	eventually(t, 10*time.Second, "every datacenter up everywhere after healing", func() bool {
+		for _, n := range []*testNode{east, west, eu} {
+			for dc := range testTopology {
+				if !n.Usable(dc) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+var _ io.Closer = (*Cluster)(nil)
