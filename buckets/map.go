@@ -3,6 +3,7 @@ package buckets
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Map publishes the current placement Snapshot. Readers call Load on every
@@ -38,6 +39,7 @@ func (m *Map) Update(change func(*Overrides) error) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.CarryChanges(old, time.Now())
 	m.cur.Store(s)
 	return s, nil
 }
@@ -47,10 +49,12 @@ func (m *Map) Update(change func(*Overrides) error) (*Snapshot, error) {
 func (m *Map) Replace(n uint32, topo Topology, o Overrides) (*Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, err := Build(m.cur.Load().version+1, n, topo, o)
+	old := m.cur.Load()
+	s, err := Build(old.version+1, n, topo, o)
 	if err != nil {
 		return nil, err
 	}
+	s.CarryChanges(old, time.Now())
 	m.cur.Store(s)
 	return s, nil
 }

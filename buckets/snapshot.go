@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 // Overrides are the operator's changes to the derived placement.
@@ -36,6 +37,12 @@ type Snapshot struct {
 	stride  int
 	drained uint64 // datacenter mask
 	local   [][]uint8
+
+	// changedAt is, per datacenter, when (unix ns) it was last drained or
+	// undrained by a later version of the map; 0 if it has been as it is
+	// since the first version. lastChange is the latest of them.
+	changedAt  []int64
+	lastChange int64
 }
 
 // Build computes the placement of n buckets on topo with the overrides
@@ -56,6 +63,7 @@ func Build(version uint64, n uint32, topo Topology, o Overrides) (*Snapshot, err
 		home:      make([]uint8, n),
 		planLen:   make([]uint8, n),
 		stride:    len(topo.Datacenters),
+		changedAt: make([]int64, len(topo.Datacenters)),
 	}
 	s.plans = make([]uint8, int(n)*s.stride)
 
@@ -223,4 +231,58 @@ func (s *Snapshot) Pinned(b uint32) (dc int, ok bool) {
 		return -1, false
 	}
 	return s.topo.DatacenterIndex(name)
+}
+
+// CarryChanges records, for each datacenter whose drain state differs from
+// old's (matched by name), that it changed at now, and keeps old's times for
+// the others, so that a drain started before a reload keeps ramping. Call
+// it before publishing s.
+func (s *Snapshot) CarryChanges(old *Snapshot, now time.Time) {
+	for i, d := range s.topo.Datacenters {
+		j, ok := old.topo.DatacenterIndex(d.Name)
+		switch {
+		case !ok:
+			s.changedAt[i] = 0
+		case old.Drained(j) != s.Drained(i):
+			s.changedAt[i] = now.UnixNano()
+		default:
+			s.changedAt[i] = old.changedAt[j]
+		}
+		s.lastChange = max(s.lastChange, s.changedAt[i])
+	}
+}
+
+// Weight is the share of its traffic datacenter dc should take at now
+// (unix ns) when drains ramp over ramp: 1 for an undrained datacenter, 0
+// for a drained one, and in between for ramp after a change, falling
+// linearly after a drain and rising after an undrain.
+func (s *Snapshot) Weight(dc int, now int64, ramp time.Duration) float64 {
+	target := 1.0
+	if s.Drained(dc) {
+		target = 0
+	}
+	at := s.changedAt[dc]
+	if at == 0 || ramp <= 0 || now-at >= int64(ramp) {
+		return target
+	}
+	done := float64(now-at) / float64(ramp)
+	if target == 0 {
+		return 1 - done
+	}
+	return done
+}
+
+// RampsOver reports whether every drain ramp of s has finished at now: the
+// request path can then skip reading the clock for this snapshot.
+func (s *Snapshot) RampsOver(now int64, ramp time.Duration) bool {
+	return s.lastChange == 0 || now-s.lastChange >= int64(ramp)
+}
+
+// ChangedAt is when datacenter dc was last drained or undrained by a change
+// of the map (the zero time if never).
+func (s *Snapshot) ChangedAt(dc int) time.Time {
+	if s.changedAt[dc] == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.changedAt[dc])
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -61,12 +62,17 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 		e.Home = topo.Continents[snap.Home(d.Bucket)].Name
 	}
 	pinned, isPinned := snap.Pinned(d.Bucket)
+	now := time.Now().UnixNano()
 	var skipped []string
 	for i, dc := range d.Plan {
+		state := st.router.state(snap, int(dc)).String()
+		if w := snap.Weight(int(dc), now, st.router.drainRamp); w > 0 && w < 1 {
+			state = fmt.Sprintf("drain ramp: taking %.0f%% of its traffic", 100*w)
+		}
 		c := ExplainedChoice{
 			Datacenter: topo.Datacenters[dc].Name,
 			Continent:  topo.Datacenters[dc].Continent,
-			State:      st.router.state(snap, int(dc)).String(),
+			State:      state,
 			Pinned:     d.Source != SourceNone && isPinned && int(dc) == pinned,
 			Chosen:     i == d.Next,
 		}

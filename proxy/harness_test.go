@@ -77,6 +77,7 @@ func testConfig(t testing.TB, mutate func(*configs.Config)) *configs.Config {
 			Upstreams: []string{d.name + "-1.test:80", d.name + "-2.test:80"},
 		})
 	}
+	cfg.Routing.DrainRamp = time.Nanosecond // drains act at once unless a test ramps them
 	cfg.Upstream.Timeout = 150 * time.Millisecond
 	cfg.Upstream.Breaker.ConsecutiveFailures = 3
 	cfg.Upstream.Breaker.OpenFor = 10 * time.Minute // tests re-open breakers by rebuilding, never by waiting

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/configs"
@@ -448,4 +451,70 @@ func TestExplain(t *testing.T) {
 	if err := e.WriteText(&sb); err != nil || !strings.Contains(sb.String(), "<- chosen") || !strings.Contains(sb.String(), "skipped us-a drained") {
 		t.Fatalf("text:\n%s", sb.String())
 	}
+}
+
+// A drain moves a datacenter's traffic off gradually over the drain ramp,
+// and an undrain brings it back the same way.
+func TestDrainRampsDownAndBack(t *testing.T) {
+	const ramp = 2 * time.Second
+	h := newHarness(t, func(c *configs.Config) { c.Routing.DrainRamp = ramp })
+	id, plan := h.userWhosePlanStartsWith("us-a")
+	key := []byte(strconv.Itoa(id))
+	r := h.srv.Router()
+	usA, _ := h.srv.Placement().Load().Topology().DatacenterIndex("us-a")
+	// share routes a burst of decisions for the user and returns the share
+	// that went to us-a, and us-a's weight in the middle of the burst.
+	share := func() (got, want float64) {
+		var d Decision
+		n, hits := 4000, 0
+		var mid int64
+		for i := range n {
+			if i == n/2 {
+				mid = time.Now().UnixNano()
+			}
+			r.Route(key, &d)
+			if d.Plan[d.Next] == d.Plan[0] {
+				hits++
+			}
+		}
+		return float64(hits) / float64(n), h.srv.Placement().Load().Weight(usA, mid, ramp)
+	}
+	update := func(drain bool) {
+		if _, err := h.srv.Placement().Update(func(o *buckets.Overrides) error {
+			o.Drained["us-a"] = drain
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := share(); got != 1 {
+		t.Fatalf("before the drain us-a took %.2f of its bucket's decisions", got)
+	}
+	update(true)
+	var samples []string
+	for _, at := range []time.Duration{ramp / 4, ramp / 2, 3 * ramp / 4} {
+		time.Sleep(time.Until(h.srv.Placement().Load().ChangedAt(usA).Add(at)))
+		got, want := share()
+		samples = append(samples, fmt.Sprintf("%.2f (weight %.2f)", got, want))
+		if math.Abs(got-want) > 0.1 || want <= 0.05 || want >= 0.95 {
+			t.Fatalf("draining: us-a took %.2f of the decisions, its weight is %.2f", got, want)
+		}
+	}
+	time.Sleep(time.Until(h.srv.Placement().Load().ChangedAt(usA).Add(ramp)))
+	if got, _ := share(); got != 0 {
+		t.Fatalf("after the ramp a drained us-a still took %.2f", got)
+	}
+	if res := h.getUser(id); datacenterOf(res) != plan[1] {
+		t.Fatalf("drained: served by %s, want %s", datacenterOf(res), plan[1])
+	}
+	update(false)
+	time.Sleep(ramp / 2)
+	if got, want := share(); math.Abs(got-want) > 0.1 {
+		t.Fatalf("undraining: us-a took %.2f, weight %.2f", got, want)
+	}
+	time.Sleep(time.Until(h.srv.Placement().Load().ChangedAt(usA).Add(ramp)))
+	if got, _ := share(); got != 1 {
+		t.Fatalf("after undraining us-a takes %.2f", got)
+	}
+	t.Logf("us-a's share while draining: %v", samples)
 }

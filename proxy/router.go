@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
 	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/hashing"
 	"github.com/socialroute/socialroute/health"
@@ -37,6 +41,11 @@ type Router struct {
 	status    health.Status
 	pools     []*pool // by datacenter index; nil in a Router used only to explain
 	localDC   int
+	// drainRamp is how long a drain or undrain takes to move all of a
+	// datacenter's traffic; settled is the map version whose ramps are
+	// known to be over, so the request path reads no clock in steady state.
+	drainRamp time.Duration
+	settled   atomic.Uint64
 }
 
 // Decision is the outcome of routing one request. The Plan slice is shared
@@ -106,7 +115,7 @@ func (s dcState) String() string {
 
 func (r *Router) state(snap *buckets.Snapshot, dc int) dcState {
 	switch {
-	case snap.Drained(dc):
+	case !r.drainAdmits(snap, dc):
 		return dcDrained
 	case !r.status.Usable(dc):
 		return dcDown
@@ -114,4 +123,20 @@ func (r *Router) state(snap *buckets.Snapshot, dc int) dcState {
 		return dcNoUpstream
 	}
 	return dcUsable
+}
+
+// drainAdmits reports whether this request may go to dc as far as drains
+// go: not for a drained datacenter, yes for another, and, while a drain or
+// undrain ramps, yes with the probability of the datacenter's weight, so
+// its traffic moves gradually.
+func (r *Router) drainAdmits(snap *buckets.Snapshot, dc int) bool {
+	if r.settled.Load() != snap.Version() {
+		now := time.Now().UnixNano()
+		if !snap.RampsOver(now, r.drainRamp) {
+			w := snap.Weight(dc, now, r.drainRamp)
+			return w >= 1 || (w > 0 && rand.Float64() < w)
+		}
+		r.settled.Store(snap.Version())
+	}
+	return !snap.Drained(dc)
 }

@@ -129,6 +129,9 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
+	if old != nil {
+		snap.CarryChanges(old.router.placement.Load(), time.Now())
+	}
 	local, ok := topo.DatacenterIndex(cfg.Node.Datacenter)
 	if !ok {
 		return nil, fmt.Errorf("proxy: node.datacenter %q is not a configured datacenter", cfg.Node.Datacenter)
@@ -149,6 +152,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			status:    s.status,
 			pools:     pools,
 			localDC:   local,
+			drainRamp: cfg.Routing.DrainRamp,
 		},
 	}
 	if cfg.Upstream.Retries != nil {
