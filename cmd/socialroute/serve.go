@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/hashing"
+	"github.com/socialroute/socialroute/health"
 	"github.com/socialroute/socialroute/proxy"
 )
 
@@ -44,9 +47,23 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
-	srv, err := proxy.New(cfg, table, proxy.Options{Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cluster, err := startGossip(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	opts := proxy.Options{Logger: log}
+	if cluster != nil {
+		defer cluster.Close()
+		opts.Status = cluster
+	}
+	srv, err := proxy.New(cfg, table, opts)
+	if err != nil {
+		return err
+	}
+	if cluster != nil {
+		cluster.SetMapVersion(srv.Placement().Load().Version())
 	}
 	ln, err := net.Listen("tcp", cfg.Listen.Address)
 	if err != nil {
@@ -65,10 +82,18 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			return err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, *cfgPath, log)
+				if next := reload(srv, cfg, *cfgPath, cluster != nil, log); next != nil {
+					cfg = next
+					if cluster != nil {
+						cluster.SetMapVersion(srv.Placement().Load().Version())
+					}
+				}
 				continue
 			}
 			log.Info("draining", "signal", sig.String(), "timeout", cfg.Listen.ShutdownTimeout)
+			if cluster != nil {
+				cluster.SetState(health.Draining) // the fleet learns this node is going, not dead
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Listen.ShutdownTimeout)
 			err := srv.Shutdown(ctx)
 			cancel()
@@ -85,15 +110,22 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-// reload applies a changed config and table, or logs why it cannot.
-func reload(srv *proxy.Server, path string, log *slog.Logger) {
+// reload applies a changed config and table and returns the new config, or
+// logs why it cannot and returns nil.
+func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool, log *slog.Logger) *configs.Config {
 	cfg, table, err := loadAll(path)
-	if err == nil {
+	switch {
+	case err != nil:
+	case gossip && (!sameDatacenters(running, cfg) || !reflect.DeepEqual(running.Gossip, cfg.Gossip) || running.Node != cfg.Node):
+		err = errors.New("with gossip on, changes to datacenters, gossip or node need a restart")
+	default:
 		err = srv.Reload(cfg, table)
 	}
 	if err != nil {
 		log.Error("reload failed; the running configuration stays in force", "error", err)
+		return nil
 	}
+	return cfg
 }
 
 // loadAll reads the config and the assignment table it names.

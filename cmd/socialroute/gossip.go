@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/health"
+)
+
+// startGossip joins the fleet as cfg's gossip section says; nil when
+// gossip is off.
+func startGossip(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*health.Cluster, error) {
+	g := cfg.Gossip
+	if g.LAN.Bind == "" {
+		return nil, nil
+	}
+	key, err := gossipKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o := health.Options{
+		Node:          cfg.Node.Name,
+		Datacenter:    cfg.Node.Datacenter,
+		Key:           key,
+		Label:         g.Label,
+		CheckInterval: g.CheckInterval,
+		CheckTimeout:  g.CheckTimeout,
+		CheckPath:     g.CheckPath,
+		LoadLimit:     cfg.Routing.LoadLimit,
+		Logger:        log.With("component", "gossip"),
+		LAN:           poolOptions(g.LAN),
+		WAN:           poolOptions(g.WAN),
+	}
+	for _, d := range cfg.Datacenters {
+		o.Datacenters = append(o.Datacenters, health.Datacenter{Name: d.Name, Continent: d.Continent, MaxRPS: d.MaxRPS})
+		if d.Name == cfg.Node.Datacenter {
+			o.Upstreams = d.Upstreams
+		}
+	}
+	return health.Start(ctx, o)
+}
+
+func poolOptions(p configs.GossipPool) health.PoolOptions {
+	return health.PoolOptions{
+		Bind: p.Bind, Advertise: p.Advertise, Join: p.Join,
+		ProbeInterval: p.ProbeInterval, ProbeTimeout: p.ProbeTimeout, SuspicionMult: p.SuspicionMult,
+	}
+}
+
+// gossipKey reads the base64 gossip key from the environment or the
+// key file, and checks its size.
+func gossipKey(cfg *configs.Config) ([]byte, error) {
+	text, from := os.Getenv(configs.GossipKeyEnv), configs.GossipKeyEnv
+	if text == "" {
+		path := cfg.Gossip.KeyFile
+		if !filepath.IsAbs(path) && cfg.Path != "" {
+			path = filepath.Join(filepath.Dir(cfg.Path), path) // relative to the config, like table
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("gossip key: %w", err)
+		}
+		text, from = string(b), path
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key in %s: not base64: %w", from, err)
+	}
+	if n := len(key); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("gossip key in %s: %d bytes; want 16, 24 or 32 (make one with `socialroute keygen`)", from, n)
+	}
+	return key, nil
+}
+
+// sameDatacenters reports whether two configs list the same datacenters in
+// the same order: the gossip view is indexed like the routing core, so a
+// change needs a restart while gossip is on.
+func sameDatacenters(a, b *configs.Config) bool {
+	return slices.EqualFunc(a.Datacenters, b.Datacenters, func(x, y configs.Datacenter) bool {
+		return x.Name == y.Name && x.Continent == y.Continent && x.MaxRPS == y.MaxRPS &&
+			slices.Equal(x.Upstreams, y.Upstreams)
+	})
+}
+
+const keygenAbout = `
+Print a new random gossip key (32 bytes, base64) for gossip.key_file or the
+SOCIALROUTE_GOSSIP_KEY environment variable. Every node of a fleet needs the
+same key; a node with another key cannot join.`
+
+func runKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("keygen", "", keygenAbout, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return errors.New("no randomness: " + err.Error())
+	}
+	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(key))
+	return nil
+}
