@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,10 +88,15 @@ type Cluster struct {
 	self      int // index of this node's datacenter
 	lan, wan  *memberlist.Memberlist
 
-	meta    atomic.Pointer[[]byte] // this node's encoded Meta
-	mu      sync.Mutex             // guards state below and meta updates
-	state   Meta
-	seen    map[string]string // node name -> datacenter, for nodes that may still come back
+	meta  atomic.Pointer[[]byte] // this node's encoded Meta
+	mu    sync.Mutex             // guards state below and meta updates
+	state Meta
+	seen  map[string]string // node name -> datacenter, for nodes that may still come back
+	// listed is each pool's members as the event delegate last heard of
+	// them, by node name. Memberlist's own Members() hands out pointers
+	// into state it goes on writing; copies taken in its callbacks are
+	// safe to read.
+	listed  map[string]map[string]listedNode
 	view    atomic.Pointer[view]
 	offered []paddedCounter // requests offered to each datacenter, for headroom
 	kick    chan struct{}
@@ -155,6 +162,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		log:     o.Logger,
 		self:    -1,
 		seen:    map[string]string{},
+		listed:  map[string]map[string]listedNode{"lan": {}, "wan": {}},
 		offered: make([]paddedCounter, len(o.Datacenters)),
 		kick:    make(chan struct{}, 1),
 		now:     time.Now,
@@ -391,35 +399,33 @@ type Member struct {
 	Upstreams  int    `json:"upstreams"`
 }
 
+// listedNode is one member of a pool, copied from a memberlist callback.
+type listedNode struct {
+	addr string
+	meta Meta
+}
+
 // Members lists the nodes memberlist has not declared dead (alive or
 // suspect: it does not tell which) in both pools; a node in both appears
 // once.
 func (c *Cluster) Members() []Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []Member
-	seen := map[string]bool{}
-	for _, p := range []struct {
-		name string
-		ml   *memberlist.Memberlist
-	}{{"lan", c.lan}, {"wan", c.wan}} {
-		if p.ml == nil {
-			continue
-		}
-		for _, n := range p.ml.Members() {
-			if seen[n.Name] {
+	for _, pool := range []string{"lan", "wan"} {
+		for name, n := range c.listed[pool] {
+			if slices.ContainsFunc(out, func(m Member) bool { return m.Name == name }) {
 				continue
 			}
-			seen[n.Name] = true
-			m, err := DecodeMeta(n.Meta)
-			if err != nil {
-				continue
-			}
+			m := n.meta
 			out = append(out, Member{
-				Name: n.Name, Address: n.Address(), Pool: p.name,
+				Name: name, Address: n.addr, Pool: pool,
 				Datacenter: m.Datacenter, Continent: m.Continent, NodeState: m.State.String(),
 				MapVersion: m.MapVersion, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
 			})
 		}
 	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

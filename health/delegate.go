@@ -49,25 +49,37 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	// date), so a node counts as having left when its last word was that
 	// it was draining (Close says so before leaving).
 	m, err := DecodeMeta(n.Meta)
-	e.track(n, err == nil && m.State != Draining)
+	e.track(n, false)
+	if err == nil && m.State != Draining && e.judges(m) {
+		e.c.mu.Lock()
+		e.c.seen[n.Name] = m.Datacenter
+		e.c.mu.Unlock()
+	}
 }
 
-// track records (keep) or forgets node n, if this pool is the one that
-// judges n's datacenter: the LAN pool for this continent, the WAN pool for
-// the others.
-func (e *events) track(n *memberlist.Node, keep bool) {
+// judges reports whether this pool is the one that judges the datacenter of
+// a node with meta m: the LAN pool for this continent, the WAN pool for the
+// others.
+func (e *events) judges(m Meta) bool {
+	return (m.Continent == e.c.continent) == (e.pool == "lan")
+}
+
+// track records node n as listed (copying what it needs: n belongs to
+// memberlist) or, when listed is false, forgets it.
+func (e *events) track(n *memberlist.Node, listed bool) {
 	m, err := DecodeMeta(n.Meta)
 	if err != nil {
-		return
-	}
-	local := m.Continent == e.c.continent
-	if local != (e.pool == "lan") {
+		e.c.log.Debug("member with unreadable metadata ignored", "node", n.Name, "error", err)
 		return
 	}
 	e.c.mu.Lock()
-	if keep {
-		e.c.seen[n.Name] = m.Datacenter
+	if listed {
+		e.c.listed[e.pool][n.Name] = listedNode{addr: n.Address(), meta: m}
+		if e.judges(m) {
+			e.c.seen[n.Name] = m.Datacenter
+		}
 	} else {
+		delete(e.c.listed[e.pool], n.Name)
 		delete(e.c.seen, n.Name)
 	}
 	e.c.mu.Unlock()

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // evaluateInterval bounds how stale the view can get: suspect transitions
@@ -76,27 +74,21 @@ func (c *Cluster) evaluate() {
 	}
 	offered := make([]float64, len(dcs))
 	counted := map[string]bool{}
-	for _, ml := range []*memberlist.Memberlist{c.lan, c.wan} {
-		if ml == nil {
-			continue
-		}
-		for _, n := range ml.Members() {
-			m, err := DecodeMeta(n.Meta)
-			if err != nil {
-				continue
-			}
+	c.mu.Lock()
+	for _, pool := range []string{"lan", "wan"} {
+		for name, n := range c.listed[pool] {
+			m := n.meta
 			i, ok := index[m.Datacenter]
 			if !ok {
 				continue
 			}
 			// A datacenter of this continent is judged by the LAN pool
 			// (faster detection), another continent's by the WAN pool.
-			local := m.Continent == c.continent
-			if (local && ml == c.lan) || (!local && ml == c.wan) {
+			if (m.Continent == c.continent) == (pool == "lan") {
 				byDC[i] = append(byDC[i], nodeReport{meta: m})
 			}
-			if !counted[n.Name] {
-				counted[n.Name] = true
+			if !counted[name] {
+				counted[name] = true
 				for j, r := range m.Rates {
 					if j < len(offered) {
 						offered[j] += float64(r)
@@ -106,12 +98,8 @@ func (c *Cluster) evaluate() {
 		}
 	}
 	if c.lan == nil { // before the pools exist: our own word only
-		c.mu.Lock()
 		byDC[c.self] = append(byDC[c.self], nodeReport{meta: c.state})
-		c.mu.Unlock()
 	}
-
-	c.mu.Lock()
 	seen := make(map[string]bool, len(c.seen))
 	for _, d := range c.seen {
 		seen[d] = true
