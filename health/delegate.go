@@ -80,7 +80,9 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 		}
 	} else {
 		delete(e.c.listed[e.pool], n.Name)
-		delete(e.c.seen, n.Name)
+		if e.judges(m) {
+			delete(e.c.seen, n.Name)
+		}
 	}
 	e.c.mu.Unlock()
 	e.c.poke()
