@@ -7,14 +7,15 @@ import (
 	"time"
 )
 
-// Overrides are the operator's changes to the derived placement.
+// Overrides are the operator's changes to the derived placement. They
+// marshal to JSON as they are, which is how the fleet exchanges them.
 type Overrides struct {
 	// Homes sets the home continent (by name) of individual buckets.
-	Homes map[uint32]string
+	Homes map[uint32]string `json:"homes,omitempty"`
 	// Pins puts a datacenter (by name) first on a bucket's list.
-	Pins map[uint32]string
+	Pins map[uint32]string `json:"pins,omitempty"`
 	// Drained datacenters (by name) stay on lists but take no traffic.
-	Drained map[string]bool
+	Drained map[string]bool `json:"drained,omitempty"`
 }
 
 // Clone returns a deep copy, so a change can be built without touching the
@@ -27,6 +28,7 @@ func (o Overrides) Clone() Overrides {
 // safe for concurrent use; nothing in it changes after Build.
 type Snapshot struct {
 	version   uint64
+	origin    string // the node that made this version; ties between equal versions go to the greater
 	n         uint32
 	topo      Topology
 	overrides Overrides
@@ -49,6 +51,12 @@ type Snapshot struct {
 // applied, stamped with version. It returns an error naming the first
 // override or topology problem it meets.
 func Build(version uint64, n uint32, topo Topology, o Overrides) (*Snapshot, error) {
+	return BuildFrom(version, "", n, topo, o)
+}
+
+// BuildFrom is Build for a version made by the node named origin (see
+// Snapshot.Origin).
+func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrides) (*Snapshot, error) {
 	if n == 0 || n > MaxBuckets {
 		return nil, fmt.Errorf("buckets: bucket count %d outside 1..%d", n, MaxBuckets)
 	}
@@ -57,6 +65,7 @@ func Build(version uint64, n uint32, topo Topology, o Overrides) (*Snapshot, err
 	}
 	s := &Snapshot{
 		version:   version,
+		origin:    origin,
 		n:         n,
 		topo:      cloneTopology(topo),
 		overrides: o.Clone(),
@@ -192,6 +201,17 @@ func cloneTopology(t Topology) Topology {
 
 // Version is the snapshot's map version; every change raises it.
 func (s *Snapshot) Version() uint64 { return s.version }
+
+// Origin is the name of the node whose change made this version ("" for a
+// version built from local configuration).
+func (s *Snapshot) Origin() string { return s.origin }
+
+// newer reports whether (version, origin) wins over s: a higher version,
+// or the same version from a greater node name. Every node resolving
+// concurrent changes this way ends with the same map.
+func (s *Snapshot) newer(version uint64, origin string) bool {
+	return version > s.version || (version == s.version && origin > s.origin)
+}
 
 // Buckets is N.
 func (s *Snapshot) Buckets() uint32 { return s.n }

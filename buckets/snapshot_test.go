@@ -380,3 +380,39 @@ func BenchmarkPlan(b *testing.B) {
 		}
 	})
 }
+
+// Concurrent changes on two nodes resolve the same way everywhere: the
+// higher version wins, then the greater node name, whatever the order in
+// which a node hears of them.
+func TestAdoptResolvesConflictsDeterministically(t *testing.T) {
+	pinTo := func(dc string) Overrides { return Overrides{Pins: map[uint32]string{7: dc}} }
+	type change struct {
+		version uint64
+		origin  string
+		o       Overrides
+	}
+	a := change{5, "edge-a", pinTo("us-east")}
+	b := change{5, "edge-b", pinTo("us-west")}
+	older := change{4, "edge-z", pinTo("eu-west")}
+	orders := [][]change{{a, b, older}, {b, a, older}, {older, a, b}, {older, b, a}}
+	for i, order := range orders {
+		m := NewMap(mustBuild(t, 64, twoContinents(), Overrides{}))
+		for _, c := range order {
+			if _, err := m.Adopt(c.version, c.origin, c.o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := m.Load()
+		if s.Version() != 5 || s.Origin() != "edge-b" || s.Overrides().Pins[7] != "us-west" {
+			t.Fatalf("order %d: ended at version %d from %q pinning %q, want 5 from edge-b pinning us-west", i, s.Version(), s.Origin(), s.Overrides().Pins[7])
+		}
+	}
+	m := NewMap(mustBuild(t, 64, twoContinents(), Overrides{}))
+	if ok, err := m.Adopt(9, "edge-x", Overrides{Drained: map[string]bool{"mars": true}}); ok || err == nil || m.Load().Version() != 1 {
+		t.Fatalf("overrides naming an unknown datacenter: adopted %v, err %v", ok, err)
+	}
+	s, err := m.UpdateFrom("edge-c", func(o *Overrides) error { o.Pins[3] = "eu-north"; return nil })
+	if err != nil || s.Origin() != "edge-c" || s.Version() != 2 {
+		t.Fatalf("UpdateFrom: %v, version %d origin %q", err, s.Version(), s.Origin())
+	}
+}

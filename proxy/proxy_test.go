@@ -346,7 +346,7 @@ func TestDrainAndPinChangeRoutingImmediately(t *testing.T) {
 	id, plan := h.userWhosePlanStartsWith("us-a")
 	bucket := bucketOf(t, h.getUser(id))
 	before := h.srv.Placement().Load().Version()
-	if _, err := h.srv.Placement().Update(func(o *buckets.Overrides) error {
+	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
 		o.Drained["us-a"] = true
 		return nil
 	}); err != nil {
@@ -355,7 +355,7 @@ func TestDrainAndPinChangeRoutingImmediately(t *testing.T) {
 	if r := h.getUser(id); datacenterOf(r) != plan[1] {
 		t.Fatalf("after draining us-a, served by %s, want %s", datacenterOf(r), plan[1])
 	}
-	if _, err := h.srv.Placement().Update(func(o *buckets.Overrides) error {
+	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
 		o.Pins[bucket] = "eu-b"
 		return nil
 	}); err != nil {
@@ -480,7 +480,7 @@ func TestDrainRampsDownAndBack(t *testing.T) {
 		return float64(hits) / float64(n), h.srv.Placement().Load().Weight(usA, mid, ramp)
 	}
 	update := func(drain bool) {
-		if _, err := h.srv.Placement().Update(func(o *buckets.Overrides) error {
+		if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
 			o.Drained["us-a"] = drain
 			return nil
 		}); err != nil {

@@ -27,6 +27,10 @@ type Options struct {
 	// Dial, if set, replaces TCP dialing to upstreams (tests use in-memory
 	// listeners). Default: net.Dialer with upstream.connect_timeout.
 	Dial fasthttp.DialFunc
+	// OnPlacementChange, if set, is told of every bucket-map version this
+	// node makes (ChangePlacement, Reload), to spread it over the fleet.
+	// It is called in order, outside any lock; it must not block long.
+	OnPlacementChange func(*buckets.Snapshot)
 }
 
 // state is everything a reload replaces, published as one immutable value
@@ -50,6 +54,7 @@ type Server struct {
 	log     *slog.Logger
 	status  health.Status
 	dial    fasthttp.DialFunc
+	notify  func(*buckets.Snapshot)
 	http    *fasthttp.Server
 	mu      sync.Mutex // serialises Reload and placement changes
 	scratch sync.Pool
@@ -68,7 +73,7 @@ type Stats struct {
 // New builds a Server for cfg, with table (nil: xxhash only) as the
 // social-hash assignment. It does not listen; see Serve.
 func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, status: opts.Status, dial: opts.Dial}
+	s := &Server{log: opts.Logger, status: opts.Status, dial: opts.Dial, notify: opts.OnPlacementChange}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -125,7 +130,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			oldPools = old.pools
 		}
 	}
-	snap, err := buckets.Build(version, uint32(cfg.Buckets), topo, overrides)
+	snap, err := buckets.BuildFrom(version, cfg.Node.Name, uint32(cfg.Buckets), topo, overrides)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
@@ -217,11 +222,52 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	}
 	s.cur.Store(st)
 	closeUnused(old.pools, st.pools)
-	s.log.Info("configuration reloaded", "map_version", st.router.placement.Load().Version(), "table_users", table.Len())
+	snap := st.router.placement.Load()
+	s.log.Info("configuration reloaded", "map_version", snap.Version(), "table_users", table.Len())
+	s.placementChanged(snap)
 	return nil
 }
 
-// Placement is the bucket map in force; admin changes go through its Update.
+// ChangePlacement applies an operator's change (pin, drain, home) to the
+// bucket map as a new version made by this node, effective for the next
+// request, and reports it to OnPlacementChange. A change that fails or
+// does not fit the topology changes nothing.
+func (s *Server) ChangePlacement(change func(*buckets.Overrides) error) (*buckets.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, err := s.cur.Load().router.placement.UpdateFrom(s.cur.Load().cfg.Node.Name, change)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("bucket map changed", "map_version", snap.Version())
+	s.placementChanged(snap)
+	return snap, nil
+}
+
+// AdoptPlacement applies overrides another node made, as version, if it is
+// newer than this node's map (higher version, then greater node name); it
+// reports whether it did. It does not call OnPlacementChange: the change
+// is already spreading.
+func (s *Server) AdoptPlacement(version uint64, origin string, o buckets.Overrides) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok, err := s.cur.Load().router.placement.Adopt(version, origin, o)
+	if ok {
+		s.log.Info("bucket map adopted from the fleet", "map_version", version, "origin", origin)
+	}
+	return ok, err
+}
+
+// placementChanged tells OnPlacementChange. Called with s.mu held, so
+// notifications leave in version order.
+func (s *Server) placementChanged(snap *buckets.Snapshot) {
+	if s.notify != nil {
+		s.notify(snap)
+	}
+}
+
+// Placement is the bucket map in force. Change it through ChangePlacement,
+// which serialises with reloads and tells the fleet.
 func (s *Server) Placement() *buckets.Map { return s.cur.Load().router.placement }
 
 // Router is the routing core in force.
