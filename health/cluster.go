@@ -74,6 +74,10 @@ type Options struct {
 	// Logger receives state changes at info/warn, memberlist's chatter at
 	// debug. Default slog.Default().
 	Logger *slog.Logger
+	// OnPlacement, if set, receives each bucket-map version another node
+	// spread that is newer than the one this node holds, in order, from
+	// one goroutine (so it may take a lock, but should not take long).
+	OnPlacement func(Placement)
 	// Transport, if set, makes the transport of a pool ("lan" or "wan")
 	// bound to bind; tests use it to cut the network. Default: UDP/TCP.
 	Transport func(pool, bind string) (memberlist.NodeAwareTransport, error)
@@ -100,9 +104,13 @@ type Cluster struct {
 	view    atomic.Pointer[view]
 	offered []paddedCounter // requests offered to each datacenter, for headroom
 	kick    chan struct{}
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
-	now     func() time.Time
+
+	placement *Placement                // the newest bucket map held (c.mu)
+	inbox     atomic.Pointer[Placement] // newest not yet handed to OnPlacement
+	arrived   chan struct{}
+	cancel    context.CancelFunc
+	done      sync.WaitGroup
+	now       func() time.Time
 }
 
 var _ Status = (*Cluster)(nil)
@@ -165,6 +173,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		listed:  map[string]map[string]listedNode{"lan": {}, "wan": {}},
 		offered: make([]paddedCounter, len(o.Datacenters)),
 		kick:    make(chan struct{}, 1),
+		arrived: make(chan struct{}, 1),
 		now:     time.Now,
 	}
 	for i, d := range o.Datacenters {
@@ -193,10 +202,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 
 	ctx, c.cancel = context.WithCancel(ctx)
-	c.done.Add(3)
+	c.done.Add(4)
 	go c.joinLoop(ctx)
 	go c.checkLoop(ctx)
 	go c.evaluateLoop(ctx)
+	go c.deliverLoop(ctx.Done())
 	return c, nil
 }
 

@@ -23,10 +23,23 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (d *delegate) NotifyMsg([]byte)                           {}
+// NotifyMsg receives a bucket map another node sent.
+func (d *delegate) NotifyMsg(b []byte) { d.c.received(b) }
+
+// GetBroadcasts has nothing to add: bucket maps travel over TCP, too large
+// for gossip packets.
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState offers this node's bucket map in push/pull, so nodes that
+// missed a change, or join later, converge.
+func (d *delegate) LocalState(join bool) []byte { return d.c.heldState() }
+
+// MergeRemoteState takes the other side's bucket map if it is newer.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	if len(buf) > 0 {
+		d.c.received(buf)
+	}
+}
 
 // events tracks which datacenter each node belongs to, so that a
 // datacenter whose every node died is known to be down even though

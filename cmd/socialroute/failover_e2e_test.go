@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,7 +163,7 @@ type fleetNode struct {
 
 // writeFleetConfig writes node n's config: the same topology for all, its
 // own datacenter and gossip addresses, and the seeds.
-func writeFleetConfig(t *testing.T, n *fleetNode, dcs map[string]*killableDC, lanSeeds, wanSeeds []string, breakerFailures int) {
+func writeFleetConfig(t *testing.T, n *fleetNode, dcs map[string]*killableDC, lanSeeds, wanSeeds []string, breakerFailures int, extra string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node:\n  name: edge-%s\n  datacenter: %s\nlisten:\n  address: %s\n  shutdown_timeout: 5s\n", n.dc, n.dc, n.listen)
 	fmt.Fprintf(&b, "upstream:\n  timeout: 2s\n  connect_timeout: 300ms\n  retries: 2\n  breaker:\n    consecutive_failures: %d\n    open_for: 1s\n", breakerFailures)
@@ -175,6 +176,7 @@ func writeFleetConfig(t *testing.T, n *fleetNode, dcs map[string]*killableDC, la
 	fmt.Fprintf(&b, "  lan:\n    bind: %s\n    probe_interval: 200ms\n    probe_timeout: 100ms\n    suspicion_mult: 2\n    join: [%s]\n", n.lan, strings.Join(lanSeeds, ", "))
 	fmt.Fprintf(&b, "  wan:\n    bind: %s\n    probe_interval: 300ms\n    probe_timeout: 150ms\n    suspicion_mult: 2\n    join: [%s]\n", n.wan, strings.Join(wanSeeds, ", "))
 	b.WriteString("log:\n  level: info\n")
+	b.WriteString(extra)
 	if err := os.WriteFile(n.config, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,10 @@ func TestEndToEndDatacenterFailover(t *testing.T) {
 	}
 }
 
-func failover(t *testing.T, breakerFailures int, goal time.Duration) {
+// startFleet starts the five datacenters' web tiers on 127.0.5.x and three
+// gossiping proxy processes (us-east, us-west, eu-west) on 127.0.6.x, and
+// waits until the fleet has formed.
+func startFleet(t *testing.T, breakerFailures int) (map[string]*killableDC, map[string]*fleetNode) {
 	dcs := map[string]*killableDC{}
 	for i, d := range fleetTopology {
 		dcs[d.name] = startKillableDC(t, d.name, fmt.Sprintf("127.0.5.%d", i+1))
@@ -270,9 +275,9 @@ func failover(t *testing.T, breakerFailures int, goal time.Duration) {
 		nodes[dc] = n
 	}
 	east, west, eu := nodes["us-east"], nodes["us-west"], nodes["eu-west"]
-	writeFleetConfig(t, east, dcs, nil, nil, breakerFailures)
-	writeFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan}, breakerFailures)
-	writeFleetConfig(t, eu, dcs, nil, []string{east.wan}, breakerFailures)
+	writeFleetConfig(t, east, dcs, nil, nil, breakerFailures, "")
+	writeFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan}, breakerFailures, "")
+	writeFleetConfig(t, eu, dcs, nil, []string{east.wan}, breakerFailures, "")
 	t.Setenv(configs.GossipKeyEnv, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	for _, n := range []*fleetNode{east, west, eu} {
 		n.proc = startProxy(t, n.config, n.listen)
@@ -280,6 +285,12 @@ func failover(t *testing.T, breakerFailures int, goal time.Duration) {
 	waitFor(t, "the fleet to form", func() bool {
 		return strings.Contains(west.proc.logs.String(), "joined the fleet") && strings.Contains(eu.proc.logs.String(), "joined the fleet")
 	})
+	return dcs, nodes
+}
+
+func failover(t *testing.T, breakerFailures int, goal time.Duration) {
+	dcs, nodes := startFleet(t, breakerFailures)
+	east, west, eu := nodes["us-east"], nodes["us-west"], nodes["eu-west"]
 
 	// The expected routes come from the same config, through the routing
 	// core in this process.
@@ -386,5 +397,53 @@ func failover(t *testing.T, breakerFailures int, goal time.Duration) {
 	t.Logf("revival -> us-west served again: %v; failed requests: 0 of %d", back.Round(time.Millisecond), len(load.answers))
 	if reroute := min(quiet, gossip); reroute > goal {
 		t.Errorf("full reroute took %v, goal %v", reroute, goal)
+	}
+}
+
+// A change to the bucket map made on one node (here a reload of its config
+// with a new pin) spreads to the whole fleet through gossip: a request for
+// that bucket arriving at another continent's node follows the pin.
+func TestEndToEndPlacementChangeSpreadsAcrossTheFleet(t *testing.T) {
+	dcs, nodes := startFleet(t, 3)
+	east, west, eu := nodes["us-east"], nodes["us-west"], nodes["eu-west"]
+	cfg, err := configs.Load(east.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oracle, err := proxy.New(cfg, nil, proxy.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req fasthttp.Request
+	req.SetRequestURI("/users/42/feed")
+	e := oracle.Explain(&req)
+	if e.Home != "us" {
+		t.Skipf("user 42 is homed in %s; the test wants a US user", e.Home)
+	}
+	servedVia := func(n *fleetNode) string {
+		c := &fasthttp.HostClient{Addr: n.listen, ReadTimeout: 5 * time.Second}
+		var req fasthttp.Request
+		var resp fasthttp.Response
+		req.SetRequestURI("http://" + n.listen + "/users/42/feed")
+		if err := c.Do(&req, &resp); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("via %s: %v %d", n.dc, err, resp.StatusCode())
+		}
+		return string(resp.Header.Peek("X-Served-By"))
+	}
+	if got := servedVia(eu); got != e.Chosen {
+		t.Fatalf("before the pin: served by %s, want %s", got, e.Chosen)
+	}
+	// Pin user 42's bucket to eu-north on us-west's node only.
+	writeFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan}, 3, fmt.Sprintf("pins:\n  %q: eu-north\n", fmt.Sprint(e.Bucket)))
+	changed := time.Now()
+	if err := west.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*fleetNode{east, eu, west} {
+		waitFor(t, n.dc+" to follow the pin", func() bool { return servedVia(n) == "eu-north" })
+	}
+	t.Logf("a pin made on us-west's node was followed by every node within %v", time.Since(changed).Round(time.Millisecond))
+	if !strings.Contains(eu.proc.logs.String(), "bucket map adopted from the fleet") {
+		t.Fatalf("eu's node did not log the adoption:\n%s", eu.proc.logs.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,14 +13,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
+	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/health"
+	"github.com/socialroute/socialroute/proxy"
 )
 
 // startGossip joins the fleet as cfg's gossip section says; nil when
 // gossip is off.
-func startGossip(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*health.Cluster, error) {
+func startGossip(ctx context.Context, cfg *configs.Config, link *placementLink, log *slog.Logger) (*health.Cluster, error) {
 	g := cfg.Gossip
 	if g.LAN.Bind == "" {
 		return nil, nil
@@ -40,6 +44,7 @@ func startGossip(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*h
 		Logger:        log.With("component", "gossip"),
 		LAN:           poolOptions(g.LAN),
 		WAN:           poolOptions(g.WAN),
+		OnPlacement:   link.adopt,
 	}
 	for _, d := range cfg.Datacenters {
 		o.Datacenters = append(o.Datacenters, health.Datacenter{Name: d.Name, Continent: d.Continent, MaxRPS: d.MaxRPS})
@@ -108,4 +113,47 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(key))
 	return nil
+}
+
+// placementLink connects the proxy's bucket map to the fleet: changes made
+// here spread through gossip, and newer ones made elsewhere are adopted.
+type placementLink struct {
+	cluster *health.Cluster
+	srv     atomic.Pointer[proxy.Server]
+	log     *slog.Logger
+}
+
+// spread is the proxy's OnPlacementChange.
+func (l *placementLink) spread(snap *buckets.Snapshot) {
+	payload, err := json.Marshal(snap.Overrides())
+	if err != nil {
+		l.log.Error("bucket map not spread", "error", err)
+		return
+	}
+	l.cluster.SpreadPlacement(health.Placement{Version: snap.Version(), Origin: snap.Origin(), Payload: payload})
+}
+
+// adopt is the cluster's OnPlacement. Placements that arrive before the
+// proxy exists are held by the cluster and adopted by attach.
+func (l *placementLink) adopt(p health.Placement) {
+	srv := l.srv.Load()
+	if srv == nil {
+		return
+	}
+	var o buckets.Overrides
+	if err := json.Unmarshal(p.Payload, &o); err != nil {
+		l.log.Error("bucket map from the fleet unreadable; ignored", "origin", p.Origin, "version", p.Version, "error", err)
+		return
+	}
+	if _, err := srv.AdoptPlacement(p.Version, p.Origin, o); err != nil {
+		l.log.Error("bucket map from the fleet does not fit this node's topology; ignored", "origin", p.Origin, "version", p.Version, "error", err)
+	}
+}
+
+// attach starts adopting into srv, beginning with what arrived before.
+func (l *placementLink) attach(srv *proxy.Server) {
+	l.srv.Store(srv)
+	if p := l.cluster.HeldPlacement(); p != nil {
+		l.adopt(*p)
+	}
 }

@@ -49,14 +49,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cluster, err := startGossip(ctx, cfg, log)
+	link := &placementLink{log: log}
+	cluster, err := startGossip(ctx, cfg, link, log)
 	if err != nil {
 		return err
 	}
 	opts := proxy.Options{Logger: log}
 	if cluster != nil {
 		defer cluster.Close()
+		link.cluster = cluster
 		opts.Status = cluster
+		opts.OnPlacementChange = link.spread
 	}
 	srv, err := proxy.New(cfg, table, opts)
 	if err != nil {
@@ -64,6 +67,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	if cluster != nil {
 		cluster.SetMapVersion(srv.Placement().Load().Version())
+		link.attach(srv)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen.Address)
 	if err != nil {
@@ -84,9 +88,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			if sig == syscall.SIGHUP {
 				if next := reload(srv, cfg, *cfgPath, cluster != nil, log); next != nil {
 					cfg = next
-					if cluster != nil {
-						cluster.SetMapVersion(srv.Placement().Load().Version())
-					}
 				}
 				continue
 			}
