@@ -26,6 +26,9 @@ const (
 	DefaultBreakerFailures   = 5
 	DefaultBreakerOpenFor    = 5 * time.Second
 	DefaultBreakerHalfOpen   = 1
+	DefaultBreakerRatio      = 0.5
+	DefaultBreakerMinReqs    = 20
+	DefaultBreakerWindow     = 10 * time.Second
 	DefaultNoKeyPolicy       = NoKeyLocal
 	DefaultMaxKeyLength      = 128
 	DefaultLogLevel          = "info"
@@ -172,6 +175,17 @@ type Breaker struct {
 	// HalfOpenRequests is how many probes a half-open breaker lets through.
 	// Default 1.
 	HalfOpenRequests int `yaml:"half_open_requests"`
+	// FailureRatio also opens the breaker when at least this share of the
+	// requests of the last Window failed (and there were MinRequests of
+	// them): an upstream failing every other request never fails
+	// consecutive_failures times in a row, yet is sick. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// MinRequests is how many requests the Window needs before
+	// FailureRatio counts. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Window is the rolling window FailureRatio is measured over, in
+	// one-second buckets. Default 10s.
+	Window time.Duration `yaml:"window"`
 }
 
 // Continent is a set of datacenters that keep their users' data.

@@ -51,6 +51,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&u.Breaker.ConsecutiveFailures, DefaultBreakerFailures)
 	setDuration(&u.Breaker.OpenFor, DefaultBreakerOpenFor)
 	setInt(&u.Breaker.HalfOpenRequests, DefaultBreakerHalfOpen)
+	if u.Breaker.FailureRatio == 0 {
+		u.Breaker.FailureRatio = DefaultBreakerRatio
+	}
+	setInt(&u.Breaker.MinRequests, DefaultBreakerMinReqs)
+	setDuration(&u.Breaker.Window, DefaultBreakerWindow)
 
 	r := &c.Routing
 	setDuration(&r.DrainRamp, DefaultDrainRamp)

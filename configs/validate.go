@@ -285,6 +285,15 @@ func (v *validator) upstream() {
 	if b.HalfOpenRequests < 1 || int64(b.HalfOpenRequests) > math.MaxUint32 {
 		v.errorf("upstream.breaker.half_open_requests", "must be between 1 and %d, got %d", uint32(math.MaxUint32), b.HalfOpenRequests)
 	}
+	if math.IsNaN(b.FailureRatio) || b.FailureRatio <= 0 || b.FailureRatio > 1 {
+		v.errorf("upstream.breaker.failure_ratio", "must be greater than 0 and at most 1, got %v", b.FailureRatio)
+	}
+	if b.MinRequests < 1 || int64(b.MinRequests) > math.MaxUint32 {
+		v.errorf("upstream.breaker.min_requests", "must be between 1 and %d, got %d", uint32(math.MaxUint32), b.MinRequests)
+	}
+	if b.Window < time.Second {
+		v.errorf("upstream.breaker.window", "must be at least 1s (it is measured in one-second buckets), got %v", b.Window)
+	}
 	switch {
 	case b.OpenFor <= 0:
 		v.errorf("upstream.breaker.open_for", "must be greater than 0, got %v", b.OpenFor)

@@ -13,6 +13,9 @@ const (
 	DefaultBreakerFailures = 5
 	DefaultBreakerOpenFor  = 5 * time.Second
 	DefaultBreakerHalfOpen = 1
+	DefaultBreakerRatio    = 0.5
+	DefaultBreakerMinReqs  = 20
+	DefaultBreakerWindow   = 10 * time.Second
 )
 
 // ErrBreakerOpen is returned by Breaker.Do when the breaker rejects the call
@@ -29,6 +32,13 @@ type BreakerSettings struct {
 	// HalfOpen is how many probe requests a half-open breaker lets through;
 	// that many successes close it. Default 1.
 	HalfOpen int
+	// FailureRatio also opens the breaker when at least this share of the
+	// requests in the last Window failed, once there were MinRequests:
+	// the passive signal of an upstream that fails often but not in a
+	// row. Defaults 0.5, 20 and 10s (one-second buckets).
+	FailureRatio float64
+	MinRequests  int
+	Window       time.Duration
 	// OnStateChange, if set, is told of every transition. It runs under the
 	// breaker's lock: it must be quick and must not call back into the
 	// breaker.
@@ -55,13 +65,28 @@ func NewBreaker(name string, s BreakerSettings) *Breaker {
 	if s.HalfOpen <= 0 {
 		s.HalfOpen = DefaultBreakerHalfOpen
 	}
+	if s.FailureRatio <= 0 {
+		s.FailureRatio = DefaultBreakerRatio
+	}
+	if s.MinRequests <= 0 {
+		s.MinRequests = DefaultBreakerMinReqs
+	}
+	if s.Window < time.Second {
+		s.Window = DefaultBreakerWindow
+	}
 	b := &Breaker{}
 	failures, openFor, notify := uint32(s.Failures), s.OpenFor, s.OnStateChange
+	ratio, minReqs := s.FailureRatio, uint32(s.MinRequests)
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        name,
-		MaxRequests: uint32(s.HalfOpen),
-		Timeout:     openFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		Name:         name,
+		MaxRequests:  uint32(s.HalfOpen),
+		Timeout:      openFor,
+		Interval:     s.Window,
+		BucketPeriod: time.Second,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= failures ||
+				(c.Requests >= minReqs && float64(c.TotalFailures) >= ratio*float64(c.Requests))
+		},
 		// Runs under gobreaker's lock: touch only our atomics.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {

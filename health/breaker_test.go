@@ -103,3 +103,35 @@ func BenchmarkBreakerDo(b *testing.B) {
 		}
 	})
 }
+
+// The passive error-rate signal: an upstream failing every other request
+// never fails 5 times in a row, but opens the breaker once 20 requests in
+// the window show half of them failed.
+func TestBreakerOpensOnFailureRatio(t *testing.T) {
+	b := NewBreaker("x", BreakerSettings{Failures: 5, FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second})
+	for i := range 19 { // 9 failures in 19, never two in a row
+		err := error(nil)
+		if i%2 == 1 {
+			err = errUpstream
+		}
+		_ = b.Do(func() error { return err })
+	}
+	if b.State() != gobreaker.StateClosed {
+		t.Fatal("opened before MinRequests")
+	}
+	_ = b.Do(func() error { return errUpstream }) // 10 of 20
+	if b.State() != gobreaker.StateOpen {
+		t.Fatalf("half of 20 requests failed and the breaker is %v", b.State())
+	}
+	healthy := NewBreaker("y", BreakerSettings{Failures: 5, FailureRatio: 0.5, MinRequests: 20})
+	for i := range 100 {
+		err := error(nil)
+		if i%4 == 0 {
+			err = errUpstream
+		}
+		_ = healthy.Do(func() error { return err })
+	}
+	if healthy.State() != gobreaker.StateClosed {
+		t.Fatal("a 25% failure rate opened a breaker set to 50%")
+	}
+}

@@ -91,9 +91,12 @@ func newUpstream(addr, dc string, u configs.Upstream, dial fasthttp.DialFunc, lo
 		MaxIdemponentCallAttempts: 2,
 	}
 	up.breaker = health.NewBreaker(dc+"/"+addr, health.BreakerSettings{
-		Failures: u.Breaker.ConsecutiveFailures,
-		OpenFor:  u.Breaker.OpenFor,
-		HalfOpen: u.Breaker.HalfOpenRequests,
+		Failures:     u.Breaker.ConsecutiveFailures,
+		OpenFor:      u.Breaker.OpenFor,
+		HalfOpen:     u.Breaker.HalfOpenRequests,
+		FailureRatio: u.Breaker.FailureRatio,
+		MinRequests:  u.Breaker.MinRequests,
+		Window:       u.Breaker.Window,
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			// Under the breaker's lock: log, and leave anything slow to a
 			// goroutine.
