@@ -1,0 +1,252 @@
+package hashing
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Heavy-hitter detector defaults.
+const (
+	DefaultDetectDepth = 4
+	DefaultDetectWidth = 4096
+	DefaultDetectTick  = time.Second
+	// demoteTicks is how many ticks in a row a hot key must stay under the
+	// demotion threshold to be demoted: hysteresis against flapping.
+	demoteTicks = 3
+	// maxDetected bounds the hot set, so a flood of distinct keys cannot
+	// grow it without limit.
+	maxDetected = 256
+	// maxKeyCopy is how much of a key is kept for operators to read.
+	maxKeyCopy = 64
+)
+
+// DetectOptions configure a HeavyHitters detector.
+type DetectOptions struct {
+	// Rate is the request rate (per second, on this node) at which a key
+	// becomes hot: a key is promoted once about Rate·Tick of its requests
+	// arrive within a tick or so. It is demoted when its rate stays under
+	// about Rate/8 for three ticks in a row (hysteresis: no flapping).
+	Rate float64
+	// Max caps a detected key's spread; it gets one bucket per Rate of its
+	// rate, at least 2.
+	Max int
+	// Tick is how often counts decay by half and promotions and demotions
+	// are decided. Default 1s.
+	Tick time.Duration
+}
+
+// HeavyHitters finds the routing keys that take a large share of requests
+// now: a count-min sketch (4 rows of 4096 counters) that decays by half
+// every tick, read on every request. Observe is lock-free and allocation-
+// free; a key crossing the threshold is handed, by value, to the goroutine
+// running Run, which publishes a new immutable hot set. A nil
+// *HeavyHitters observes nothing and finds nothing hot.
+type HeavyHitters struct {
+	opts    DetectOptions
+	rows    [DefaultDetectDepth][DefaultDetectWidth]atomic.Uint32
+	promote uint32 // count at which a key is promoted
+	demote  uint32 // count under which a hot key counts toward demotion
+	found   chan detected
+	hot     atomic.Pointer[hotSet]
+}
+
+// detected is a promotion candidate, passed by value (no allocation).
+type detected struct {
+	h   uint64
+	n   uint8
+	key [maxKeyCopy]byte
+}
+
+// hotSet is one immutable set of detected keys.
+type hotSet struct {
+	spread map[uint64]uint8
+	keys   []DetectedKey
+	cold   map[uint64]int // ticks under the demotion threshold
+}
+
+// DetectedKey is a key the detector holds hot.
+type DetectedKey struct {
+	Key    string    `json:"key"`  // at most the first 64 bytes
+	Rate   float64   `json:"rate"` // requests per second, estimated
+	Spread int       `json:"spread"`
+	Since  time.Time `json:"since"`
+	hash   uint64
+}
+
+// NewHeavyHitters makes a detector; it detects nothing until Run runs.
+func NewHeavyHitters(o DetectOptions) *HeavyHitters {
+	if o.Tick <= 0 {
+		o.Tick = DefaultDetectTick
+	}
+	if o.Max < 2 {
+		o.Max = 2
+	}
+	d := &HeavyHitters{opts: o, found: make(chan detected, 64)}
+	// With halving every tick, a key at rate r settles at about 2·r·tick
+	// counts. Promotion at Rate·tick counts catches a key within about
+	// Rate·tick of its requests; demotion under a quarter of that is a
+	// steady rate under Rate/8.
+	perTick := o.Rate * o.Tick.Seconds()
+	d.promote = uint32(max(1, math.Ceil(perTick)))
+	d.demote = uint32(max(1, math.Ceil(perTick/4)))
+	d.hot.Store(&hotSet{})
+	return d
+}
+
+// Observe counts one request for the key with hash h (key is only read,
+// to keep a copy if it turns hot) and reports the key's spread: 1 when it
+// is not hot.
+func (d *HeavyHitters) Observe(h uint64, key []byte) int {
+	if d == nil {
+		return 1
+	}
+	est := uint32(math.MaxUint32)
+	for r := range d.rows {
+		c := d.rows[r][cell(h, r)].Add(1)
+		est = min(est, c)
+	}
+	hs := d.hot.Load()
+	if k, ok := hs.spread[h]; ok {
+		return int(k)
+	}
+	if est >= d.promote {
+		c := detected{h: h, n: uint8(min(len(key), maxKeyCopy))}
+		copy(c.key[:], key)
+		select {
+		case d.found <- c:
+		default: // Run is behind; the key will cross again
+		}
+	}
+	return 1
+}
+
+// Spread is the spread of the key with hash h: 1 when it is not hot.
+func (d *HeavyHitters) Spread(h uint64) int {
+	if d == nil {
+		return 1
+	}
+	if k, ok := d.hot.Load().spread[h]; ok {
+		return int(k)
+	}
+	return 1
+}
+
+// Hot lists the keys held hot now.
+func (d *HeavyHitters) Hot() []DetectedKey {
+	if d == nil {
+		return nil
+	}
+	return slices.Clone(d.hot.Load().keys)
+}
+
+// cell is the counter of row r for hash h: each row uses its own 16 bits
+// of a remix of h.
+func cell(h uint64, r int) uint32 {
+	return uint32(mix(h+uint64(r)*0x9e3779b97f4a7c15)>>48) % DefaultDetectWidth
+}
+
+// estimate reads the sketch's count for h.
+func (d *HeavyHitters) estimate(h uint64) uint32 {
+	est := uint32(math.MaxUint32)
+	for r := range d.rows {
+		est = min(est, d.rows[r][cell(h, r)].Load())
+	}
+	return est
+}
+
+// Run promotes, decays and demotes until ctx ends. Run it in one goroutine.
+func (d *HeavyHitters) Run(ctx context.Context) {
+	tick := time.NewTicker(d.opts.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-d.found:
+			d.promoteKey(c)
+		case <-tick.C:
+			d.decay()
+		}
+	}
+}
+
+// spreadFor turns a count into a spread: one bucket per promotion count,
+// at least 2.
+func (d *HeavyHitters) spreadFor(count uint32) int {
+	return max(2, min(int(math.Ceil(float64(count)/float64(d.promote))), d.opts.Max, MaxSpread))
+}
+
+func (d *HeavyHitters) promoteKey(c detected) {
+	old := d.hot.Load()
+	if _, ok := old.spread[c.h]; ok || len(old.spread) >= maxDetected {
+		return
+	}
+	next := old.clone()
+	k := d.spreadFor(d.estimate(c.h))
+	next.spread[c.h] = uint8(k)
+	next.keys = append(next.keys, DetectedKey{
+		Key: string(c.key[:c.n]), Spread: k, Since: time.Now(), hash: c.h,
+		Rate: d.rate(d.estimate(c.h)),
+	})
+	d.hot.Store(next)
+}
+
+// decay halves every counter, then demotes hot keys that stayed cold for
+// demoteTicks ticks and refreshes the others' spread and rate.
+func (d *HeavyHitters) decay() {
+	for r := range d.rows {
+		for i := range d.rows[r] {
+			c := &d.rows[r][i]
+			for {
+				v := c.Load()
+				if v == 0 || c.CompareAndSwap(v, v/2) {
+					break
+				}
+			}
+		}
+	}
+	old := d.hot.Load()
+	if len(old.spread) == 0 {
+		return
+	}
+	next := &hotSet{spread: map[uint64]uint8{}, cold: map[uint64]int{}}
+	for _, k := range old.keys {
+		h := k.hash
+		est := d.estimate(h)
+		cold := old.cold[h]
+		if est < d.demote {
+			cold++
+		} else {
+			cold = 0
+		}
+		if cold >= demoteTicks {
+			continue
+		}
+		k.Spread = max(k.Spread, d.spreadFor(est))
+		k.Rate = d.rate(est)
+		next.spread[h] = uint8(k.Spread)
+		next.cold[h] = cold
+		next.keys = append(next.keys, k)
+	}
+	d.hot.Store(next)
+}
+
+// rate turns a decayed count into a rate: a steady rate r holds about
+// 2·r·tick counts.
+func (d *HeavyHitters) rate(count uint32) float64 {
+	return float64(count) / (2 * d.opts.Tick.Seconds())
+}
+
+func (s *hotSet) clone() *hotSet {
+	n := &hotSet{spread: make(map[uint64]uint8, len(s.spread)+1), keys: slices.Clone(s.keys), cold: make(map[uint64]int, len(s.cold))}
+	for h, k := range s.spread {
+		n.spread[h] = k
+	}
+	for h, c := range s.cold {
+		n.cold[h] = c
+	}
+	return n
+}
