@@ -39,6 +39,7 @@ type Snapshot struct {
 	stride  int
 	drained uint64 // datacenter mask
 	local   [][]uint8
+	homedIn [][]uint32 // per continent: its buckets, ascending
 
 	// changedAt is, per datacenter, when (unix ns) it was last drained or
 	// undrained by a later version of the map; 0 if it has been as it is
@@ -152,6 +153,11 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 		s.planLen[b] = uint8(len(plan))
 	}
 
+	s.homedIn = make([][]uint32, len(topo.Continents))
+	for b := uint32(0); b < n; b++ {
+		s.homedIn[s.home[b]] = append(s.homedIn[s.home[b]], b)
+	}
+
 	// Keyless requests under the "local" policy: the local datacenter,
 	// then the rest of its continent by capacity, then its failover
 	// continents likewise.
@@ -233,6 +239,10 @@ func (s *Snapshot) Plan(b uint32) []uint8 {
 	off := int(b) * s.stride
 	return s.plans[off : off+int(s.planLen[b]) : off+int(s.planLen[b])]
 }
+
+// HomedIn returns the buckets whose home is continent c, ascending: where a
+// hot account's sibling buckets may go. The slice is shared: read only.
+func (s *Snapshot) HomedIn(c int) []uint32 { return s.homedIn[c] }
 
 // LocalPlan returns the plan for requests without a routing key received in
 // datacenter dc. The slice is shared: callers must not modify it.

@@ -416,3 +416,21 @@ func TestAdoptResolvesConflictsDeterministically(t *testing.T) {
 		t.Fatalf("UpdateFrom: %v, version %d origin %q", err, s.Version(), s.Origin())
 	}
 }
+
+func TestHomedInListsEachBucketUnderItsHome(t *testing.T) {
+	s := mustBuild(t, 1024, twoContinents(), Overrides{Homes: map[uint32]string{5: "eu"}})
+	total := 0
+	for c := range s.Topology().Continents {
+		prev := -1
+		for _, b := range s.HomedIn(c) {
+			if s.Home(b) != c || int(b) <= prev {
+				t.Fatalf("continent %d lists bucket %d (home %d, after %d)", c, b, s.Home(b), prev)
+			}
+			prev = int(b)
+		}
+		total += len(s.HomedIn(c))
+	}
+	if total != 1024 || !slices.Contains(s.HomedIn(1), 5) {
+		t.Fatalf("%d buckets listed; bucket 5 homed in eu listed there: %v", total, slices.Contains(s.HomedIn(1), 5))
+	}
+}
