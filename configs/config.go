@@ -49,6 +49,9 @@ const (
 	DefaultWANProbeInterval = 5 * time.Second
 	DefaultWANProbeTimeout  = 3 * time.Second
 	DefaultWANSuspicionMult = 6
+
+	// DefaultAdminAddress keeps the admin endpoint on loopback.
+	DefaultAdminAddress = "127.0.0.1:9901"
 )
 
 // No-key policies: what the proxy does with a request whose routing rules
@@ -102,6 +105,10 @@ type Config struct {
 	Gossip Gossip `yaml:"gossip"`
 	// Log configures structured logging.
 	Log Log `yaml:"log"`
+	// Admin configures the operators' HTTP endpoint (health, metrics,
+	// routing explanations, pins, drains, the status page). Off unless
+	// admin.enabled is true.
+	Admin Admin `yaml:"admin"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -321,4 +328,29 @@ type Log struct {
 	Level string `yaml:"level"`
 	// Format is text or json. Default text.
 	Format string `yaml:"format"`
+}
+
+// Admin configures the operators' HTTP endpoint: a listener of its own,
+// apart from client traffic. Every route but /healthz and /readyz needs
+// the admin token.
+type Admin struct {
+	// Enabled turns the admin endpoint on. Default false: a node serves
+	// clients only.
+	Enabled bool `yaml:"enabled"`
+	// Address is host:port the admin endpoint listens on. Default
+	// 127.0.0.1:9901: loopback, so that reaching it from another host is a
+	// decision (an SSH tunnel, a sidecar, or an address named here). Port 0
+	// picks a free port (tests).
+	Address string `yaml:"address"`
+	// TokenFile names a file holding the bearer token operators present
+	// ("Authorization: Bearer <token>"), at least 16 characters, surrounding
+	// white space ignored. The environment variable SOCIALROUTE_ADMIN_TOKEN
+	// overrides it. A relative path is resolved from the config file's
+	// folder (see AdminTokenPath). Required when the endpoint is on, unless
+	// InsecureNoToken.
+	TokenFile string `yaml:"token_file"`
+	// InsecureNoToken serves the admin endpoint without a token. Allowed
+	// only when Address is a loopback address, and meant for a laptop:
+	// anything on the host can then drain the fleet. Default false.
+	InsecureNoToken bool `yaml:"insecure_no_token"`
 }

@@ -86,6 +86,10 @@ func (c *Config) ApplyDefaults() {
 		r.ResponseHeaders = new(DefaultResponseHeadersOn)
 	}
 
+	if c.Admin.Address == "" {
+		c.Admin.Address = DefaultAdminAddress
+	}
+
 	if c.Log.Level == "" {
 		c.Log.Level = DefaultLogLevel
 	}
@@ -117,4 +121,14 @@ func (c *Config) TablePath() string {
 		return c.Table
 	}
 	return filepath.Join(filepath.Dir(c.Path), c.Table)
+}
+
+// AdminTokenPath returns Admin.TokenFile resolved against the folder of the
+// config file, like TablePath; "" when no token file is configured.
+func (c *Config) AdminTokenPath() string {
+	p := c.Admin.TokenFile
+	if p == "" || filepath.IsAbs(p) || c.Path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
 }

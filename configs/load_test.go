@@ -341,6 +341,8 @@ func TestApplyDefaultsCoversEveryField(t *testing.T) {
 		"Gossip.WAN.Bind": true, "Gossip.WAN.Advertise": true, "Gossip.WAN.Join": true,
 		"Gossip.KeyFile": true, "Gossip.CheckPath": true,
 		"Datacenters.MaxRPS": true,
+		// The admin endpoint is off unless enabled; its token is input.
+		"Admin.Enabled": true, "Admin.TokenFile": true, "Admin.InsecureNoToken": true,
 	}
 	var walk func(prefix string, v reflect.Value)
 	walk = func(prefix string, v reflect.Value) {

@@ -106,6 +106,7 @@ func (c *Config) Validate() error {
 	v.drained()
 	v.routing()
 	v.gossip()
+	v.admin()
 	v.log()
 	return errors.Join(v.errs...)
 }
@@ -380,6 +381,49 @@ func (v *validator) gossip() {
 	if g.KeyFile == "" && os.Getenv(GossipKeyEnv) == "" {
 		v.errorf("gossip.key_file", "is required when gossip is on (or set %s): gossip is always encrypted", GossipKeyEnv)
 	}
+}
+
+// AdminTokenEnv is the environment variable that, when set, holds the admin
+// token and overrides admin.token_file.
+const AdminTokenEnv = "SOCIALROUTE_ADMIN_TOKEN"
+
+func (v *validator) admin() {
+	a := &v.c.Admin
+	if !a.Enabled {
+		// ApplyDefaults fills Address, so only the other fields betray an
+		// admin section that was meant to be on.
+		if a.TokenFile != "" || a.InsecureNoToken {
+			v.errorf("admin.enabled", "must be true when other admin settings are used")
+		}
+		return
+	}
+	if _, msg := checkAddress(a.Address, true); msg != "" {
+		v.errorf("admin.address", "%s", msg)
+		return
+	}
+	if a.InsecureNoToken {
+		if !isLoopback(a.Address) {
+			v.errorf("admin.insecure_no_token", "is allowed only on a loopback address (such as 127.0.0.1:9901), not %q", a.Address)
+		}
+		return
+	}
+	if a.TokenFile == "" && os.Getenv(AdminTokenEnv) == "" {
+		v.errorf("admin.token_file", "is required when the admin endpoint is on (or set %s, or, on loopback only, insecure_no_token: true)", AdminTokenEnv)
+	}
+}
+
+// isLoopback reports whether a listener address binds loopback only. An
+// empty host binds every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkAddress checks a host:port address. Upstreams need a host and a port

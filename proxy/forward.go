@@ -25,21 +25,25 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if ambiguousFraming(&req.Header) {
 		ctx.SetConnectionClose()
 		s.reject(ctx, fasthttp.StatusBadRequest, "both Transfer-Encoding and Content-Length")
+		st.metrics.observe(ctx, -1, false, nil)
 		return
 	}
 	key, _ := st.rules.extract(req)
 	switch {
 	case key != nil && !validKey(key, st.maxKeyLen):
 		s.reject(ctx, fasthttp.StatusBadRequest, "malformed routing key")
+		st.metrics.observe(ctx, -1, false, nil)
 		return
 	case key == nil && st.noKeyReject:
 		s.reject(ctx, fasthttp.StatusBadRequest, "no routing key")
+		st.metrics.observe(ctx, -1, false, nil)
 		return
 	}
 	var d Decision
 	st.router.Route(key, &d) // key aliases req: it must not be used after the header rewrite below
 	if d.Next < 0 {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no usable datacenter")
+		st.metrics.observe(ctx, -1, false, &d)
 		return
 	}
 
@@ -56,8 +60,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	dc, err := s.forward(ctx, st, &d)
 	resp := &ctx.Response
+	answered := err == nil || errors.Is(err, errUpstreamStatus)
 	switch {
-	case err == nil || errors.Is(err, errUpstreamStatus):
+	case answered:
 		resp.Header.ResetConnectionClose() // the upstream's connection, not the client's
 		stripResponseHeaders(&resp.Header, sc)
 		if st.respHeaders {
@@ -77,6 +82,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
+	st.metrics.observe(ctx, dc, answered, &d)
 }
 
 var errNoUpstream = errors.New("proxy: no upstream ready")

@@ -45,6 +45,7 @@ type state struct {
 	retries     int
 	maxKeyLen   int
 	timeout     time.Duration
+	metrics     stateMetrics // this state's datacenters' series
 }
 
 // Server is the edge proxy: a fasthttp server that routes each request to
@@ -59,6 +60,8 @@ type Server struct {
 	mu      sync.Mutex // serialises Reload and placement changes
 	scratch sync.Pool
 	stats   Stats
+	metrics *metrics
+	serving atomic.Bool // between Serve and Shutdown: readiness
 }
 
 // Stats are the server's running totals. All fields are safe to read
@@ -81,6 +84,7 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		s.status = &health.Static{}
 	}
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
+	s.metrics = newMetrics(s)
 	st, err := s.newState(cfg, table, nil)
 	if err != nil {
 		return nil, err
@@ -151,6 +155,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		retries:     configs.DefaultRetries,
 		maxKeyLen:   cfg.Routing.MaxKeyLength,
 		timeout:     cfg.Upstream.Timeout,
+		metrics:     s.metrics.forState(cfg),
 		router: &Router{
 			assigner:  assigner,
 			placement: buckets.NewMap(snap),
@@ -281,12 +286,18 @@ func (s *Server) Stats() *Stats { return &s.stats }
 func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info("serving", "address", ln.Addr().String(), "node", s.cur.Load().cfg.Node.Name,
 		"datacenter", s.cur.Load().cfg.Node.Datacenter, "buckets", s.cur.Load().cfg.Buckets)
+	s.serving.Store(true)
 	return s.http.Serve(ln)
 }
+
+// Serving reports whether Serve has been called and Shutdown has not: the
+// admin endpoint's readiness.
+func (s *Server) Serving() bool { return s.serving.Load() }
 
 // Shutdown stops accepting connections, lets in-flight requests finish, and
 // returns when every connection is closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.serving.Store(false)
 	err := s.http.ShutdownWithContext(ctx)
 	for _, p := range s.cur.Load().pools {
 		for _, u := range p.upstreams {

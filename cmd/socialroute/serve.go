@@ -73,6 +73,24 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The admin endpoint's reloads run in the loop below, like SIGHUP's,
+	// so the running config has one owner.
+	reloads := make(chan chan error)
+	admin, err := startAdmin(cfg, srv, cluster, func() error {
+		done := make(chan error, 1)
+		select {
+		case reloads <- done:
+			return <-done
+		case <-ctx.Done():
+			return errors.New("the node is shutting down")
+		}
+	}, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer admin.Shutdown(context.Background())
+	defer cancel() // before admin.Shutdown: a reload waiting for the loop gives up
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -84,14 +102,21 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		select {
 		case err := <-served:
 			return err
+		case done := <-reloads:
+			next, err := reload(srv, cfg, *cfgPath, cluster != nil, log)
+			if err == nil {
+				cfg = next
+			}
+			done <- err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if next := reload(srv, cfg, *cfgPath, cluster != nil, log); next != nil {
+				if next, err := reload(srv, cfg, *cfgPath, cluster != nil, log); err == nil {
 					cfg = next
 				}
 				continue
 			}
 			log.Info("draining", "signal", sig.String(), "timeout", cfg.Listen.ShutdownTimeout)
+			admin.SetDraining() // /readyz answers 503 from now on
 			if cluster != nil {
 				cluster.SetState(health.Draining) // the fleet learns this node is going, not dead
 			}
@@ -112,8 +137,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 }
 
 // reload applies a changed config and table and returns the new config, or
-// logs why it cannot and returns nil.
-func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool, log *slog.Logger) *configs.Config {
+// logs and returns why it cannot (the running one stays in force).
+func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool, log *slog.Logger) (*configs.Config, error) {
 	cfg, table, err := loadAll(path)
 	switch {
 	case err != nil:
@@ -124,9 +149,9 @@ func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool
 	}
 	if err != nil {
 		log.Error("reload failed; the running configuration stays in force", "error", err)
-		return nil
+		return nil, err
 	}
-	return cfg
+	return cfg, nil
 }
 
 // loadAll reads the config and the assignment table it names.

@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/socialroute/socialroute/configs"
+	"github.com/valyala/fasthttp"
+)
+
+// Metric names and labels, for dashboards and tests. Everything the proxy
+// exports is prefixed socialroute_.
+const (
+	metricRequests = "socialroute_requests_total"
+	metricLatency  = "socialroute_request_duration_seconds"
+	metricKeyed    = "socialroute_keyed_requests_total"
+	metricHome     = "socialroute_home_continent_requests_total"
+	metricLocality = "socialroute_locality_ratio"
+)
+
+// noDatacenter labels requests the proxy answered without choosing a
+// datacenter (malformed, no routing key under no_key: reject, nowhere to
+// go). Prometheus drops empty label values, so it has a name.
+const noDatacenter = "none"
+
+// statusClasses are the values of the status label: a response's class,
+// not its exact code, so the series stay few.
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// latencyBuckets (seconds) span a cache hit in the next rack to an upstream
+// timing out.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// metrics are a Server's Prometheus metrics, in a registry of its own (not
+// the global one: tests build many servers, and a process may too).
+//
+// The request path touches only series resolved in advance (dcMetrics,
+// built with each state): at most three counters and one histogram, plus a
+// clock read (fasthttp took the start time already). It looks up no label
+// and allocates nothing. What can be read from the routing state (breakers,
+// drains, map version) is collected when Prometheus scrapes.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec   // datacenter, continent, status, spread
+	latency  *prometheus.HistogramVec // datacenter
+	// keyed counts requests with a routing key that a datacenter answered,
+	// home those of them answered on their bucket's home continent, both
+	// by the datacenter that answered.
+	keyed, home *prometheus.CounterVec
+}
+
+// dcMetrics are one datacenter's series, resolved once per state.
+type dcMetrics struct {
+	requests  [len(statusClasses)]prometheus.Counter // by statusClasses, spread="false"
+	latency   prometheus.Observer
+	keyed     prometheus.Counter // nil for noDatacenter
+	home      prometheus.Counter // nil for noDatacenter
+	continent int                // continent index in the state's topology; -1 for noDatacenter
+}
+
+// stateMetrics are the series a state's request path uses: one dcMetrics
+// per datacenter, by index, then one for noDatacenter.
+type stateMetrics struct {
+	dcs []dcMetrics
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: metricRequests,
+		Help: "Requests this proxy handled, by the datacenter that answered (or was last tried; \"none\" if the proxy answered before choosing one), its continent, the response's status class, and whether the key was a spread hot account. Requests fasthttp could not parse count in socialroute_rejected_total only.",
+	}, []string{"datacenter", "continent", "status", "spread"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    metricLatency,
+		Help:    "Time the proxy took to handle a request, from reading it to the response being ready (upstream round trips and retries included), by datacenter.",
+		Buckets: latencyBuckets,
+	}, []string{"datacenter"})
+	m.keyed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: metricKeyed,
+		Help: "Requests with a routing key answered by a datacenter, by that datacenter (the locality ratio's denominator).",
+	}, []string{"datacenter"})
+	m.home = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: metricHome,
+		Help: "Requests with a routing key answered by a datacenter of their bucket's home continent, by that datacenter.",
+	}, []string{"datacenter"})
+	locality := func() float64 {
+		keyed := sumCounters(m.keyed)
+		if keyed == 0 {
+			return 1
+		}
+		return sumCounters(m.home) / keyed
+	}
+	m.reg.MustRegister(
+		m.requests, m.latency, m.keyed, m.home,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: metricLocality,
+			Help: "Share of keyed requests answered on their bucket's home continent since the proxy started (1 before any). Over a window: sum(rate(" + metricHome + "[5m])) / sum(rate(" + metricKeyed + "[5m])).",
+		}, locality),
+		counterFunc("socialroute_retries_total", "Upstream attempts after a request's first (on another datacenter or upstream).", &s.stats.Retries),
+		counterFunc("socialroute_rejected_total", "Malformed requests the proxy answered with a 4xx itself.", &s.stats.Rejected),
+		counterFunc("socialroute_proxy_errors_total", "Requests the proxy answered with a 5xx itself (no usable datacenter, upstream failed or timed out).", &s.stats.Failed),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "socialroute_map_version",
+			Help: "Version of the bucket map this node routes by; every pin, drain or reload raises it.",
+		}, func() float64 { return float64(s.Placement().Load().Version()) }),
+		&routingCollector{s: s},
+	)
+	return m
+}
+
+func counterFunc(name, help string, v *atomic.Uint64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+}
+
+// sumCounters adds up every series of a counter vector.
+func sumCounters(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric, 16)
+	go func() { c.Collect(ch); close(ch) }()
+	var sum float64
+	var out dto.Metric
+	for m := range ch {
+		out.Reset()
+		if m.Write(&out) == nil {
+			sum += out.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// forState resolves the series of cfg's datacenters. Series of a
+// datacenter keep counting across reloads (same labels, same child).
+func (m *metrics) forState(cfg *configs.Config) stateMetrics {
+	sm := stateMetrics{dcs: make([]dcMetrics, len(cfg.Datacenters)+1)}
+	continents := make(map[string]int, len(cfg.Continents))
+	for i, c := range cfg.Continents {
+		continents[c.Name] = i
+	}
+	resolve := func(dm *dcMetrics, name, continent string, ci int) {
+		for i, class := range statusClasses {
+			dm.requests[i] = m.requests.WithLabelValues(name, continent, class, "false")
+		}
+		dm.latency = m.latency.WithLabelValues(name)
+		dm.continent = ci
+	}
+	for i, d := range cfg.Datacenters {
+		resolve(&sm.dcs[i], d.Name, d.Continent, continents[d.Continent])
+		sm.dcs[i].keyed = m.keyed.WithLabelValues(d.Name)
+		sm.dcs[i].home = m.home.WithLabelValues(d.Name)
+	}
+	resolve(&sm.dcs[len(cfg.Datacenters)], noDatacenter, noDatacenter, -1)
+	return sm
+}
+
+// observe counts one request the proxy handled. dc is the datacenter that
+// answered or was last tried (-1: none); answered reports whether the
+// response came from a datacenter rather than from the proxy; d is the
+// routing decision (nil if the request was refused before routing). It
+// reads the response's status, and the handler start time fasthttp took.
+func (sm *stateMetrics) observe(ctx *fasthttp.RequestCtx, dc int, answered bool, d *Decision) {
+	dm := &sm.dcs[len(sm.dcs)-1]
+	if dc >= 0 {
+		dm = &sm.dcs[dc]
+	}
+	dm.requests[statusClass(ctx.Response.StatusCode())].Inc()
+	dm.latency.Observe(time.Since(ctx.Time()).Seconds())
+	if answered && dc >= 0 && d != nil && d.Source != SourceNone {
+		dm.keyed.Inc()
+		if dm.continent == d.Snapshot.Home(d.Bucket) {
+			dm.home.Inc()
+		}
+	}
+}
+
+// statusClass maps a status code to its index in statusClasses.
+func statusClass(code int) int {
+	return min(max(code/100, 1), 5) - 1
+}
+
+// requestsTo is how many requests datacenter dc (an index of st) answered
+// or was last tried for, over all status classes: the admin endpoint's
+// view of this node's load, read from the same counters /metrics shows.
+func (sm *stateMetrics) requestsTo(dc int) uint64 {
+	var n float64
+	var out dto.Metric
+	for _, c := range sm.dcs[dc].requests {
+		out.Reset()
+		if c.Write(&out) == nil {
+			n += out.GetCounter().GetValue()
+		}
+	}
+	return uint64(n)
+}
+
+// routingCollector reads the routing state when Prometheus scrapes: each
+// datacenter's usability and drain as the routing core sees them, and each
+// upstream's breaker.
+type routingCollector struct{ s *Server }
+
+var (
+	descUsable = prometheus.NewDesc("socialroute_datacenter_usable",
+		"1 if the routing core would send a request to the datacenter now: not drained, not down, an upstream's breaker ready.",
+		[]string{"datacenter", "continent"}, nil)
+	descDrained = prometheus.NewDesc("socialroute_datacenter_drained",
+		"1 if the bucket map drains the datacenter.", []string{"datacenter"}, nil)
+	descWeight = prometheus.NewDesc("socialroute_datacenter_drain_weight",
+		"Share of its traffic the datacenter takes under the drain ramp: 1 undrained, 0 drained, in between while a drain or undrain ramps.",
+		[]string{"datacenter"}, nil)
+	descBreaker = prometheus.NewDesc("socialroute_breaker_state",
+		"State of an upstream's circuit breaker: 0 closed, 1 half-open, 2 open.",
+		[]string{"datacenter", "upstream"}, nil)
+)
+
+var _ prometheus.Collector = (*routingCollector)(nil)
+
+func (c *routingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descUsable
+	ch <- descDrained
+	ch <- descWeight
+	ch <- descBreaker
+}
+
+func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.cur.Load()
+	snap := st.router.placement.Load()
+	for i, d := range c.s.datacentersNow(st, snap, c.s.gossipView(nil), time.Now()) {
+		p := st.pools[i]
+		ch <- prometheus.MustNewConstMetric(descUsable, prometheus.GaugeValue, bool01(d.usable()), p.name, p.continent)
+		ch <- prometheus.MustNewConstMetric(descDrained, prometheus.GaugeValue, bool01(d.drained), p.name)
+		ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, d.weight, p.name)
+		for _, u := range p.upstreams {
+			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(u.breaker.State()), p.name, u.addr)
+		}
+	}
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Registry is the registry of the server's own metrics, for a /metrics
+// handler (the admin endpoint's gathers it with the gossip and Go runtime
+// metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
