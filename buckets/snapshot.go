@@ -40,6 +40,8 @@ type Snapshot struct {
 	drained uint64 // datacenter mask
 	local   [][]uint8
 	homedIn [][]uint32 // per continent: its buckets, ascending
+	all     []uint32   // every bucket, ascending
+	strata  []strata   // per continent, then one for all: hot keys' sibling space
 
 	// changedAt is, per datacenter, when (unix ns) it was last drained or
 	// undrained by a later version of the map; 0 if it has been as it is
@@ -154,9 +156,16 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 	}
 
 	s.homedIn = make([][]uint32, len(topo.Continents))
+	s.all = make([]uint32, n)
 	for b := uint32(0); b < n; b++ {
 		s.homedIn[s.home[b]] = append(s.homedIn[s.home[b]], b)
+		s.all[b] = b
 	}
+	s.strata = make([]strata, len(topo.Continents)+1)
+	for ci := range topo.Continents {
+		s.strata[ci] = s.newStrata(s.homedIn[ci])
+	}
+	s.strata[len(topo.Continents)] = s.newStrata(s.all)
 
 	// Keyless requests under the "local" policy: the local datacenter,
 	// then the rest of its continent by capacity, then its failover
@@ -240,6 +249,9 @@ func (s *Snapshot) Plan(b uint32) []uint8 {
 	return s.plans[off : off+int(s.planLen[b]) : off+int(s.planLen[b])]
 }
 
+// AllBuckets returns every bucket, ascending. The slice is shared: read only.
+func (s *Snapshot) AllBuckets() []uint32 { return s.all }
+
 // HomedIn returns the buckets whose home is continent c, ascending: where a
 // hot account's sibling buckets may go. The slice is shared: read only.
 func (s *Snapshot) HomedIn(c int) []uint32 { return s.homedIn[c] }
@@ -315,4 +327,65 @@ func (s *Snapshot) ChangedAt(dc int) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, s.changedAt[dc])
+}
+
+// strata group candidate buckets by the datacenter that serves them first,
+// weighted by that datacenter's capacity, so that a hot key's siblings can
+// be drawn in proportion to capacity instead of at random.
+type strata struct {
+	cumulative []float64  // cumulative capacity share, ending at 1
+	buckets    [][]uint32 // per stratum: its buckets
+}
+
+// newStrata groups candidates by their plan's first datacenter.
+func (s *Snapshot) newStrata(candidates []uint32) strata {
+	byDC := make([][]uint32, len(s.topo.Datacenters))
+	for _, b := range candidates {
+		if p := s.Plan(b); len(p) > 0 {
+			byDC[p[0]] = append(byDC[p[0]], b)
+		}
+	}
+	var st strata
+	total := 0.0
+	for dc, bs := range byDC {
+		if len(bs) > 0 {
+			total += s.topo.Datacenters[dc].Capacity
+		}
+	}
+	sum := 0.0
+	for dc, bs := range byDC {
+		if len(bs) == 0 {
+			continue
+		}
+		sum += s.topo.Datacenters[dc].Capacity
+		st.cumulative = append(st.cumulative, sum/total)
+		st.buckets = append(st.buckets, bs)
+	}
+	return st
+}
+
+// HotSibling returns sibling i (0 <= i < k) of a hot key with hash h whose
+// own bucket is own: a bucket homed on own's continent (or anywhere, with
+// crossContinent). The k siblings are stratified by capacity: sibling i
+// falls in the datacenter whose share of the continent's capacity covers
+// the point (i + u) / k, u a fraction drawn from h. So a key spread over k
+// buckets loads each datacenter in proportion to its capacity to within
+// 1/k of the key's traffic, where k buckets drawn at random would not;
+// and every node, from the same map, draws the same siblings.
+func (s *Snapshot) HotSibling(own uint32, h uint64, i, k int, crossContinent bool) uint32 {
+	st := &s.strata[len(s.strata)-1]
+	if !crossContinent {
+		st = &s.strata[s.home[own]]
+	}
+	if k <= 1 || len(st.buckets) == 0 {
+		return own
+	}
+	u := float64(mix64(h)>>11) / (1 << 53)
+	point := (float64(i) + u) / float64(k)
+	g := 0
+	for g < len(st.cumulative)-1 && point >= st.cumulative[g] {
+		g++
+	}
+	bs := st.buckets[g]
+	return bs[mix64(h^uint64(i+1)*0x9e3779b97f4a7c15)%uint64(len(bs))]
 }

@@ -434,3 +434,60 @@ func TestHomedInListsEachBucketUnderItsHome(t *testing.T) {
 		t.Fatalf("%d buckets listed; bucket 5 homed in eu listed there: %v", total, slices.Contains(s.HomedIn(1), 5))
 	}
 }
+
+// A hot key's siblings are stratified by capacity: over k siblings, each
+// datacenter of the key's continent serves first between floor and ceil of
+// k times its capacity share of them. All are homed on the key's
+// continent, and every build draws the same ones.
+func TestHotSiblingsFollowCapacity(t *testing.T) {
+	topo := twoContinents()
+	s := mustBuild(t, 4096, topo, Overrides{})
+	again := mustBuild(t, 4096, topo, Overrides{})
+	capOf := map[int]float64{}
+	total := map[int]float64{}
+	for i, d := range topo.Datacenters {
+		ci, _ := topo.ContinentIndex(d.Continent)
+		capOf[i] = d.Capacity
+		total[ci] += d.Capacity
+	}
+	for key := range uint64(200) {
+		h := mix64(key + 1)
+		own := uint32(key * 37 % 4096)
+		home := s.Home(own)
+		for _, k := range []int{2, 5, 8, 16} {
+			perDC := map[int]int{}
+			for i := range k {
+				b := s.HotSibling(own, h, i, k, false)
+				if s.Home(b) != home {
+					t.Fatalf("sibling %d of %d is bucket %d, homed off the key's continent", i, k, b)
+				}
+				if b != again.HotSibling(own, h, i, k, false) {
+					t.Fatal("siblings differ between two builds of the same map")
+				}
+				perDC[int(s.Plan(b)[0])]++
+			}
+			for dc, c := range capOf {
+				ci, _ := topo.ContinentIndex(topo.Datacenters[dc].Continent)
+				if ci != home {
+					continue
+				}
+				want := float64(k) * c / total[ci]
+				if got := float64(perDC[dc]); got < math.Floor(want) || got > math.Ceil(want) {
+					t.Fatalf("key %d, k=%d: %s serves %v siblings first, want %.2f (capacity share)", key, k, topo.Datacenters[dc].Name, got, want)
+				}
+			}
+		}
+	}
+	if got := s.HotSibling(9, 1234, 0, 1, false); got != 9 {
+		t.Fatalf("a key spread over one bucket moved to %d", got)
+	}
+	cross := 0
+	for i := range 64 {
+		if s.Home(s.HotSibling(9, 1234, i, 64, true)) != s.Home(9) {
+			cross++
+		}
+	}
+	if cross == 0 {
+		t.Fatal("cross-continent siblings never left the key's continent")
+	}
+}

@@ -17,30 +17,35 @@ const (
 	DefaultShutdownTimeout    = 30 * time.Second
 	DefaultConcurrency        = 256 * 1024
 
-	DefaultConnectTimeout    = 1 * time.Second
-	DefaultUpstreamTimeout   = 10 * time.Second
-	DefaultMaxConnsPerHost   = 512
-	DefaultMaxIdleConnTime   = 4 * time.Second // below the common 5 s upstream keep-alive
-	DefaultMaxConnWait       = 100 * time.Millisecond
-	DefaultRetries           = 1
-	DefaultBreakerFailures   = 5
-	DefaultBreakerOpenFor    = 5 * time.Second
-	DefaultBreakerHalfOpen   = 1
-	DefaultBreakerRatio      = 0.5
-	DefaultBreakerMinReqs    = 20
-	DefaultBreakerWindow     = 10 * time.Second
-	DefaultNoKeyPolicy       = NoKeyLocal
-	DefaultMaxKeyLength      = 128
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "text"
-	MaxBuckets               = 1 << 16 // bucket ids fit in 16 bits in the assignment table
-	MaxDatacenters           = 64      // datacenter sets are 64-bit masks on the request path
-	DefaultResponseHeadersOn = true
-	DefaultDrainRamp         = 10 * time.Second
-	DefaultLoadLimit         = 1.0
-	DefaultGossipLabel       = "socialroute"
-	DefaultCheckInterval     = 1 * time.Second
-	DefaultCheckTimeout      = 500 * time.Millisecond
+	DefaultConnectTimeout     = 1 * time.Second
+	DefaultUpstreamTimeout    = 10 * time.Second
+	DefaultMaxConnsPerHost    = 512
+	DefaultMaxIdleConnTime    = 4 * time.Second // below the common 5 s upstream keep-alive
+	DefaultMaxConnWait        = 100 * time.Millisecond
+	DefaultRetries            = 1
+	DefaultBreakerFailures    = 5
+	DefaultBreakerOpenFor     = 5 * time.Second
+	DefaultBreakerHalfOpen    = 1
+	DefaultBreakerRatio       = 0.5
+	DefaultBreakerMinReqs     = 20
+	DefaultBreakerWindow      = 10 * time.Second
+	DefaultNoKeyPolicy        = NoKeyLocal
+	DefaultMaxKeyLength       = 128
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
+	MaxBuckets                = 1 << 16 // bucket ids fit in 16 bits in the assignment table
+	MaxDatacenters            = 64      // datacenter sets are 64-bit masks on the request path
+	DefaultResponseHeadersOn  = true
+	DefaultDrainRamp          = 10 * time.Second
+	DefaultFollowersPerBucket = 1_000_000
+	DefaultMaxSpread          = 16
+	DefaultDetectRate         = 2000
+	DefaultDetectTick         = 1 * time.Second
+	DefaultViewerHeader       = "X-User-ID"
+	DefaultLoadLimit          = 1.0
+	DefaultGossipLabel        = "socialroute"
+	DefaultCheckInterval      = 1 * time.Second
+	DefaultCheckTimeout       = 500 * time.Millisecond
 
 	// Gossip timing: memberlist's own LAN and WAN defaults.
 	DefaultLANProbeInterval = 1 * time.Second
@@ -98,6 +103,9 @@ type Config struct {
 	Drained []string `yaml:"drained"`
 	// Routing says how a request's routing key is found.
 	Routing Routing `yaml:"routing"`
+	// Hot configures hot-account spreading: keys (celebrities) that take a
+	// large share of requests fan out over several sibling buckets.
+	Hot Hot `yaml:"hot"`
 	// Gossip configures fleet-wide health: memberlist gossip between proxy
 	// nodes and active checks of this node's own datacenter. Without it
 	// (gossip.lan.bind empty) the node works alone: every datacenter is up
@@ -251,6 +259,34 @@ type Routing struct {
 	// before requests spill to the next datacenter. Default 1.0: the 20%
 	// headroom planned below capacity is what absorbs a failure.
 	LoadLimit float64 `yaml:"load_limit"`
+}
+
+// Hot configures hot-account spreading.
+type Hot struct {
+	// File lists hot accounts as CSV "key,followers" (what `socialroute
+	// partition --hot-out` writes), relative to the config file; reloaded
+	// on SIGHUP. Empty: no static list.
+	File string `yaml:"file"`
+	// FollowersPerBucket: a listed account spreads over one bucket per this
+	// many followers. Default 1000000.
+	FollowersPerBucket int `yaml:"followers_per_bucket"`
+	// MaxSpread caps how many buckets one key spreads over. Default 16, at
+	// most 64.
+	MaxSpread int `yaml:"max_spread"`
+	// DetectRate is the request rate (per second, on one proxy node) at
+	// which a key not on the list is detected as hot and spread. Default
+	// 2000; 0 in YAML means the default, a negative value turns detection
+	// off.
+	DetectRate float64 `yaml:"detect_rate"`
+	// DetectTick is how often detected counts decay by half and keys are
+	// promoted or demoted. Default 1s.
+	DetectTick time.Duration `yaml:"detect_tick"`
+	// ViewerHeader carries the viewer's id: a viewer keeps hitting the same
+	// sibling (the same cache). Default X-User-ID.
+	ViewerHeader string `yaml:"viewer_header"`
+	// CrossContinent lets siblings be buckets homed on other continents.
+	// Default false: an account's data stays on its home continent.
+	CrossContinent bool `yaml:"cross_continent"`
 }
 
 // Gossip configures the memberlist pools that spread health over the fleet.

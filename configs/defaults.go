@@ -62,6 +62,16 @@ func (c *Config) ApplyDefaults() {
 	if r.LoadLimit == 0 {
 		r.LoadLimit = DefaultLoadLimit
 	}
+	h := &c.Hot
+	setInt(&h.FollowersPerBucket, DefaultFollowersPerBucket)
+	setInt(&h.MaxSpread, DefaultMaxSpread)
+	if h.DetectRate == 0 {
+		h.DetectRate = DefaultDetectRate
+	}
+	setDuration(&h.DetectTick, DefaultDetectTick)
+	if h.ViewerHeader == "" {
+		h.ViewerHeader = DefaultViewerHeader
+	}
 	g := &c.Gossip
 	if g.Label == "" {
 		g.Label = DefaultGossipLabel
@@ -131,4 +141,13 @@ func (c *Config) AdminTokenPath() string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
+// HotPath returns Hot.File resolved against the config file's folder, like
+// TablePath.
+func (c *Config) HotPath() string {
+	if c.Hot.File == "" || filepath.IsAbs(c.Hot.File) || c.Path == "" {
+		return c.Hot.File
+	}
+	return filepath.Join(filepath.Dir(c.Path), c.Hot.File)
 }

@@ -341,6 +341,8 @@ func TestApplyDefaultsCoversEveryField(t *testing.T) {
 		"Gossip.WAN.Bind": true, "Gossip.WAN.Advertise": true, "Gossip.WAN.Join": true,
 		"Gossip.KeyFile": true, "Gossip.CheckPath": true,
 		"Datacenters.MaxRPS": true,
+		// A hot list is input; siblings stay home unless asked.
+		"Hot.File": true, "Hot.CrossContinent": true,
 		// The admin endpoint is off unless enabled; its token is input.
 		"Admin.Enabled": true, "Admin.TokenFile": true, "Admin.InsecureNoToken": true,
 	}

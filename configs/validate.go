@@ -105,6 +105,7 @@ func (c *Config) Validate() error {
 	v.bucketOverrides("pins", c.Pins, "datacenter", v.datacenters)
 	v.drained()
 	v.routing()
+	v.hot()
 	v.gossip()
 	v.admin()
 	v.log()
@@ -314,6 +315,29 @@ func (v *validator) nonNegative(field string, d time.Duration) {
 func (v *validator) nonNegativeInt(field string, n int) {
 	if n < 0 {
 		v.errorf(field, "must not be negative, got %d", n)
+	}
+}
+
+// maxSpread mirrors hashing.MaxSpread (configs imports nothing of the
+// project's packages).
+const maxSpread = 64
+
+func (v *validator) hot() {
+	h := &v.c.Hot
+	if h.FollowersPerBucket < 1 {
+		v.errorf("hot.followers_per_bucket", "must be at least 1, got %d", h.FollowersPerBucket)
+	}
+	if h.MaxSpread < 1 || h.MaxSpread > maxSpread {
+		v.errorf("hot.max_spread", "must be between 1 and %d, got %d", maxSpread, h.MaxSpread)
+	}
+	if math.IsNaN(h.DetectRate) || math.IsInf(h.DetectRate, 0) {
+		v.errorf("hot.detect_rate", "must be a finite number, got %v", h.DetectRate)
+	}
+	if h.DetectTick < 10*time.Millisecond {
+		v.errorf("hot.detect_tick", "must be at least 10ms, got %v", h.DetectTick)
+	}
+	if !isToken(h.ViewerHeader) {
+		v.errorf("hot.viewer_header", "%q is not a valid header name", h.ViewerHeader)
 	}
 }
 

@@ -73,7 +73,7 @@ type DetectedKey struct {
 	Rate   float64   `json:"rate"` // requests per second, estimated
 	Spread int       `json:"spread"`
 	Since  time.Time `json:"since"`
-	hash   uint64
+	Hash   uint64    `json:"-"`
 }
 
 // NewHeavyHitters makes a detector; it detects nothing until Run runs.
@@ -188,7 +188,7 @@ func (d *HeavyHitters) promoteKey(c detected) {
 	k := d.spreadFor(d.estimate(c.h))
 	next.spread[c.h] = uint8(k)
 	next.keys = append(next.keys, DetectedKey{
-		Key: string(c.key[:c.n]), Spread: k, Since: time.Now(), hash: c.h,
+		Key: string(c.key[:c.n]), Spread: k, Since: time.Now(), Hash: c.h,
 		Rate: d.rate(d.estimate(c.h)),
 	})
 	d.hot.Store(next)
@@ -214,7 +214,7 @@ func (d *HeavyHitters) decay() {
 	}
 	next := &hotSet{spread: map[uint64]uint8{}, cold: map[uint64]int{}}
 	for _, k := range old.keys {
-		h := k.hash
+		h := k.Hash
 		est := d.estimate(h)
 		cold := old.cold[h]
 		if est < d.demote {

@@ -121,19 +121,6 @@ func LoadHotKeys(path string) ([]HotKey, error) {
 	return keys, nil
 }
 
-// Sibling returns the bucket a hot key with hash h and own bucket own uses
-// as its sibling i of k: sibling 0 is own; the others are drawn, by a hash
-// of (h, i), from candidates (the buckets homed on own's continent, so the
-// account's data stays on its continent). Siblings are deterministic:
-// every proxy node spreads a key the same way. Two siblings may coincide
-// when candidates are few; that narrows the spread, never breaks it.
-func Sibling(h uint64, own uint32, i int, candidates []uint32) uint32 {
-	if i == 0 || len(candidates) == 0 {
-		return own
-	}
-	return candidates[mix(h^uint64(i)*0x9e3779b97f4a7c15)%uint64(len(candidates))]
-}
-
 // PickSibling chooses which of k siblings a request uses: by the viewer's
 // hash when the request names a viewer (a viewer keeps hitting the same
 // sibling, so the same cache), otherwise by random, a number the caller

@@ -53,34 +53,6 @@ func TestHotListSpreadsOnlyAboveOneBucket(t *testing.T) {
 	}
 }
 
-// A hot key's siblings are its own bucket first, then buckets drawn from
-// the candidates (its home continent's buckets), the same on every call.
-func TestSiblingsAreDeterministicAndStayAmongCandidates(t *testing.T) {
-	candidates := []uint32{3, 9, 27, 81, 243, 729, 2187}
-	in := map[uint32]bool{}
-	for _, c := range candidates {
-		in[c] = true
-	}
-	h := HashString("star")
-	seen := map[uint32]bool{}
-	for i := range 6 {
-		s := Sibling(h, 500, i, candidates)
-		if s != Sibling(h, 500, i, candidates) {
-			t.Fatal("sibling not deterministic")
-		}
-		if i == 0 && s != 500 {
-			t.Fatalf("sibling 0 is %d, want the key's own bucket 500", s)
-		}
-		if i > 0 && !in[s] {
-			t.Fatalf("sibling %d is bucket %d, not a candidate", i, s)
-		}
-		seen[s] = true
-	}
-	if len(seen) < 4 {
-		t.Fatalf("6 siblings landed on only %d buckets", len(seen))
-	}
-}
-
 // A viewer keeps hitting one sibling; anonymous requests spread evenly.
 func TestPickSibling(t *testing.T) {
 	const k = 5

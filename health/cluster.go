@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -128,6 +129,7 @@ type view struct {
 	limited uint64                  // datacenters admitting only a share
 	admit   [MaxDatacenters]float64 // the share admitted, for limited ones
 	dcs     []DCStatus
+	hot     map[uint64]uint8 // keys some node detected hot: their spread
 }
 
 // MaxDatacenters bounds a topology: datacenter sets are 64-bit masks.
@@ -335,6 +337,41 @@ func (c *Cluster) Usable(dc int) bool {
 		return rand.Float64() < v.admit[dc]
 	}
 	return true
+}
+
+// SetHotKeys gossips the keys this node's detector holds hot (the first
+// MaxHotInMeta of them), so the whole fleet spreads them alike.
+func (c *Cluster) SetHotKeys(keys []HotHash) {
+	keys = keys[:min(len(keys), MaxHotInMeta)]
+	c.mu.Lock()
+	if slices.Equal(keys, c.state.Hot) {
+		c.mu.Unlock()
+		return
+	}
+	c.state.Hot = slices.Clone(keys)
+	err := c.publishMeta()
+	c.mu.Unlock()
+	c.gossipMeta(err)
+}
+
+// HotSpread is how far the fleet spreads the key with hash h: the largest
+// spread any node detected for it, 1 when none did. It is for the request
+// path: no lock, no allocation.
+func (c *Cluster) HotSpread(h uint64) int {
+	if k, ok := c.view.Load().hot[h]; ok {
+		return int(k)
+	}
+	return 1
+}
+
+// FleetHot lists the keys the fleet holds hot (by hash) with their spread.
+func (c *Cluster) FleetHot() []HotHash {
+	var out []HotHash
+	for h, k := range c.view.Load().hot {
+		out = append(out, HotHash{Hash: h, Spread: k})
+	}
+	slices.SortFunc(out, func(a, b HotHash) int { return cmp.Compare(a.Hash, b.Hash) })
+	return out
 }
 
 // SetState changes the node's own state (draining on shutdown) and gossips

@@ -73,6 +73,7 @@ func (c *Cluster) evaluate() {
 		index[d.Name] = i
 	}
 	offered := make([]float64, len(dcs))
+	hot := map[uint64]uint8{}
 	counted := map[string]bool{}
 	c.mu.Lock()
 	for _, pool := range []string{"lan", "wan"} {
@@ -94,6 +95,9 @@ func (c *Cluster) evaluate() {
 						offered[j] += float64(r)
 					}
 				}
+				for _, h := range m.Hot {
+					hot[h.Hash] = max(hot[h.Hash], h.Spread)
+				}
 			}
 		}
 	}
@@ -106,7 +110,7 @@ func (c *Cluster) evaluate() {
 	}
 	c.mu.Unlock()
 
-	v := &view{dcs: make([]DCStatus, len(dcs))}
+	v := &view{dcs: make([]DCStatus, len(dcs)), hot: hot}
 	for i, d := range dcs {
 		s := DCStatus{Name: d.Name, Continent: d.Continent, Up: true, Admit: 1, Offered: offered[i]}
 		alive, reporting, healthy := 0, 0, 0

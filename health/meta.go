@@ -37,11 +37,24 @@ type Meta struct {
 	// Rates is the request rate (per second) this node sends to each
 	// datacenter, by topology index; nil when it sends nothing.
 	Rates []float32
+	// Hot are the keys this node detected hot, by key hash, with their
+	// spread: the fleet spreads the union (at most MaxHotInMeta).
+	Hot []HotHash
 }
+
+// HotHash is a hot routing key as gossip carries it.
+type HotHash struct {
+	Hash   uint64 `json:"hash"`
+	Spread uint8  `json:"spread"`
+}
+
+// MaxHotInMeta bounds the hot keys one node gossips, so its metadata stays
+// under memberlist's 512 bytes even with 64 datacenters' rates.
+const MaxHotInMeta = 16
 
 // metaVersion is the encoding's version byte; decoders reject others so a
 // mixed-version fleet fails loudly instead of misreading.
-const metaVersion = 1
+const metaVersion = 2
 
 // MaxMetaSize is memberlist's cap on node metadata.
 const MaxMetaSize = 512
@@ -64,6 +77,12 @@ func (m *Meta) Encode(b []byte) ([]byte, error) {
 	b = append(b, byte(len(m.Rates)))
 	for _, r := range m.Rates {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(r))
+	}
+	hot := m.Hot[:min(len(m.Hot), MaxHotInMeta)]
+	b = append(b, byte(len(hot)))
+	for _, h := range hot {
+		b = binary.LittleEndian.AppendUint64(b, h.Hash)
+		b = append(b, h.Spread)
 	}
 	if len(b) > MaxMetaSize {
 		return nil, errMetaTooLarge
@@ -88,6 +107,12 @@ func DecodeMeta(b []byte) (Meta, error) {
 		m.Rates = make([]float32, n)
 		for i := range m.Rates {
 			m.Rates[i] = math.Float32frombits(d.uint32())
+		}
+	}
+	if n := int(d.byte()); n > 0 {
+		m.Hot = make([]HotHash, n)
+		for i := range m.Hot {
+			m.Hot[i] = HotHash{Hash: d.uint64(), Spread: d.byte()}
 		}
 	}
 	if d.short {

@@ -62,7 +62,7 @@ type AdminOptions struct {
 //	GET    /admin/datacenters[/{dc}]       state, reason, buckets, load, breakers
 //	POST   /admin/datacenters/{dc}/drain   (and /undrain) ramps over routing.drain_ramp
 //	GET    /admin/members                  the gossip view
-//	GET    /admin/hot                      hot accounts (not in this build: empty)
+//	GET    /admin/hot                      hot accounts: static list, detected, fleet
 //	POST   /admin/reload                   what SIGHUP does
 //	GET    /debug/pprof/...                Go's profiles
 //	GET    /status                         the status page (HTML)

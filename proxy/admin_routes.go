@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/socialroute/socialroute/buckets"
+	"github.com/socialroute/socialroute/hashing"
 	"github.com/socialroute/socialroute/health"
 	"github.com/valyala/fasthttp"
 )
@@ -341,14 +342,25 @@ func (a *Admin) members(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// hot is GET /admin/hot. Hot-account spreading is not in this build: the
-// answer has its final shape, empty.
+// hot is GET /admin/hot: the static hot list in force, what this node's
+// detector holds hot now, and (with gossip) what the fleet spreads.
 func (a *Admin) hot(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, struct {
-		Static   []string `json:"static"`
-		Detected []string `json:"detected"`
-		Note     string   `json:"note"`
-	}{[]string{}, []string{}, "hot-account spreading not enabled in this build"})
+	static, detected := a.s.HotKeys()
+	out := struct {
+		Static   []hashing.HotKey      `json:"static"`
+		Detected []hashing.DetectedKey `json:"detected"`
+		Fleet    []health.HotHash      `json:"fleet,omitempty"`
+	}{static, detected, nil}
+	if out.Static == nil {
+		out.Static = []hashing.HotKey{}
+	}
+	if out.Detected == nil {
+		out.Detected = []hashing.DetectedKey{}
+	}
+	if f, ok := a.cluster.(interface{ FleetHot() []health.HotHash }); ok {
+		out.Fleet = f.FleetHot()
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // reloadConfig is POST /admin/reload: what SIGHUP does.

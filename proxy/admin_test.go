@@ -679,7 +679,7 @@ func TestAdminHotAndReload(t *testing.T) {
 		return nil
 	}})
 	w := f.call("GET", "/admin/hot", "", "")
-	if w.Code != 200 || strings.Join(strings.Fields(w.Body.String()), " ") != `{ "static": [], "detected": [], "note": "hot-account spreading not enabled in this build" }` {
+	if w.Code != 200 || strings.Join(strings.Fields(w.Body.String()), " ") != `{ "static": [], "detected": [] }` {
 		t.Fatalf("hot: %d %s", w.Code, w.Body)
 	}
 	if w := f.call("POST", "/admin/reload", "", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `"reloaded": true`) || reloads != 1 {

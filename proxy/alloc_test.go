@@ -2,7 +2,12 @@
 
 package proxy
 
-import "testing"
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/socialroute/socialroute/configs"
+)
 
 // The routing core's decision must not allocate: it runs for every request.
 func TestRouteDoesNotAllocate(t *testing.T) {
@@ -36,5 +41,26 @@ func TestRequestPathDoesNotAllocate(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Fatalf("the request path allocates %.2f times per request", allocs)
+	}
+}
+
+// Hot keys cost no allocation either: detection on every request, and a
+// listed key spread over its siblings by viewer.
+func TestHotKeyRoutingDoesNotAllocate(t *testing.T) {
+	cfg := testConfig(t, withHotFile(t, "star,8000000\n", func(c *configs.Config) { c.Hot.DetectRate = 1e6 }))
+	s, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Router()
+	star, viewer, other := []byte("star"), []byte("viewer-7"), []byte("someone")
+	var d Decision
+	allocs := testing.AllocsPerRun(1000, func() {
+		r.RouteViewer(star, viewer, &d)
+		r.RouteViewer(other, viewer, &d)
+	})
+	r.RouteViewer(star, viewer, &d)
+	if allocs != 0 || d.Spread != 8 {
+		t.Fatalf("hot-key routing allocates %.2f times per pair of requests (spread %d)", allocs, d.Spread)
 	}
 }

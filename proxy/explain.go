@@ -16,6 +16,8 @@ type Explanation struct {
 	Key        string            `json:"key"`
 	Rule       string            `json:"rule"`
 	Bucket     uint32            `json:"bucket"`
+	Spread     int               `json:"spread"`  // buckets the key fans out over; 1: not a hot key
+	Sibling    int               `json:"sibling"` // which of them this request takes; 0: the key's own
 	Source     string            `json:"source"`
 	Home       string            `json:"home_continent"`
 	MapVersion uint64            `json:"map_version"`
@@ -54,10 +56,11 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 		}
 	}
 	var d Decision
-	st.router.Route(key, &d)
+	st.router.route(key, req.Header.Peek(st.viewer), &d, false)
 	snap := d.Snapshot
 	topo := snap.Topology()
 	e.Bucket, e.Source, e.MapVersion = d.Bucket, d.Source.String(), snap.Version()
+	e.Spread, e.Sibling = d.Spread, d.Sibling
 	if d.Source != SourceNone {
 		e.Home = topo.Continents[snap.Home(d.Bucket)].Name
 	}
@@ -90,6 +93,9 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 	default:
 		fmt.Fprintf(&why, "bucket %d's home continent is %s; its datacenters are ordered by capacity-weighted rendezvous", d.Bucket, e.Home)
 	}
+	if d.Spread > 1 {
+		fmt.Fprintf(&why, "; a hot key spread over %d buckets, this request takes sibling %d", d.Spread, d.Sibling)
+	}
 	if len(skipped) > 0 {
 		fmt.Fprintf(&why, "; skipped %s", strings.Join(skipped, ", "))
 	}
@@ -117,6 +123,9 @@ func (e Explanation) WriteText(w io.Writer) error {
 	}
 	if e.Source != SourceNone.String() {
 		fmt.Fprintf(tw, "bucket\t%d\t(%s)\n", e.Bucket, e.Source)
+		if e.Spread > 1 {
+			fmt.Fprintf(tw, "spread\tsibling %d of %d\t(a hot key)\n", e.Sibling, e.Spread)
+		}
 		fmt.Fprintf(tw, "home continent\t%s\n", e.Home)
 	}
 	fmt.Fprintf(tw, "map version\t%d\n\n", e.MapVersion)

@@ -40,7 +40,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var d Decision
-	st.router.Route(key, &d) // key aliases req: it must not be used after the header rewrite below
+	// key and the viewer alias req: they must not be used after the header
+	// rewrite below.
+	st.router.RouteViewer(key, req.Header.Peek(st.viewer), &d)
 	if d.Next < 0 {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no usable datacenter")
 		st.metrics.observe(ctx, -1, false, &d)
@@ -71,6 +73,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				resp.Header.SetBytesV(headerBucket, sc.buf)
 			}
 			resp.Header.Set(headerDC, st.pools[dc].name)
+			if d.Spread > 1 {
+				// "sibling/spread": which of the hot key's buckets served it.
+				sc.buf = strconv.AppendInt(sc.buf[:0], int64(d.Sibling), 10)
+				sc.buf = append(sc.buf, '/')
+				sc.buf = strconv.AppendInt(sc.buf, int64(d.Spread), 10)
+				resp.Header.SetBytesV(headerSpread, sc.buf)
+			}
 		}
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
 		s.fail(ctx, fasthttp.StatusGatewayTimeout, "upstream timed out")

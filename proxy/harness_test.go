@@ -78,6 +78,7 @@ func testConfig(t testing.TB, mutate func(*configs.Config)) *configs.Config {
 		})
 	}
 	cfg.Routing.DrainRamp = time.Nanosecond // drains act at once unless a test ramps them
+	cfg.Hot.DetectRate = -1                 // no hot-key detection unless a test turns it on
 	cfg.Upstream.Timeout = 150 * time.Millisecond
 	cfg.Upstream.Breaker.ConsecutiveFailures = 3
 	cfg.Upstream.Breaker.OpenFor = 10 * time.Minute // tests re-open breakers by rebuilding, never by waiting

@@ -27,6 +27,7 @@ var hopHeaders = []string{
 const (
 	headerBucket = "X-Socialroute-Bucket"
 	headerDC     = "X-Socialroute-Dc"
+	headerSpread = "X-Socialroute-Spread"
 	headerPrefix = "X-Socialroute-"
 	headerXFF    = "X-Forwarded-For"
 	headerXFP    = "X-Forwarded-Proto"

@@ -53,7 +53,7 @@ type metrics struct {
 
 // dcMetrics are one datacenter's series, resolved once per state.
 type dcMetrics struct {
-	requests  [len(statusClasses)]prometheus.Counter // by statusClasses, spread="false"
+	requests  [2][len(statusClasses)]prometheus.Counter // by spread (0 false, 1 true), then statusClasses
 	latency   prometheus.Observer
 	keyed     prometheus.Counter // nil for noDatacenter
 	home      prometheus.Counter // nil for noDatacenter
@@ -139,7 +139,8 @@ func (m *metrics) forState(cfg *configs.Config) stateMetrics {
 	}
 	resolve := func(dm *dcMetrics, name, continent string, ci int) {
 		for i, class := range statusClasses {
-			dm.requests[i] = m.requests.WithLabelValues(name, continent, class, "false")
+			dm.requests[0][i] = m.requests.WithLabelValues(name, continent, class, "false")
+			dm.requests[1][i] = m.requests.WithLabelValues(name, continent, class, "true")
 		}
 		dm.latency = m.latency.WithLabelValues(name)
 		dm.continent = ci
@@ -163,7 +164,11 @@ func (sm *stateMetrics) observe(ctx *fasthttp.RequestCtx, dc int, answered bool,
 	if dc >= 0 {
 		dm = &sm.dcs[dc]
 	}
-	dm.requests[statusClass(ctx.Response.StatusCode())].Inc()
+	spread := 0
+	if d != nil && d.Spread > 1 {
+		spread = 1
+	}
+	dm.requests[spread][statusClass(ctx.Response.StatusCode())].Inc()
 	dm.latency.Observe(time.Since(ctx.Time()).Seconds())
 	if answered && dc >= 0 && d != nil && d.Source != SourceNone {
 		dm.keyed.Inc()
@@ -184,10 +189,12 @@ func statusClass(code int) int {
 func (sm *stateMetrics) requestsTo(dc int) uint64 {
 	var n float64
 	var out dto.Metric
-	for _, c := range sm.dcs[dc].requests {
-		out.Reset()
-		if c.Write(&out) == nil {
-			n += out.GetCounter().GetValue()
+	for _, bySpread := range sm.dcs[dc].requests {
+		for _, c := range bySpread {
+			out.Reset()
+			if c.Write(&out) == nil {
+				n += out.GetCounter().GetValue()
+			}
 		}
 	}
 	return uint64(n)

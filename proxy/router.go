@@ -46,6 +46,20 @@ type Router struct {
 	// known to be over, so the request path reads no clock in steady state.
 	drainRamp time.Duration
 	settled   atomic.Uint64
+
+	// Hot keys: the static list (reloaded with the config), this node's
+	// detector (kept across reloads) and the fleet's detections (gossip).
+	hot            *hashing.HotList
+	detect         *hashing.HeavyHitters
+	fleet          FleetHot
+	crossContinent bool
+}
+
+// FleetHot says how far the rest of the fleet spreads a key it detected
+// hot, so every node spreads the same keys alike. health.Cluster is one.
+// It runs on the request path: it must not block or allocate.
+type FleetHot interface {
+	HotSpread(h uint64) int
 }
 
 // Decision is the outcome of routing one request. The Plan slice is shared
@@ -58,6 +72,9 @@ type Decision struct {
 	// Next is the position in Plan of the chosen datacenter, -1 if none is
 	// usable.
 	Next int
+	// Spread is how many sibling buckets the key fans out over (1: not a
+	// hot key); Sibling is the one this request took (0: the key's own).
+	Spread, Sibling int
 }
 
 // DC is the chosen datacenter's index, or -1.
@@ -68,23 +85,66 @@ func (d *Decision) DC() int {
 	return int(d.Plan[d.Next])
 }
 
-// Route fills d for a request with routing key key (nil: no key).
-func (r *Router) Route(key []byte, d *Decision) {
+// Route fills d for a request with routing key key (nil: no key) and no
+// known viewer.
+func (r *Router) Route(key []byte, d *Decision) { r.route(key, nil, d, true) }
+
+// RouteViewer fills d for a request with routing key key, made by viewer
+// (nil: unknown): a hot key's requests stick to one sibling per viewer.
+func (r *Router) RouteViewer(key, viewer []byte, d *Decision) { r.route(key, viewer, d, true) }
+
+// route is Route; observe counts the request toward hot-key detection
+// (explanations do not).
+func (r *Router) route(key, viewer []byte, d *Decision, observe bool) {
 	snap := r.placement.Load()
 	d.Snapshot = snap
+	d.Spread, d.Sibling = 1, 0
 	if key == nil {
 		d.Bucket, d.Source = 0, SourceNone
 		d.Plan = snap.LocalPlan(r.localDC)
 	} else {
+		h := hashing.HashKey(key)
 		var fromTable bool
-		d.Bucket, fromTable = r.assigner.Bucket(hashing.HashKey(key))
+		d.Bucket, fromTable = r.assigner.Bucket(h)
 		d.Source = SourceHash
 		if fromTable {
 			d.Source = SourceTable
 		}
+		if k := r.spread(h, key, observe); k > 1 {
+			r.pickSibling(snap, h, viewer, k, d)
+		}
 		d.Plan = snap.Plan(d.Bucket)
 	}
 	d.Next = r.nextUsable(d, 0)
+}
+
+// spread is how many buckets the key with hash h fans out over: the most
+// any of the static list, this node's detector and the fleet says.
+func (r *Router) spread(h uint64, key []byte, observe bool) int {
+	k := r.hot.Spread(h)
+	if observe {
+		k = max(k, r.detect.Observe(h, key))
+	} else {
+		k = max(k, r.detect.Spread(h))
+	}
+	if r.fleet != nil {
+		k = max(k, r.fleet.HotSpread(h))
+	}
+	return k
+}
+
+// pickSibling moves d to the sibling bucket this request takes: the
+// viewer's, or a random one for an anonymous request. Siblings are buckets
+// homed on the key's own bucket's continent unless crossContinent, drawn in
+// proportion to datacenter capacity (buckets.Snapshot.HotSibling).
+func (r *Router) pickSibling(snap *buckets.Snapshot, h uint64, viewer []byte, k int, d *Decision) {
+	var vh uint64
+	if len(viewer) > 0 {
+		vh = hashing.HashKey(viewer)
+	}
+	i := hashing.PickSibling(k, vh, len(viewer) > 0, rand.Uint64())
+	d.Bucket = snap.HotSibling(d.Bucket, h, i, k, r.crossContinent)
+	d.Spread, d.Sibling = k, i
 }
 
 // nextUsable returns the first position at or after from in d.Plan whose

@@ -31,6 +31,9 @@ type Options struct {
 	// node makes (ChangePlacement, Reload), to spread it over the fleet.
 	// It is called in order, outside any lock; it must not block long.
 	OnPlacementChange func(*buckets.Snapshot)
+	// FleetHot, if set, says which keys the rest of the fleet detected hot
+	// (health.Cluster does, from gossip), so every node spreads them alike.
+	FleetHot FleetHot
 }
 
 // state is everything a reload replaces, published as one immutable value
@@ -46,6 +49,7 @@ type state struct {
 	maxKeyLen   int
 	timeout     time.Duration
 	metrics     stateMetrics // this state's datacenters' series
+	viewer      string       // header naming the viewer, for hot keys' sticky siblings
 }
 
 // Server is the edge proxy: a fasthttp server that routes each request to
@@ -56,6 +60,9 @@ type Server struct {
 	status  health.Status
 	dial    fasthttp.DialFunc
 	notify  func(*buckets.Snapshot)
+	fleet   FleetHot
+	detect  *hashing.HeavyHitters // nil when detection is off
+	stopHot context.CancelFunc    // stops detect's Run, started by Serve
 	http    *fasthttp.Server
 	mu      sync.Mutex // serialises Reload and placement changes
 	scratch sync.Pool
@@ -76,7 +83,11 @@ type Stats struct {
 // New builds a Server for cfg, with table (nil: xxhash only) as the
 // social-hash assignment. It does not listen; see Serve.
 func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, error) {
-	s := &Server{log: opts.Logger, status: opts.Status, dial: opts.Dial, notify: opts.OnPlacementChange}
+	s := &Server{log: opts.Logger, status: opts.Status, dial: opts.Dial, notify: opts.OnPlacementChange, fleet: opts.FleetHot}
+	if h := cfg.Hot; h.DetectRate > 0 {
+		// Detection outlives reloads: what it learned stays.
+		s.detect = hashing.NewHeavyHitters(hashing.DetectOptions{Rate: h.DetectRate, Max: h.MaxSpread, Tick: h.DetectTick})
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -145,6 +156,12 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	if !ok {
 		return nil, fmt.Errorf("proxy: node.datacenter %q is not a configured datacenter", cfg.Node.Datacenter)
 	}
+	var hotKeys []hashing.HotKey
+	if cfg.Hot.File != "" {
+		if hotKeys, err = hashing.LoadHotKeys(cfg.HotPath()); err != nil {
+			return nil, fmt.Errorf("proxy: hot.file: %w", err)
+		}
+	}
 	pools := buildPools(cfg, oldPools, s.dial, s.log)
 	st := &state{
 		cfg:         cfg,
@@ -156,6 +173,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		maxKeyLen:   cfg.Routing.MaxKeyLength,
 		timeout:     cfg.Upstream.Timeout,
 		metrics:     s.metrics.forState(cfg),
+		viewer:      cfg.Hot.ViewerHeader,
 		router: &Router{
 			assigner:  assigner,
 			placement: buckets.NewMap(snap),
@@ -163,6 +181,12 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			pools:     pools,
 			localDC:   local,
 			drainRamp: cfg.Routing.DrainRamp,
+			hot: hashing.NewHotList(hotKeys, hashing.SpreadPolicy{
+				FollowersPerBucket: cfg.Hot.FollowersPerBucket, Max: cfg.Hot.MaxSpread,
+			}),
+			detect:         s.detect,
+			fleet:          s.fleet,
+			crossContinent: cfg.Hot.CrossContinent,
 		},
 	}
 	if cfg.Upstream.Retries != nil {
@@ -287,7 +311,20 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.log.Info("serving", "address", ln.Addr().String(), "node", s.cur.Load().cfg.Node.Name,
 		"datacenter", s.cur.Load().cfg.Node.Datacenter, "buckets", s.cur.Load().cfg.Buckets)
 	s.serving.Store(true)
+	if s.detect != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.mu.Lock()
+		s.stopHot = cancel
+		s.mu.Unlock()
+		go s.detect.Run(ctx)
+	}
 	return s.http.Serve(ln)
+}
+
+// HotKeys is what this node spreads: the static list, and the keys its
+// detector holds hot now.
+func (s *Server) HotKeys() (static []hashing.HotKey, detected []hashing.DetectedKey) {
+	return s.cur.Load().router.hot.Keys(), s.detect.Hot()
 }
 
 // Serving reports whether Serve has been called and Shutdown has not: the
@@ -298,6 +335,11 @@ func (s *Server) Serving() bool { return s.serving.Load() }
 // returns when every connection is closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.serving.Store(false)
+	s.mu.Lock()
+	if s.stopHot != nil {
+		s.stopHot()
+	}
+	s.mu.Unlock()
 	err := s.http.ShutdownWithContext(ctx)
 	for _, p := range s.cur.Load().pools {
 		for _, u := range p.upstreams {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/configs"
@@ -23,7 +24,7 @@ import (
 
 // startGossip joins the fleet as cfg's gossip section says; nil when
 // gossip is off.
-func startGossip(ctx context.Context, cfg *configs.Config, link *placementLink, log *slog.Logger) (*health.Cluster, error) {
+func startGossip(ctx context.Context, cfg *configs.Config, link *fleetLink, log *slog.Logger) (*health.Cluster, error) {
 	g := cfg.Gossip
 	if g.LAN.Bind == "" {
 		return nil, nil
@@ -115,16 +116,17 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// placementLink connects the proxy's bucket map to the fleet: changes made
-// here spread through gossip, and newer ones made elsewhere are adopted.
-type placementLink struct {
+// fleetLink connects the proxy to the fleet: bucket-map changes made here
+// spread through gossip and newer ones made elsewhere are adopted; the hot
+// keys this node detects are gossiped so every node spreads them.
+type fleetLink struct {
 	cluster *health.Cluster
 	srv     atomic.Pointer[proxy.Server]
 	log     *slog.Logger
 }
 
 // spread is the proxy's OnPlacementChange.
-func (l *placementLink) spread(snap *buckets.Snapshot) {
+func (l *fleetLink) spread(snap *buckets.Snapshot) {
 	payload, err := json.Marshal(snap.Overrides())
 	if err != nil {
 		l.log.Error("bucket map not spread", "error", err)
@@ -135,7 +137,7 @@ func (l *placementLink) spread(snap *buckets.Snapshot) {
 
 // adopt is the cluster's OnPlacement. Placements that arrive before the
 // proxy exists are held by the cluster and adopted by attach.
-func (l *placementLink) adopt(p health.Placement) {
+func (l *fleetLink) adopt(p health.Placement) {
 	srv := l.srv.Load()
 	if srv == nil {
 		return
@@ -151,9 +153,33 @@ func (l *placementLink) adopt(p health.Placement) {
 }
 
 // attach starts adopting into srv, beginning with what arrived before.
-func (l *placementLink) attach(srv *proxy.Server) {
+func (l *fleetLink) attach(srv *proxy.Server) {
 	l.srv.Store(srv)
 	if p := l.cluster.HeldPlacement(); p != nil {
 		l.adopt(*p)
+	}
+}
+
+// shareHot gossips this node's detected hot keys every second until ctx
+// ends.
+func (l *fleetLink) shareHot(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		srv := l.srv.Load()
+		if srv == nil {
+			continue
+		}
+		_, detected := srv.HotKeys()
+		keys := make([]health.HotHash, 0, len(detected))
+		for _, d := range detected {
+			keys = append(keys, health.HotHash{Hash: d.Hash, Spread: uint8(d.Spread)})
+		}
+		l.cluster.SetHotKeys(keys)
 	}
 }

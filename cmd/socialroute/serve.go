@@ -49,7 +49,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	link := &placementLink{log: log}
+	link := &fleetLink{log: log}
 	cluster, err := startGossip(ctx, cfg, link, log)
 	if err != nil {
 		return err
@@ -60,6 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		link.cluster = cluster
 		opts.Status = cluster
 		opts.OnPlacementChange = link.spread
+		opts.FleetHot = cluster
 	}
 	srv, err := proxy.New(cfg, table, opts)
 	if err != nil {
@@ -68,6 +69,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if cluster != nil {
 		cluster.SetMapVersion(srv.Placement().Load().Version())
 		link.attach(srv)
+		go link.shareHot(ctx)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen.Address)
 	if err != nil {

@@ -1,0 +1,53 @@
+package health
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMetaRoundTripAndSizeBound(t *testing.T) {
+	m := Meta{Continent: "us", Datacenter: "us-east", State: Draining, MapVersion: 42, Upstreams: 4, Healthy: 3,
+		Rates: []float32{1.5, 0, 2000}, Hot: []HotHash{{Hash: 7, Spread: 4}}}
+	b, err := m.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeMeta(b)
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	// The worst case the config allows still fits memberlist's 512 bytes:
+	// 64 datacenters' rates and a full list of hot keys.
+	big := Meta{Continent: strings.Repeat("c", 20), Datacenter: strings.Repeat("d", 40), Rates: make([]float32, MaxDatacenters)}
+	for i := range 40 {
+		big.Hot = append(big.Hot, HotHash{Hash: uint64(i), Spread: 2})
+	}
+	b, err = big.Encode(nil)
+	if err != nil || len(b) > MaxMetaSize {
+		t.Fatalf("worst case: %d bytes, %v", len(b), err)
+	}
+	if got, _ := DecodeMeta(b); len(got.Hot) != MaxHotInMeta {
+		t.Fatalf("%d hot keys carried, want the first %d", len(got.Hot), MaxHotInMeta)
+	}
+	for _, cut := range []int{0, 1, 5, len(b) - 1} {
+		if _, err := DecodeMeta(b[:cut]); err == nil {
+			t.Fatalf("metadata cut to %d bytes decoded", cut)
+		}
+	}
+}
+
+// A key one node detects hot is spread by every node.
+func TestHotKeysSpreadOverTheFleet(t *testing.T) {
+	east, west, eu := fleet(t)
+	west.SetHotKeys([]HotHash{{Hash: 12345, Spread: 6}})
+	for _, n := range []*testNode{east, eu, west} {
+		eventually(t, 5*time.Second, n.name+" spreads the key", func() bool { return n.HotSpread(12345) == 6 })
+	}
+	if east.HotSpread(999) != 1 {
+		t.Fatal("a key nobody detected is spread")
+	}
+	west.SetHotKeys(nil)
+	eventually(t, 5*time.Second, "the key cools everywhere", func() bool { return eu.HotSpread(12345) == 1 && east.HotSpread(12345) == 1 })
+}
