@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/socialroute/socialroute/hashing"
 )
 
 // candidate is one option (a datacenter or a continent) in a rendezvous.
@@ -25,7 +26,7 @@ func newCandidate(index int, name string, weight float64) candidate {
 // wins with probability weight(c) / sum of weights (Schindelhauer and
 // Schomaker's logarithmic method), whichever subset of options is left.
 func (c candidate) score(b uint32) float64 {
-	u := (float64(mix64(c.seed^(uint64(b)+1)*0x9e3779b97f4a7c15)>>11) + 0.5) / (1 << 53)
+	u := (float64(hashing.Mix64(c.seed^(uint64(b)+1)*0x9e3779b97f4a7c15)>>11) + 0.5) / (1 << 53)
 	return c.weight / -math.Log(u)
 }
 
@@ -45,15 +46,4 @@ func rank(cs []candidate, b uint32, scores []float64) {
 		}
 		return x.index - y.index
 	})
-}
-
-// mix64 is the splitmix64 finaliser: it spreads every input bit over the
-// whole output so that neighbouring buckets get unrelated scores.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

@@ -2,6 +2,7 @@ package buckets
 
 import (
 	"fmt"
+	"github.com/socialroute/socialroute/hashing"
 	"maps"
 	"slices"
 	"time"
@@ -380,12 +381,12 @@ func (s *Snapshot) HotSibling(own uint32, h uint64, i, k int, crossContinent boo
 	if k <= 1 || len(st.buckets) == 0 {
 		return own
 	}
-	u := float64(mix64(h)>>11) / (1 << 53)
+	u := float64(hashing.Mix64(h)>>11) / (1 << 53)
 	point := (float64(i) + u) / float64(k)
 	g := 0
 	for g < len(st.cumulative)-1 && point >= st.cumulative[g] {
 		g++
 	}
 	bs := st.buckets[g]
-	return bs[mix64(h^uint64(i+1)*0x9e3779b97f4a7c15)%uint64(len(bs))]
+	return bs[hashing.Mix64(h^uint64(i+1)*0x9e3779b97f4a7c15)%uint64(len(bs))]
 }

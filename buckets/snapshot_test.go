@@ -2,6 +2,7 @@ package buckets
 
 import (
 	"fmt"
+	"github.com/socialroute/socialroute/hashing"
 	"math"
 	"slices"
 	"strings"
@@ -451,7 +452,7 @@ func TestHotSiblingsFollowCapacity(t *testing.T) {
 		total[ci] += d.Capacity
 	}
 	for key := range uint64(200) {
-		h := mix64(key + 1)
+		h := hashing.Mix64(key + 1)
 		own := uint32(key * 37 % 4096)
 		home := s.Home(own)
 		for _, k := range []int{2, 5, 8, 16} {

@@ -28,3 +28,16 @@ func HashString(key string) uint64 {
 func FallbackBucket(h uint64, n uint32) uint32 {
 	return uint32(h % uint64(n))
 }
+
+// Mix64 is the splitmix64 finaliser: it spreads every input bit over the
+// whole output, so that neighbouring inputs (bucket ids, counters, seeds)
+// give unrelated outputs. Placement, hot-key siblings, the heavy-hitter
+// sketch and the partitioner all derive their choices from it.
+func Mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

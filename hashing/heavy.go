@@ -145,7 +145,7 @@ func (d *HeavyHitters) Hot() []DetectedKey {
 // cell is the counter of row r for hash h: each row uses its own 16 bits
 // of a remix of h.
 func cell(h uint64, r int) uint32 {
-	return uint32(mix(h+uint64(r)*0x9e3779b97f4a7c15)>>48) % DefaultDetectWidth
+	return uint32(Mix64(h+uint64(r)*0x9e3779b97f4a7c15)>>48) % DefaultDetectWidth
 }
 
 // estimate reads the sketch's count for h.

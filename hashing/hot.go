@@ -130,17 +130,7 @@ func PickSibling(k int, viewer uint64, hasViewer bool, random uint64) int {
 		return 0
 	}
 	if hasViewer {
-		return int(mix(viewer) % uint64(k))
+		return int(Mix64(viewer) % uint64(k))
 	}
 	return int(random % uint64(k))
-}
-
-// mix is the splitmix64 finaliser.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
