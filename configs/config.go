@@ -37,6 +37,10 @@ const (
 	MaxDatacenters            = 64      // datacenter sets are 64-bit masks on the request path
 	DefaultResponseHeadersOn  = true
 	DefaultDrainRamp          = 10 * time.Second
+	DefaultBodyTimeout        = 30 * time.Second
+	DefaultMaxHeaders         = 100
+	DefaultUnderscores        = "drop"
+	DefaultMaxHops            = 2
 	DefaultFollowersPerBucket = 1_000_000
 	DefaultMaxSpread          = 16
 	DefaultDetectRate         = 2000
@@ -138,8 +142,25 @@ type Listen struct {
 	// every interface; port 0 picks a free port (tests). Default
 	// 127.0.0.1:8080.
 	Address string `yaml:"address"`
-	// ReadTimeout bounds reading one request, headers and body. Default 10s.
+	// ReadTimeout bounds reading a request's line and headers: a slowloris
+	// client that trickles headers is cut off after it. Default 10s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// BodyTimeout bounds reading a request's body once its headers are in.
+	// Default 30s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxConnsPerIP caps the connections one client address may hold open;
+	// more are refused. Default 0: no cap (behind an L4 balancer without
+	// the PROXY protocol every client has the balancer's address).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxHeaders caps the header fields of a request; more get 431.
+	// Default 100.
+	MaxHeaders int `yaml:"max_headers"`
+	// HeadersWithUnderscores says what happens to a request header whose
+	// name has an underscore ("X_Forwarded_For"), which some servers read
+	// as the dashed name and so let a client forge a header this proxy
+	// controls: "drop" the header (default), "reject" the request with 400,
+	// or "allow" it.
+	HeadersWithUnderscores string `yaml:"headers_with_underscores"`
 	// WriteTimeout bounds writing one response. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
@@ -247,6 +268,9 @@ type Routing struct {
 	NoKey string `yaml:"no_key"`
 	// MaxKeyLength rejects longer keys with 400. Default 128, at most 4096.
 	MaxKeyLength int `yaml:"max_key_length"`
+	// MaxHops rejects, with 508, a request whose Via header shows it
+	// already passed socialroute this many times: a routing loop. Default 2.
+	MaxHops int `yaml:"max_hops"`
 	// ResponseHeaders adds X-Socialroute-Bucket and X-Socialroute-DC to
 	// responses. Default true; a pointer so that an explicit false differs
 	// from "not set".

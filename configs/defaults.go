@@ -32,6 +32,11 @@ func (c *Config) ApplyDefaults() {
 		l.Address = DefaultListenAddress
 	}
 	setDuration(&l.ReadTimeout, DefaultReadTimeout)
+	setDuration(&l.BodyTimeout, DefaultBodyTimeout)
+	setInt(&l.MaxHeaders, DefaultMaxHeaders)
+	if l.HeadersWithUnderscores == "" {
+		l.HeadersWithUnderscores = DefaultUnderscores
+	}
 	setDuration(&l.WriteTimeout, DefaultWriteTimeout)
 	setDuration(&l.IdleTimeout, DefaultIdleTimeout)
 	setDuration(&l.ShutdownTimeout, DefaultShutdownTimeout)
@@ -58,6 +63,7 @@ func (c *Config) ApplyDefaults() {
 	setDuration(&u.Breaker.Window, DefaultBreakerWindow)
 
 	r := &c.Routing
+	setInt(&r.MaxHops, DefaultMaxHops)
 	setDuration(&r.DrainRamp, DefaultDrainRamp)
 	if r.LoadLimit == 0 {
 		r.LoadLimit = DefaultLoadLimit

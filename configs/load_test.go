@@ -343,6 +343,7 @@ func TestApplyDefaultsCoversEveryField(t *testing.T) {
 		"Datacenters.MaxRPS": true,
 		// A hot list is input; siblings stay home unless asked.
 		"Hot.File": true, "Hot.CrossContinent": true,
+		"Listen.MaxConnsPerIP": true, // 0 is the default: no cap
 		// The admin endpoint is off unless enabled; its token is input.
 		"Admin.Enabled": true, "Admin.TokenFile": true, "Admin.InsecureNoToken": true,
 	}

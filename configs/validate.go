@@ -263,6 +263,16 @@ func (v *validator) listen() {
 	v.nonNegative("listen.write_timeout", l.WriteTimeout)
 	v.nonNegative("listen.idle_timeout", l.IdleTimeout)
 	v.nonNegative("listen.shutdown_timeout", l.ShutdownTimeout)
+	v.nonNegative("listen.body_timeout", l.BodyTimeout)
+	v.nonNegativeInt("listen.max_conns_per_ip", l.MaxConnsPerIP)
+	if l.MaxHeaders < 1 {
+		v.errorf("listen.max_headers", "must be at least 1, got %d", l.MaxHeaders)
+	}
+	switch l.HeadersWithUnderscores {
+	case "allow", "drop", "reject":
+	default:
+		v.errorf("listen.headers_with_underscores", "must be allow, drop or reject, got %q", l.HeadersWithUnderscores)
+	}
 	v.nonNegativeInt("listen.max_request_body_size", l.MaxRequestBodySize)
 	v.nonNegativeInt("listen.max_header_bytes", l.MaxHeaderBytes)
 	v.nonNegativeInt("listen.concurrency", l.Concurrency)
@@ -352,6 +362,9 @@ func (v *validator) gossip() {
 	g := &v.c.Gossip
 	r := &v.c.Routing
 	v.nonNegative("routing.drain_ramp", r.DrainRamp)
+	if r.MaxHops < 1 {
+		v.errorf("routing.max_hops", "must be at least 1, got %d", r.MaxHops)
+	}
 	if math.IsNaN(r.LoadLimit) || r.LoadLimit <= 0 || r.LoadLimit > maxLoadLimit {
 		v.errorf("routing.load_limit", "must be greater than 0 and at most %d, got %v", maxLoadLimit, r.LoadLimit)
 	}

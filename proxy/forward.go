@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -22,11 +23,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.Requests.Add(1)
 	req := &ctx.Request
 
-	if ambiguousFraming(&req.Header) {
-		ctx.SetConnectionClose()
-		s.reject(ctx, fasthttp.StatusBadRequest, "both Transfer-Encoding and Content-Length")
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	if code, reason := screen(&req.Header, st.screen, sc); code != 0 {
+		ctx.SetConnectionClose() // the connection's framing can no longer be trusted
+		s.reject(ctx, code, reason)
 		st.metrics.observe(ctx, -1, false, nil)
 		return
+	}
+	for _, n := range sc.names { // underscore headers the policy drops
+		req.Header.DelBytes(n)
 	}
 	key, _ := st.rules.extract(req)
 	switch {
@@ -49,12 +55,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	sc := s.scratch.Get().(*scratch)
-	defer s.scratch.Put(sc)
 	clientClose := req.Header.ConnectionClose()
 	req.Header.ResetConnectionClose() // keep the pooled upstream connection alive
 	stripRequestHeaders(&req.Header, sc)
 	setForwardedHeaders(ctx, sc)
+	req.Header.Add("Via", viaValue)
+	if u := req.URI(); !bytes.Equal(u.Scheme(), httpScheme) {
+		// An absolute-form https URI would make fasthttp refuse the plain
+		// upstream connection; the scheme of the hop to the web tier is
+		// ours to choose (X-Forwarded-Proto tells the client's).
+		u.SetSchemeBytes(httpScheme)
+	}
 	if d.Source != SourceNone {
 		sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
 		req.Header.SetBytesV(headerBucket, sc.buf)
@@ -67,6 +78,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case answered:
 		resp.Header.ResetConnectionClose() // the upstream's connection, not the client's
 		stripResponseHeaders(&resp.Header, sc)
+		resp.Header.Add("Via", viaValue)
 		if st.respHeaders {
 			if d.Source != SourceNone {
 				sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
@@ -95,6 +107,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 }
 
 var errNoUpstream = errors.New("proxy: no upstream ready")
+
+var httpScheme = []byte("http")
 
 // forward sends the request along d's plan: to an upstream of the chosen
 // datacenter, and, when that fails and the request may be retried, to the

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,6 +51,33 @@ type harness struct {
 	cfg      *configs.Config
 	backends map[string]*backend // by address
 	client   *fasthttp.HostClient
+
+	// wire records every byte the proxy sent any upstream, and every
+	// address it dialed: what the web tier received, before any parsing.
+	wireMu sync.Mutex
+	wire   bytes.Buffer
+	dialed []string
+}
+
+// sent returns what the proxy wrote to upstreams so far, and the addresses
+// it dialed.
+func (h *harness) sent() (string, []string) {
+	h.wireMu.Lock()
+	defer h.wireMu.Unlock()
+	return h.wire.String(), append([]string(nil), h.dialed...)
+}
+
+// recordingConn copies what the proxy writes into the harness's wire log.
+type recordingConn struct {
+	net.Conn
+	h *harness
+}
+
+func (c recordingConn) Write(p []byte) (int, error) {
+	c.h.wireMu.Lock()
+	c.h.wire.Write(p)
+	c.h.wireMu.Unlock()
+	return c.Conn.Write(p)
 }
 
 // testConfig is the harness topology, defaults applied and validated.
@@ -133,11 +161,18 @@ func newHarnessWithTable(t *testing.T, mutate func(*configs.Config), table *hash
 // dial connects the proxy to a fake backend, refusing like a dead host
 // when the backend is in modeRefuse.
 func (h *harness) dial(addr string) (net.Conn, error) {
+	h.wireMu.Lock()
+	h.dialed = append(h.dialed, addr)
+	h.wireMu.Unlock()
 	b, ok := h.backends[addr]
 	if !ok || b.mode.Load() == modeRefuse {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("connection refused")}
 	}
-	return b.ln.Dial()
+	c, err := b.ln.Dial()
+	if err != nil {
+		return nil, err
+	}
+	return recordingConn{Conn: c, h: h}, nil
 }
 
 func (b *backend) handle(ctx *fasthttp.RequestCtx) {

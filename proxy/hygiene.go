@@ -106,35 +106,3 @@ func connectionTokens(v []byte, names [][]byte, buf []byte) ([][]byte, []byte) {
 	}
 	return names, buf
 }
-
-// ambiguousFraming reports a request that carried both Transfer-Encoding
-// and Content-Length. fasthttp accepts it (chunked wins), but a server
-// behind us might frame it by Content-Length: the classic request smuggling
-// set-up (RFC 9112 section 6.1). An edge proxy answers 400. fasthttp has
-// already rewritten the framing headers once the body is read, so the raw
-// header block is what tells.
-func ambiguousFraming(h *fasthttp.RequestHeader) bool {
-	var cl, te bool
-	raw := h.RawHeaders()
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		switch {
-		case len(line) == 0:
-		case line[0]|0x20 == 'c':
-			cl = cl || hasName(line, contentLength)
-		case line[0]|0x20 == 't':
-			te = te || hasName(line, transferEncoding)
-		}
-	}
-	return cl && te
-}
-
-// hasName reports whether header line starts with name and a colon.
-func hasName(line, name []byte) bool {
-	return len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], name)
-}

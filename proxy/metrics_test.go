@@ -149,7 +149,7 @@ func TestStatusClass(t *testing.T) {
 // goroutine counts the same datacenter: the worst case for contention.
 func BenchmarkMetricsObserve(b *testing.B) {
 	s, ctx := handleFixture(b)
-	s.handle(ctx)
+	serveAgain(s, ctx)
 	st := s.cur.Load()
 	var d Decision
 	st.router.Route([]byte("42"), &d)

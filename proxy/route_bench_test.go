@@ -85,7 +85,7 @@ func BenchmarkHandle(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		s.handle(ctx)
+		serveAgain(s, ctx)
 		if ctx.Response.StatusCode() != 200 {
 			b.Fatalf("status %d", ctx.Response.StatusCode())
 		}
@@ -121,6 +121,14 @@ func handleFixture(tb testing.TB) (*Server, *fasthttp.RequestCtx) {
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1234}, nil)
 	// The handler rewrites the request in place (strips, then sets the
-	// same headers), so serving the same ctx again is steady state.
+	// same headers, and adds its Via), so serving the same ctx again, less
+	// that Via, is steady state: see serveAgain.
 	return s, ctx
+}
+
+// serveAgain serves ctx once more as if it had just come off the wire: the
+// Via the last run added goes first.
+func serveAgain(s *Server, ctx *fasthttp.RequestCtx) {
+	ctx.Request.Header.Del("Via")
+	s.handle(ctx)
 }

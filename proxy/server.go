@@ -50,6 +50,7 @@ type state struct {
 	timeout     time.Duration
 	metrics     stateMetrics // this state's datacenters' series
 	viewer      string       // header naming the viewer, for hot keys' sticky siblings
+	screen      screenPolicy
 }
 
 // Server is the edge proxy: a fasthttp server that routes each request to
@@ -116,8 +117,14 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true, // on SIGTERM, close each connection after its in-flight request
-		SecureErrorLogMessage:        true, // never log request contents
-		Logger:                       fasthttpLogger{s.log},
+		MaxConnsPerIP:                l.MaxConnsPerIP,
+		// ReadTimeout bounds the request line and headers; once they are
+		// in, the body gets its own budget.
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout}
+		},
+		SecureErrorLogMessage: true, // never log request contents
+		Logger:                fasthttpLogger{s.log},
 	}
 	return s, nil
 }
@@ -174,6 +181,11 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		timeout:     cfg.Upstream.Timeout,
 		metrics:     s.metrics.forState(cfg),
 		viewer:      cfg.Hot.ViewerHeader,
+		screen: screenPolicy{
+			maxHeaders:  cfg.Listen.MaxHeaders,
+			underscores: map[string]uint8{"allow": underscoresAllow, "drop": underscoresDrop, "reject": underscoresReject}[cfg.Listen.HeadersWithUnderscores],
+			maxHops:     cfg.Routing.MaxHops,
+		},
 		router: &Router{
 			assigner:  assigner,
 			placement: buckets.NewMap(snap),

@@ -1,0 +1,193 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/configs"
+)
+
+// Request smuggling and malformed requests: each gets a 4xx (or 508 for a
+// loop) and not one byte reaches an upstream, as the wire log of every
+// upstream connection shows.
+func TestSmugglingAndMalformedRequestsNeverReachTheWire(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) { c.Listen.HeadersWithUnderscores = "reject" })
+	many := strings.Repeat("X-Many: 1\r\n", configs.DefaultMaxHeaders+1)
+	cases := []struct{ name, request, want string }{
+		{"CL.TE", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG", "400 socialroute: both Transfer-Encoding and Content-Length"},
+		{"TE.CL", "POST /feed HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX-User-ID: 1\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n", "400 socialroute: both Transfer-Encoding and Content-Length"},
+		{"duplicate Content-Length", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy", "400"},
+		{"signed Content-Length", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: +1\r\n\r\nx", "400"},
+		{"non-chunked Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip\r\n\r\n", "400"},
+		{"chunked, then something", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"repeated Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"obs-fold", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Fold: a\r\n b\r\n\r\n", "400 socialroute: folded header line"},
+		{"NUL in a value", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Nul: a\x00b\r\n\r\n", "400"},
+		{"control byte in a value", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Ctl: a\x1bb\r\n\r\n", "400"},
+		{"space in a header name", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nBad Header: a\r\n\r\n", "400 socialroute: header name with a character"},
+		{"space before the colon", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Sp : a\r\n\r\n", "400"},
+		{"underscore in a header name (reject)", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n", "400 socialroute: header name with an underscore"},
+		{"too many header fields", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\n" + many + "\r\n", "431 socialroute: too many header fields"},
+		{"oversized request line", "GET /" + strings.Repeat("a", configs.DefaultMaxHeaderBytes) + " HTTP/1.1\r\nHost: x\r\n\r\n", "431"},
+		{"oversized headers", "GET /feed HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", configs.DefaultMaxHeaderBytes) + "\r\n\r\n", "431"},
+		{"a routing loop", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nVia: 1.1 socialroute, 1.1 cdn\r\nVia: 1.1 socialroute\r\n\r\n", "508 socialroute: request passed this proxy fleet 2 times"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := h.raw(c.request); !strings.HasPrefix(got, c.want) {
+				t.Fatalf("answer %q, want it to start with %q", got, c.want)
+			}
+		})
+	}
+	if wire, dialed := h.sent(); wire != "" || len(dialed) != 0 {
+		t.Fatalf("malformed requests reached an upstream: dialed %v, sent %q", dialed, wire)
+	}
+}
+
+// A request with bare LF line ends is never answered as a request nor
+// forwarded: fasthttp keeps waiting for a real end of headers, and the
+// header read timeout closes the connection.
+func TestBareLFIsNeverForwarded(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) { c.Listen.ReadTimeout = 200 * time.Millisecond })
+	c, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /feed HTTP/1.1\nHost: x\nX-User-ID: 1\n\n")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil || strings.HasPrefix(string(b), "HTTP/1.1 200") {
+		t.Fatalf("read %q, %v: want the connection closed without a 200", b, err)
+	}
+	if wire, _ := h.sent(); wire != "" {
+		t.Fatalf("a bare-LF request reached an upstream: %q", wire)
+	}
+}
+
+// Header hygiene on the wire: underscore names dropped by default, Via
+// added both ways, the client's internal headers and X-Forwarded-For
+// replaced, and the request line in origin form.
+func TestForwardedRequestOnTheWire(t *testing.T) {
+	h := newHarness(t, nil)
+	got := h.raw("GET http://evil.example:666/feed?x=1 HTTP/1.1\r\nHost: evil.example:666\r\nX-User-ID: 1\r\nX_Forwarded_For: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nX-Socialroute-Bucket: 9\r\nVia: 1.0 cdn\r\n\r\n")
+	if !strings.HasPrefix(got, "200") {
+		t.Fatalf("answer %q", got)
+	}
+	wire, dialed := h.sent()
+	req := strings.SplitN(wire, "\r\n", 2)[0]
+	if req != "GET /feed?x=1 HTTP/1.1" {
+		t.Fatalf("request line on the wire %q, want origin form", req)
+	}
+	lower := strings.ToLower(wire)
+	for _, bad := range []string{"x_forwarded_for", "6.6.6.6", "x-socialroute-bucket: 9\r\n"} {
+		if strings.Contains(lower, bad) {
+			t.Fatalf("the wire carries %q:\n%s", bad, wire)
+		}
+	}
+	if !strings.Contains(wire, "Via: 1.0 cdn\r\n") || !strings.Contains(wire, "Via: 1.1 socialroute\r\n") {
+		t.Fatalf("Via not appended:\n%s", wire)
+	}
+	for _, a := range dialed {
+		if _, ok := h.backends[a]; !ok {
+			t.Fatalf("the proxy dialed %s, which is no configured upstream", a)
+		}
+	}
+	// Neither the Host header nor an absolute URI, https included, can
+	// make the proxy connect anywhere else.
+	for _, r := range []string{
+		"GET https://evil.example/feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 2\r\n\r\n",
+		"GET /feed HTTP/1.1\r\nHost: 169.254.169.254\r\nX-User-ID: 3\r\n\r\n",
+		"GET //169.254.169.254/latest HTTP/1.1\r\nHost: x\r\nX-User-ID: 4\r\n\r\n",
+	} {
+		if got := h.raw(r); !strings.HasPrefix(got, "200") {
+			t.Fatalf("%q: answer %q", r, got)
+		}
+	}
+	_, dialed = h.sent()
+	for _, a := range dialed {
+		if _, ok := h.backends[a]; !ok {
+			t.Fatalf("the proxy dialed %s, which is no configured upstream", a)
+		}
+	}
+	resp := h.getUser(5)
+	if v := string(resp.Header.Peek("Via")); !strings.Contains(v, "1.1 socialroute") {
+		t.Fatalf("response Via %q", v)
+	}
+}
+
+// A slowloris from one address (many connections trickling headers) is
+// capped by listen.max_conns_per_ip and cut off by the header timeout;
+// other clients are served meanwhile.
+func TestSlowlorisDoesNotStopOtherClients(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) {
+		c.Listen.MaxConnsPerIP = 20
+		c.Listen.ReadTimeout = 500 * time.Millisecond
+	})
+	attacker := &net.TCPAddr{IP: net.IPv4(203, 0, 113, 66), Port: 1}
+	var conns []net.Conn
+	for range 200 {
+		c, err := h.ln.DialWithLocalAddr(attacker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /feed HTTP/1.1\r\nHost: x\r\n") // and never the rest
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for i := range 20 {
+		if r := h.getUser(i); r.StatusCode() != 200 {
+			t.Fatalf("a normal client got %d during the slowloris", r.StatusCode())
+		}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("20 normal requests took %v during the slowloris", took)
+	}
+	// Every attacking connection ends: refused past the cap, or cut off by
+	// the header timeout.
+	var wg sync.WaitGroup
+	closed := make(chan time.Duration, len(conns))
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err := bufio.NewReader(c).ReadByte()
+			for err == nil {
+				_, err = bufio.NewReader(c).ReadByte()
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return // still open after 5 s: counted below
+			}
+			closed <- time.Since(start)
+		}()
+	}
+	wg.Wait()
+	close(closed)
+	n, early := 0, 0
+	for at := range closed {
+		n++
+		if at < 300*time.Millisecond { // before the 500 ms header timeout: refused by the per-IP cap
+			early++
+		}
+	}
+	if n != len(conns) {
+		t.Fatalf("%d of %d slowloris connections were still open after 5 s", len(conns)-n, len(conns))
+	}
+	if early < len(conns)-20-10 {
+		t.Fatalf("only %d of %d connections past the per-IP cap of 20 were refused at once", early, len(conns)-20)
+	}
+	if wire, _ := h.sent(); strings.Contains(wire, "203.0.113.66") {
+		t.Fatal("a slowloris request reached an upstream")
+	}
+}
