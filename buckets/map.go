@@ -47,6 +47,9 @@ func (m *Map) UpdateFrom(origin string, change func(*Overrides) error) (*Snapsho
 	if o.Drained == nil {
 		o.Drained = map[string]bool{}
 	}
+	if o.Moves == nil {
+		o.Moves = map[uint32]Move{}
+	}
 	if err := change(&o); err != nil {
 		return nil, err
 	}

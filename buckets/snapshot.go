@@ -17,12 +17,15 @@ type Overrides struct {
 	Pins map[uint32]string `json:"pins,omitempty"`
 	// Drained datacenters (by name) stay on lists but take no traffic.
 	Drained map[string]bool `json:"drained,omitempty"`
+	// Moves are buckets moving to a new home continent, with their phase
+	// (see MovePhase).
+	Moves map[uint32]Move `json:"moves,omitempty"`
 }
 
 // Clone returns a deep copy, so a change can be built without touching the
 // overrides a published snapshot holds.
 func (o Overrides) Clone() Overrides {
-	return Overrides{Homes: maps.Clone(o.Homes), Pins: maps.Clone(o.Pins), Drained: maps.Clone(o.Drained)}
+	return Overrides{Homes: maps.Clone(o.Homes), Pins: maps.Clone(o.Pins), Drained: maps.Clone(o.Drained), Moves: maps.Clone(o.Moves)}
 }
 
 // Snapshot is one immutable version of the placement of every bucket. It is
@@ -43,6 +46,14 @@ type Snapshot struct {
 	homedIn [][]uint32 // per continent: its buckets, ascending
 	all     []uint32   // every bucket, ascending
 	strata  []strata   // per continent, then one for all: hot keys' sibling space
+
+	// Moves (move.go); nil when no bucket moves. phase is per bucket the
+	// MovePhase code (0: not moving), moveTo the new home continent, and
+	// wplans/wplanLen the write plans, laid out like plans.
+	phase    []uint8
+	moveTo   []uint8
+	wplans   []uint8
+	wplanLen []uint8
 
 	// changedAt is, per datacenter, when (unix ns) it was last drained or
 	// undrained by a later version of the map; 0 if it has been as it is
@@ -154,6 +165,9 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 			}
 		}
 		s.planLen[b] = uint8(len(plan))
+	}
+	if err := s.buildMoves(o, pins, perContinent, scores); err != nil {
+		return nil, err
 	}
 
 	s.homedIn = make([][]uint32, len(topo.Continents))

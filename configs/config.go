@@ -45,11 +45,25 @@ const (
 	DefaultMaxSpread          = 16
 	DefaultDetectRate         = 2000
 	DefaultDetectTick         = 1 * time.Second
-	DefaultViewerHeader       = "X-User-ID"
-	DefaultLoadLimit          = 1.0
-	DefaultGossipLabel        = "socialroute"
-	DefaultCheckInterval      = 1 * time.Second
-	DefaultCheckTimeout       = 500 * time.Millisecond
+
+	// Placement defaults (see Placement).
+	DefaultStatsTick     = 10 * time.Second
+	DefaultAdviseEvery   = time.Minute
+	DefaultMajority      = 0.6
+	DefaultRelease       = 0.5
+	DefaultMoveWindow    = 30 * time.Minute
+	DefaultMinRequests   = 100
+	DefaultMovesPerHour  = 10
+	DefaultMoveCooldown  = 24 * time.Hour
+	DefaultHeadroom      = 1.1
+	DefaultCopyTime      = 10 * time.Minute
+	DefaultFenceSettle   = 15 * time.Second
+	DefaultCutoverTime   = 10 * time.Minute
+	DefaultViewerHeader  = "X-User-ID"
+	DefaultLoadLimit     = 1.0
+	DefaultGossipLabel   = "socialroute"
+	DefaultCheckInterval = 1 * time.Second
+	DefaultCheckTimeout  = 500 * time.Millisecond
 
 	// Gossip timing: memberlist's own LAN and WAN defaults.
 	DefaultLANProbeInterval = 1 * time.Second
@@ -58,6 +72,11 @@ const (
 	DefaultWANProbeInterval = 5 * time.Second
 	DefaultWANProbeTimeout  = 3 * time.Second
 	DefaultWANSuspicionMult = 6
+
+	// TLS and PROXY protocol on the listener.
+	DefaultTLSMinVersion      = TLS12
+	DefaultTLSWatchInterval   = 10 * time.Second
+	DefaultProxyHeaderTimeout = 5 * time.Second
 
 	// DefaultAdminAddress keeps the admin endpoint on loopback.
 	DefaultAdminAddress = "127.0.0.1:9901"
@@ -121,6 +140,10 @@ type Config struct {
 	// routing explanations, pins, drains, the status page). Off unless
 	// admin.enabled is true.
 	Admin Admin `yaml:"admin"`
+	// Placement configures where buckets live as their users move:
+	// per-bucket access statistics, the advisor that recommends moving a
+	// bucket's home to where its traffic comes from, and moves.
+	Placement Placement `yaml:"placement"`
 
 	// Path is the file the config was loaded from (not part of the YAML).
 	Path string `yaml:"-"`
@@ -173,6 +196,88 @@ type Listen struct {
 	Concurrency int `yaml:"concurrency"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReusePort binds the listener with SO_REUSEPORT, so that a new process
+	// can bind the same address while the old one still serves: the
+	// zero-downtime upgrade (start the new binary, wait until it answers,
+	// SIGTERM the old one). Default false: a second process on the same
+	// port fails to start, which catches a mistaken double start.
+	ReusePort bool `yaml:"reuse_port"`
+	// TLS terminates HTTPS on the listener. Absent: plain HTTP.
+	TLS *ListenTLS `yaml:"tls"`
+	// ProxyProtocol accepts a PROXY protocol (v1 or v2) header from the
+	// L4 load balancers named in it, so that X-Forwarded-For and
+	// max_conns_per_ip see the real client. Absent: no PROXY header is
+	// read from anyone.
+	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
+}
+
+// TLS versions for ListenTLS.MinVersion.
+const (
+	TLS12 = "1.2"
+	TLS13 = "1.3"
+)
+
+// ListenTLS configures HTTPS termination. Certificates are read at start,
+// on SIGHUP and whenever their files change; a certificate that fails to
+// load then is logged and the previous ones stay in force.
+type ListenTLS struct {
+	// Certificates are the certificate/key pairs served, chosen by the
+	// server name the client asks for (SNI). Required, at least one.
+	Certificates []Certificate `yaml:"certificates"`
+	// MinVersion is the oldest TLS version accepted: "1.2" (default) or
+	// "1.3". TLS 1.3 is always preferred when the client offers it. Needs
+	// a restart to change.
+	MinVersion string `yaml:"min_version"`
+	// WatchInterval is how often the certificate files are checked for
+	// changes. Default 10s.
+	WatchInterval time.Duration `yaml:"watch_interval"`
+}
+
+// Certificate is one certificate chain and its key, in PEM files.
+type Certificate struct {
+	// CertFile is the PEM certificate chain, leaf first. Required.
+	// Relative paths are resolved from the config file's folder, as are
+	// the other files of this section.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key. Required.
+	KeyFile string `yaml:"key_file"`
+	// ServerNames are the SNI names this certificate is served for; a name
+	// may start with "*." to match one label. Default: the certificate's
+	// own DNS names.
+	ServerNames []string `yaml:"server_names"`
+	// OCSPFile, if set, is a DER-encoded OCSP response stapled to the
+	// handshake; refresh it (e.g. with `openssl ocsp`) and the watcher
+	// picks it up.
+	OCSPFile string `yaml:"ocsp_file"`
+	// Default marks the certificate served to clients without SNI or with
+	// a name no certificate has. At most one; default: the first.
+	Default bool `yaml:"default"`
+}
+
+// ProxyProtocol configures the PROXY protocol on the listener.
+type ProxyProtocol struct {
+	// Trusted lists the balancers' addresses, as CIDRs ("10.0.0.0/8") or
+	// single IPs. A connection from one of them must open with a PROXY
+	// header; a connection from anywhere else that sends one is refused.
+	// Required, at least one.
+	Trusted []string `yaml:"trusted"`
+	// HeaderTimeout bounds reading the PROXY header. Default 5s.
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+}
+
+// UpstreamTLS configures TLS from the proxy to one datacenter's web tier.
+type UpstreamTLS struct {
+	// CAFile is the PEM bundle of authorities that sign the upstreams'
+	// certificates. Default: the system's roots. Relative paths are
+	// resolved from the config file's folder.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the proxy's client certificate for mutual
+	// TLS; both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name checked in the upstreams' certificates.
+	// Default: the host of each upstream address.
+	ServerName string `yaml:"server_name"`
 }
 
 // Upstream configures the connections to datacenters' web tiers.
@@ -256,6 +361,9 @@ type Datacenter struct {
 	// the excess spills to the next datacenter of each bucket's list (never
 	// to another continent unless failover_to allows). 0: no limit.
 	MaxRPS float64 `yaml:"max_rps"`
+	// TLS, if set, makes the proxy speak TLS (and mutual TLS with a client
+	// certificate) to this datacenter's upstreams. Absent: plain HTTP.
+	TLS *UpstreamTLS `yaml:"tls"`
 }
 
 // Routing says how a request's routing key is found.
@@ -413,4 +521,51 @@ type Admin struct {
 	// only when Address is a loopback address, and meant for a laptop:
 	// anything on the host can then drain the fleet. Default false.
 	InsecureNoToken bool `yaml:"insecure_no_token"`
+}
+
+// Placement configures access statistics, the placement advisor and
+// bucket moves (buckets.Advisor, buckets.MovePhase).
+type Placement struct {
+	// StatsTick is how often per-bucket access counts halve and are
+	// reported to the fleet. Default 10s.
+	StatsTick time.Duration `yaml:"stats_tick"`
+	// AdviseEvery is how often the advisor weighs the fleet's counts.
+	// Default 1m.
+	AdviseEvery time.Duration `yaml:"advise_every"`
+	// Majority is the share of a bucket's traffic one other continent must
+	// send for the bucket to become a candidate to move there. Default
+	// 0.6; in (0.5, 1].
+	Majority float64 `yaml:"majority"`
+	// Release is the share under which a candidate stops being one
+	// (hysteresis). Default 0.5; in (0, majority].
+	Release float64 `yaml:"release"`
+	// Window is how long a candidate must hold its majority before it is
+	// recommended. Default 30m.
+	Window time.Duration `yaml:"window"`
+	// MinRequests is the fleet's decayed count under which a bucket is not
+	// weighed. Default 100.
+	MinRequests int `yaml:"min_requests"`
+	// MovesPerHour caps the moves started in any hour. Default 10.
+	MovesPerHour int `yaml:"moves_per_hour"`
+	// Cooldown keeps a moved bucket from moving again. Default 24h.
+	Cooldown time.Duration `yaml:"cooldown"`
+	// Headroom is how far past its capacity share of the buckets a
+	// continent may home (1.1: 10% more). Default 1.1; at least 1.
+	Headroom float64 `yaml:"headroom"`
+	// AutoApply starts recommended moves and walks them through their
+	// phases on their own. Default false: recommendations are only shown
+	// (GET /admin/placement/recommendations).
+	AutoApply bool `yaml:"auto_apply"`
+	// CopyTime is how long an automatic move stays copying (the web tier
+	// copies the bucket's data to the new home) before writes are fenced.
+	// Default 10m.
+	CopyTime time.Duration `yaml:"copy_time"`
+	// FenceSettle is the least time a move stays fenced, and every node
+	// must hold the fence, before writes cut over to the new home. Keep it
+	// above upstream.timeout, so that writes routed before the fence have
+	// finished. Default 15s.
+	FenceSettle time.Duration `yaml:"fence_settle"`
+	// CutoverTime is how long reads keep falling back to the old home after
+	// the cutover, before the move is done. Default 10m.
+	CutoverTime time.Duration `yaml:"cutover_time"`
 }

@@ -43,6 +43,15 @@ func (c *Config) ApplyDefaults() {
 	setInt(&l.MaxRequestBodySize, DefaultMaxRequestBodySize)
 	setInt(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setInt(&l.Concurrency, DefaultConcurrency)
+	if t := l.TLS; t != nil {
+		if t.MinVersion == "" {
+			t.MinVersion = DefaultTLSMinVersion
+		}
+		setDuration(&t.WatchInterval, DefaultTLSWatchInterval)
+	}
+	if p := l.ProxyProtocol; p != nil {
+		setDuration(&p.HeaderTimeout, DefaultProxyHeaderTimeout)
+	}
 
 	u := &c.Upstream
 	setDuration(&u.ConnectTimeout, DefaultConnectTimeout)
@@ -78,6 +87,19 @@ func (c *Config) ApplyDefaults() {
 	if h.ViewerHeader == "" {
 		h.ViewerHeader = DefaultViewerHeader
 	}
+	pl := &c.Placement
+	setDuration(&pl.StatsTick, DefaultStatsTick)
+	setDuration(&pl.AdviseEvery, DefaultAdviseEvery)
+	setFloat(&pl.Majority, DefaultMajority)
+	setFloat(&pl.Release, DefaultRelease)
+	setDuration(&pl.Window, DefaultMoveWindow)
+	setInt(&pl.MinRequests, DefaultMinRequests)
+	setInt(&pl.MovesPerHour, DefaultMovesPerHour)
+	setDuration(&pl.Cooldown, DefaultMoveCooldown)
+	setFloat(&pl.Headroom, DefaultHeadroom)
+	setDuration(&pl.CopyTime, DefaultCopyTime)
+	setDuration(&pl.FenceSettle, DefaultFenceSettle)
+	setDuration(&pl.CutoverTime, DefaultCutoverTime)
 	g := &c.Gossip
 	if g.Label == "" {
 		g.Label = DefaultGossipLabel
@@ -122,6 +144,12 @@ func setDuration(p *time.Duration, def time.Duration) {
 	}
 }
 
+func setFloat(p *float64, def float64) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
 func setInt(p *int, def int) {
 	if *p == 0 {
 		*p = def
@@ -143,6 +171,15 @@ func (c *Config) TablePath() string {
 // config file, like TablePath; "" when no token file is configured.
 func (c *Config) AdminTokenPath() string {
 	p := c.Admin.TokenFile
+	if p == "" || filepath.IsAbs(p) || c.Path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
+// FilePath returns p resolved against the config file's folder, like
+// TablePath: "" stays "", absolute paths are kept. For the TLS files.
+func (c *Config) FilePath(p string) string {
 	if p == "" || filepath.IsAbs(p) || c.Path == "" {
 		return p
 	}

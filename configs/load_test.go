@@ -344,8 +344,13 @@ func TestApplyDefaultsCoversEveryField(t *testing.T) {
 		// A hot list is input; siblings stay home unless asked.
 		"Hot.File": true, "Hot.CrossContinent": true,
 		"Listen.MaxConnsPerIP": true, // 0 is the default: no cap
+		// TLS and the PROXY protocol are off unless configured (their
+		// own defaults are checked in tls_test.go); reuse_port is opt-in.
+		"Listen.TLS": true, "Listen.ProxyProtocol": true, "Listen.ReusePort": true,
 		// The admin endpoint is off unless enabled; its token is input.
 		"Admin.Enabled": true, "Admin.TokenFile": true, "Admin.InsecureNoToken": true,
+		// Moves are applied automatically only when asked.
+		"Placement.AutoApply": true,
 	}
 	var walk func(prefix string, v reflect.Value)
 	walk = func(prefix string, v reflect.Value) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -100,12 +101,16 @@ func (c *Config) Validate() error {
 	v.topology()
 	v.node()
 	v.listen()
+	v.listenTLS()
+	v.proxyProtocol()
 	v.upstream()
+	v.upstreamTLS()
 	v.bucketOverrides("homes", c.Homes, "continent", v.continents)
 	v.bucketOverrides("pins", c.Pins, "datacenter", v.datacenters)
 	v.drained()
 	v.routing()
 	v.hot()
+	v.placement()
 	v.gossip()
 	v.admin()
 	v.log()
@@ -314,6 +319,93 @@ func (v *validator) upstream() {
 	}
 }
 
+func (v *validator) listenTLS() {
+	t := v.c.Listen.TLS
+	if t == nil {
+		return
+	}
+	if len(t.Certificates) == 0 {
+		v.errorf("listen.tls.certificates", "at least one certificate is required")
+	}
+	defaults := 0
+	for i, c := range t.Certificates {
+		f := fmt.Sprintf("listen.tls.certificates[%d]", i)
+		if c.CertFile == "" {
+			v.errorf(f+".cert_file", "is required")
+		}
+		if c.KeyFile == "" {
+			v.errorf(f+".key_file", "is required")
+		}
+		for j, n := range c.ServerNames {
+			if !validServerName(n) {
+				v.errorf(fmt.Sprintf("%s.server_names[%d]", f, j), "invalid server name %q: want a host name, optionally starting with \"*.\"", n)
+			}
+		}
+		if c.Default {
+			if defaults++; defaults == 2 {
+				v.errorf(f+".default", "only one certificate may be the default")
+			}
+		}
+	}
+	switch t.MinVersion {
+	case TLS12, TLS13:
+	default:
+		v.errorf("listen.tls.min_version", "must be %q or %q, got %q", TLS12, TLS13, t.MinVersion)
+	}
+	if t.WatchInterval < 0 {
+		v.errorf("listen.tls.watch_interval", "must not be negative, got %v", t.WatchInterval)
+	}
+}
+
+// validServerName accepts a DNS name, or "*." and a DNS name.
+func validServerName(n string) bool {
+	n = strings.TrimPrefix(n, "*.")
+	return n != "" && net.ParseIP(n) == nil && validHostname(n) && !strings.Contains(n, "*")
+}
+
+func (v *validator) proxyProtocol() {
+	p := v.c.Listen.ProxyProtocol
+	if p == nil {
+		return
+	}
+	if len(p.Trusted) == 0 {
+		v.errorf("listen.proxy_protocol.trusted", "at least one balancer address or CIDR is required")
+	}
+	for i, t := range p.Trusted {
+		if _, err := netip.ParsePrefix(t); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(t); err == nil {
+			continue
+		}
+		v.errorf(fmt.Sprintf("listen.proxy_protocol.trusted[%d]", i), "invalid address %q: want a CIDR (10.0.0.0/8) or an IP", t)
+	}
+	if p.HeaderTimeout < 0 {
+		v.errorf("listen.proxy_protocol.header_timeout", "must not be negative, got %v", p.HeaderTimeout)
+	}
+}
+
+func (v *validator) upstreamTLS() {
+	for i, d := range v.c.Datacenters {
+		t := d.TLS
+		if t == nil {
+			continue
+		}
+		f := fmt.Sprintf("datacenters[%d].tls", i)
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			v.errorf(f+".cert_file", "cert_file and key_file go together (the client certificate for mutual TLS)")
+		}
+		if t.ServerName != "" && !validHostname(t.ServerName) {
+			v.errorf(f+".server_name", "invalid server name %q", t.ServerName)
+		}
+		if d.Name == v.c.Node.Datacenter && v.c.Gossip.CheckPath != "" {
+			// The active checks of the node's own upstreams speak plain
+			// HTTP; a TCP connect check (no check_path) works with TLS.
+			v.errorf("gossip.check_path", "HTTP checks do not speak TLS yet, and datacenter %q (this node's) has tls: leave check_path empty for TCP connect checks", d.Name)
+		}
+	}
+}
+
 // nonNegative and nonNegativeInt report a negative duration or size. Zero
 // was replaced by its default already, so only negatives are wrong.
 func (v *validator) nonNegative(field string, d time.Duration) {
@@ -348,6 +440,42 @@ func (v *validator) hot() {
 	}
 	if !isToken(h.ViewerHeader) {
 		v.errorf("hot.viewer_header", "%q is not a valid header name", h.ViewerHeader)
+	}
+}
+
+func (v *validator) placement() {
+	p := &v.c.Placement
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+		least time.Duration
+	}{
+		{"placement.stats_tick", p.StatsTick, 100 * time.Millisecond},
+		{"placement.advise_every", p.AdviseEvery, 100 * time.Millisecond},
+		{"placement.window", p.Window, 0},
+		{"placement.cooldown", p.Cooldown, 0},
+		{"placement.copy_time", p.CopyTime, 0},
+		{"placement.fence_settle", p.FenceSettle, 0},
+		{"placement.cutover_time", p.CutoverTime, 0},
+	} {
+		if d.d < d.least || d.d < 0 {
+			v.errorf(d.field, "must be at least %v, got %v", d.least, d.d)
+		}
+	}
+	if !(p.Majority > 0.5 && p.Majority <= 1) {
+		v.errorf("placement.majority", "must be more than 0.5 and at most 1, got %v", p.Majority)
+	}
+	if !(p.Release > 0 && p.Release <= p.Majority) {
+		v.errorf("placement.release", "must be more than 0 and at most placement.majority (%v), got %v", p.Majority, p.Release)
+	}
+	if p.MinRequests < 1 {
+		v.errorf("placement.min_requests", "must be at least 1, got %d", p.MinRequests)
+	}
+	if p.MovesPerHour < 1 {
+		v.errorf("placement.moves_per_hour", "must be at least 1, got %d", p.MovesPerHour)
+	}
+	if !(p.Headroom >= 1) || math.IsInf(p.Headroom, 0) {
+		v.errorf("placement.headroom", "must be a finite number of at least 1, got %v", p.Headroom)
 	}
 }
 

@@ -109,6 +109,7 @@ type Cluster struct {
 	placement *Placement                // the newest bucket map held (c.mu)
 	inbox     atomic.Pointer[Placement] // newest not yet handed to OnPlacement
 	arrived   chan struct{}
+	access    accessBook // access reports heard from the fleet (stats.go)
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
 	now       func() time.Time

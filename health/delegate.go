@@ -23,8 +23,14 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-// NotifyMsg receives a bucket map another node sent.
-func (d *delegate) NotifyMsg(b []byte) { d.c.received(b) }
+// NotifyMsg receives a bucket map or an access report another node sent.
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) > 0 && b[0] == statsMsg {
+		d.c.receivedStats(b)
+		return
+	}
+	d.c.received(b)
+}
 
 // GetBroadcasts has nothing to add: bucket maps travel over TCP, too large
 // for gossip packets.

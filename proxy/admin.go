@@ -172,6 +172,7 @@ func (a *Admin) routes() http.Handler {
 	closed("POST /admin/datacenters/{dc}/undrain", a.drain(false))
 	closed("GET /admin/members", a.members)
 	closed("GET /admin/hot", a.hot)
+	a.placementRoutes(closed)
 	closed("POST /admin/reload", a.reloadConfig)
 
 	closed("GET /debug/pprof/", pprof.Index) // heap, goroutine, allocs, block, mutex, threadcreate

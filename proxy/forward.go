@@ -48,7 +48,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	var d Decision
 	// key and the viewer alias req: they must not be used after the header
 	// rewrite below.
-	st.router.RouteViewer(key, req.Header.Peek(st.viewer), &d)
+	st.router.RouteMethod(key, req.Header.Peek(st.viewer), isWrite(&req.Header), &d)
 	if d.Next < 0 {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no usable datacenter")
 		st.metrics.observe(ctx, -1, false, &d)

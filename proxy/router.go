@@ -8,6 +8,7 @@ import (
 	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/hashing"
 	"github.com/socialroute/socialroute/health"
+	"github.com/valyala/fasthttp"
 )
 
 // Source says how a request's bucket was found.
@@ -53,6 +54,12 @@ type Router struct {
 	detect         *hashing.HeavyHitters
 	fleet          FleetHot
 	crossContinent bool
+
+	// access counts keyed requests per bucket and origin continent (this
+	// node's continent, origin) for the placement advisor; kept across
+	// reloads by the Server's placer. nil: not counted.
+	access *buckets.Access
+	origin int
 }
 
 // FleetHot says how far the rest of the fleet spreads a key it detected
@@ -75,6 +82,10 @@ type Decision struct {
 	// Spread is how many sibling buckets the key fans out over (1: not a
 	// hot key); Sibling is the one this request took (0: the key's own).
 	Spread, Sibling int
+	// Write: the request may change the bucket's data, so it follows the
+	// bucket's write plan (Snapshot.WritePlan), which differs from its
+	// plan only while the bucket moves.
+	Write bool
 }
 
 // DC is the chosen datacenter's index, or -1.
@@ -86,19 +97,34 @@ func (d *Decision) DC() int {
 }
 
 // Route fills d for a request with routing key key (nil: no key) and no
-// known viewer.
-func (r *Router) Route(key []byte, d *Decision) { r.route(key, nil, d, true) }
+// known viewer. Not knowing the method, it routes as for a write: a
+// moving bucket's single write home.
+func (r *Router) Route(key []byte, d *Decision) { r.route(key, nil, d, true, true) }
 
 // RouteViewer fills d for a request with routing key key, made by viewer
 // (nil: unknown): a hot key's requests stick to one sibling per viewer.
-func (r *Router) RouteViewer(key, viewer []byte, d *Decision) { r.route(key, viewer, d, true) }
+// It routes as for a write, like Route.
+func (r *Router) RouteViewer(key, viewer []byte, d *Decision) { r.route(key, viewer, d, true, true) }
 
-// route is Route; observe counts the request toward hot-key detection
-// (explanations do not).
-func (r *Router) route(key, viewer []byte, d *Decision, observe bool) {
+// RouteMethod is RouteViewer for a request known to be a write (write) or
+// a read: a moving bucket's reads go to its new home first and fall back
+// to the old one, its writes to the one home its move's phase names.
+func (r *Router) RouteMethod(key, viewer []byte, write bool, d *Decision) {
+	r.route(key, viewer, d, true, write)
+}
+
+// isWrite reports whether a request may change data: any method but GET,
+// HEAD, OPTIONS and TRACE.
+func isWrite(h *fasthttp.RequestHeader) bool {
+	return !(h.IsGet() || h.IsHead() || h.IsOptions() || h.IsTrace())
+}
+
+// route is Route; observe counts the request toward hot-key detection and
+// the bucket's access statistics (explanations do not).
+func (r *Router) route(key, viewer []byte, d *Decision, observe, write bool) {
 	snap := r.placement.Load()
 	d.Snapshot = snap
-	d.Spread, d.Sibling = 1, 0
+	d.Spread, d.Sibling, d.Write = 1, 0, write
 	if key == nil {
 		d.Bucket, d.Source = 0, SourceNone
 		d.Plan = snap.LocalPlan(r.localDC)
@@ -113,7 +139,14 @@ func (r *Router) route(key, viewer []byte, d *Decision, observe bool) {
 		if k := r.spread(h, key, observe); k > 1 {
 			r.pickSibling(snap, h, viewer, k, d)
 		}
-		d.Plan = snap.Plan(d.Bucket)
+		if observe {
+			r.access.Record(d.Bucket, r.origin)
+		}
+		if write {
+			d.Plan = snap.WritePlan(d.Bucket)
+		} else {
+			d.Plan = snap.Plan(d.Bucket)
+		}
 	}
 	d.Next = r.nextUsable(d, 0)
 }

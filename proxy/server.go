@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,10 @@ type Options struct {
 	// FleetHot, if set, says which keys the rest of the fleet detected hot
 	// (health.Cluster does, from gossip), so every node spreads them alike.
 	FleetHot FleetHot
+	// Fleet, if set, exchanges per-bucket access reports for the placement
+	// advisor and shows every node's map version for a move's fence
+	// (health.Cluster does). Default: this node's own counts only.
+	Fleet PlacementFleet
 }
 
 // state is everything a reload replaces, published as one immutable value
@@ -63,13 +69,30 @@ type Server struct {
 	notify  func(*buckets.Snapshot)
 	fleet   FleetHot
 	detect  *hashing.HeavyHitters // nil when detection is off
-	stopHot context.CancelFunc    // stops detect's Run, started by Serve
 	http    *fasthttp.Server
 	mu      sync.Mutex // serialises Reload and placement changes
 	scratch sync.Pool
 	stats   Stats
 	metrics *metrics
 	serving atomic.Bool // between Serve and Shutdown: readiness
+	placer  *placer     // access statistics, the advisor and moves (placer.go)
+	// bg lives from New to Shutdown; the background loops Serve starts
+	// (hot-key detection, placement, certificate watching) end with it. A
+	// Shutdown before Serve starts them leaves them nothing to run.
+	bg     context.Context
+	stopBg context.CancelFunc
+
+	// certs and tlsConf are set when listen.tls is: the certificates in
+	// force, swapped whole by Reload and the file watcher, and the
+	// listener's tls.Config that reads them at each handshake.
+	certs   *certStore
+	tlsConf *tls.Config
+
+	// ln is the listener Serve accepts on, closed first by Shutdown;
+	// draining makes every response close its connection (see Shutdown).
+	ln        *drainListener
+	serveDone chan struct{} // closed when fasthttp's Serve has returned
+	draining  atomic.Bool
 }
 
 // Stats are the server's running totals. All fields are safe to read
@@ -85,6 +108,7 @@ type Stats struct {
 // social-hash assignment. It does not listen; see Serve.
 func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, error) {
 	s := &Server{log: opts.Logger, status: opts.Status, dial: opts.Dial, notify: opts.OnPlacementChange, fleet: opts.FleetHot}
+	s.bg, s.stopBg = context.WithCancel(context.Background())
 	if h := cfg.Hot; h.DetectRate > 0 {
 		// Detection outlives reloads: what it learned stays.
 		s.detect = hashing.NewHeavyHitters(hashing.DetectOptions{Rate: h.DetectRate, Max: h.MaxSpread, Tick: h.DetectTick})
@@ -97,14 +121,24 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 	}
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
 	s.metrics = newMetrics(s)
+	s.placer = newPlacer(s, opts.Fleet)
 	st, err := s.newState(cfg, table, nil)
 	if err != nil {
 		return nil, err
 	}
 	s.cur.Store(st)
 	l := cfg.Listen
+	if l.TLS != nil {
+		set, err := loadCertSet(cfg, l.TLS)
+		if err != nil {
+			return nil, err
+		}
+		s.certs = &certStore{log: s.log}
+		s.certs.cur.Store(set)
+		s.tlsConf = serverTLSConfig(l.TLS, s.certs)
+	}
 	s.http = &fasthttp.Server{
-		Handler:                      s.handle,
+		Handler:                      s.serveRequest,
 		ErrorHandler:                 s.handleParseError,
 		Name:                         "socialroute",
 		ReadTimeout:                  l.ReadTimeout,
@@ -169,7 +203,10 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			return nil, fmt.Errorf("proxy: hot.file: %w", err)
 		}
 	}
-	pools := buildPools(cfg, oldPools, s.dial, s.log)
+	pools, err := buildPools(cfg, oldPools, s.dial, s.log)
+	if err != nil {
+		return nil, err
+	}
 	st := &state{
 		cfg:         cfg,
 		rules:       rs,
@@ -199,6 +236,8 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			detect:         s.detect,
 			fleet:          s.fleet,
 			crossContinent: cfg.Hot.CrossContinent,
+			access:         s.placer.counters(cfg),
+			origin:         originOf(topo, local),
 		},
 	}
 	if cfg.Upstream.Retries != nil {
@@ -254,19 +293,44 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.cur.Load()
+	var certs *certSet
+	if s.certs != nil && cfg.Listen.TLS != nil {
+		// Certificates first: a bad one fails the reload, and the running
+		// configuration and certificates stay.
+		var err error
+		if certs, err = loadCertSet(cfg, cfg.Listen.TLS); err != nil {
+			return err
+		}
+	}
 	st, err := s.newState(cfg, table, old)
 	if err != nil {
 		return err
 	}
-	if cfg.Listen != old.cfg.Listen {
+	if listenChanged(old.cfg.Listen, cfg.Listen) {
 		s.log.Warn("listen settings changed; they take effect after a restart", "old", old.cfg.Listen.Address, "new", cfg.Listen.Address)
 	}
 	s.cur.Store(st)
+	if certs != nil {
+		s.certs.cur.Store(certs)
+	}
 	closeUnused(old.pools, st.pools)
 	snap := st.router.placement.Load()
 	s.log.Info("configuration reloaded", "map_version", snap.Version(), "table_users", table.Len())
 	s.placementChanged(snap)
 	return nil
+}
+
+// listenChanged reports a change to listener settings that only a restart
+// applies. The certificates of listen.tls are reloadable and not counted.
+func listenChanged(a, b configs.Listen) bool {
+	if (a.TLS == nil) != (b.TLS == nil) || (a.TLS != nil && a.TLS.MinVersion != b.TLS.MinVersion) {
+		return true
+	}
+	if !reflect.DeepEqual(a.ProxyProtocol, b.ProxyProtocol) {
+		return true
+	}
+	a.TLS, b.TLS, a.ProxyProtocol, b.ProxyProtocol = nil, nil, nil, nil
+	return a != b
 }
 
 // ChangePlacement applies an operator's change (pin, drain, home) to the
@@ -318,18 +382,30 @@ func (s *Server) Router() *Router { return s.cur.Load().router }
 func (s *Server) Stats() *Stats { return &s.stats }
 
 // Serve accepts clients on ln until Shutdown. It returns nil after a
-// graceful shutdown.
+// graceful shutdown. ln is a plain listener (see Listen); Serve adds the
+// PROXY protocol and TLS as listen.proxy_protocol and listen.tls ask.
 func (s *Server) Serve(ln net.Listener) error {
-	s.log.Info("serving", "address", ln.Addr().String(), "node", s.cur.Load().cfg.Node.Name,
-		"datacenter", s.cur.Load().cfg.Node.Datacenter, "buckets", s.cur.Load().cfg.Buckets)
-	s.serving.Store(true)
-	if s.detect != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		s.mu.Lock()
-		s.stopHot = cancel
-		s.mu.Unlock()
-		go s.detect.Run(ctx)
+	ln, err := s.wrapListener(ln)
+	if err != nil {
+		return err
 	}
+	dl, done := &drainListener{Listener: ln}, make(chan struct{})
+	s.mu.Lock()
+	s.ln, s.serveDone = dl, done
+	s.mu.Unlock()
+	ln = dl
+	defer close(done)
+	s.log.Info("serving", "address", ln.Addr().String(), "node", s.cur.Load().cfg.Node.Name,
+		"datacenter", s.cur.Load().cfg.Node.Datacenter, "buckets", s.cur.Load().cfg.Buckets,
+		"tls", s.tlsConf != nil, "proxy_protocol", s.cur.Load().cfg.Listen.ProxyProtocol != nil)
+	s.serving.Store(true)
+	if s.certs != nil {
+		go s.certs.watch(s.bg, s.cur.Load().cfg.Listen.TLS.WatchInterval, func() *configs.Config { return s.cur.Load().cfg })
+	}
+	if s.detect != nil {
+		go s.detect.Run(s.bg)
+	}
+	go s.placer.run(s.bg)
 	return s.http.Serve(ln)
 }
 
@@ -344,14 +420,17 @@ func (s *Server) HotKeys() (static []hashing.HotKey, detected []hashing.Detected
 func (s *Server) Serving() bool { return s.serving.Load() }
 
 // Shutdown stops accepting connections, lets in-flight requests finish, and
-// returns when every connection is closed or ctx ends.
+// returns when every connection is closed or ctx ends. For up to
+// drainGrace, connections in use are closed after a response (Connection:
+// close) rather than cut; only those idle all that time are closed
+// outright: see drain.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.serving.Store(false)
+	s.stopBg()
 	s.mu.Lock()
-	if s.stopHot != nil {
-		s.stopHot()
-	}
+	ln, served := s.ln, s.serveDone
 	s.mu.Unlock()
+	s.drain(ctx, ln, served)
 	err := s.http.ShutdownWithContext(ctx)
 	for _, p := range s.cur.Load().pools {
 		for _, u := range p.upstreams {

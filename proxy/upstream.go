@@ -16,6 +16,7 @@ import (
 type upstream struct {
 	addr    string
 	dc      string
+	tlsKey  string // the datacenter's upstream TLS settings; "" for plain
 	client  *fasthttp.HostClient
 	breaker *health.Breaker
 }
@@ -64,12 +65,18 @@ func (p *pool) pick(skip *upstream) *upstream {
 }
 
 // newUpstream makes the pooled client and breaker for one address.
-func newUpstream(addr, dc string, u configs.Upstream, dial fasthttp.DialFunc, log *slog.Logger) *upstream {
+// ut, if set, makes every connection TLS (mutual TLS with a client
+// certificate).
+func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fasthttp.DialFunc, log *slog.Logger) *upstream {
 	if dial == nil {
 		dialer := &net.Dialer{Timeout: u.ConnectTimeout}
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	up := &upstream{addr: addr, dc: dc}
+	if ut != nil {
+		dial = tlsDial(dial, ut.conf, addr, u.ConnectTimeout)
+		up.tlsKey = ut.key
+	}
 	up.client = &fasthttp.HostClient{
 		Addr: addr,
 		Name: "socialroute",
@@ -119,27 +126,37 @@ func newUpstream(addr, dc string, u configs.Upstream, dial fasthttp.DialFunc, lo
 // buildPools makes one pool per datacenter of cfg, in topology order,
 // reusing the upstreams of old (built with the same upstream settings) whose
 // address and datacenter are unchanged, so a reload keeps their warm
-// connections and breaker state.
-func buildPools(cfg *configs.Config, old []*pool, dial fasthttp.DialFunc, log *slog.Logger) []*pool {
+// connections and breaker state. An upstream whose datacenter's TLS
+// settings or files changed is rebuilt. It fails if a datacenter's TLS
+// files cannot be read.
+func buildPools(cfg *configs.Config, old []*pool, dial fasthttp.DialFunc, log *slog.Logger) ([]*pool, error) {
 	reuse := map[string]*upstream{}
 	for _, p := range old {
 		for _, u := range p.upstreams {
-			reuse[u.dc+"\x00"+u.addr] = u
+			reuse[u.dc+"\x00"+u.addr+"\x00"+u.tlsKey] = u
 		}
 	}
 	pools := make([]*pool, len(cfg.Datacenters))
 	for i, d := range cfg.Datacenters {
+		ut, err := loadUpstreamTLS(cfg, i)
+		if err != nil {
+			return nil, err
+		}
+		tlsKey := ""
+		if ut != nil {
+			tlsKey = ut.key
+		}
 		p := &pool{name: d.Name, continent: d.Continent}
 		for _, addr := range d.Upstreams {
-			if u, ok := reuse[d.Name+"\x00"+addr]; ok {
+			if u, ok := reuse[d.Name+"\x00"+addr+"\x00"+tlsKey]; ok {
 				p.upstreams = append(p.upstreams, u)
 				continue
 			}
-			p.upstreams = append(p.upstreams, newUpstream(addr, d.Name, cfg.Upstream, dial, log))
+			p.upstreams = append(p.upstreams, newUpstream(addr, d.Name, cfg.Upstream, ut, dial, log))
 		}
 		pools[i] = p
 	}
-	return pools
+	return pools, nil
 }
 
 // closeUnused closes the idle connections of upstreams in old that next no

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -61,7 +60,9 @@ func startAdmin(cfg *configs.Config, srv *proxy.Server, cluster *health.Cluster,
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Admin.Address)
+	// Under listen.reuse_port the admin address is shared during an
+	// upgrade too, or the new process could not start beside the old.
+	ln, err := proxy.Listen(context.Background(), configs.Listen{Address: cfg.Admin.Address, ReusePort: cfg.Listen.ReusePort})
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen: %w", err)
 	}

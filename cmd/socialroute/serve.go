@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"reflect"
@@ -28,6 +27,13 @@ Signals:
             load or validate is logged and the old one stays in force.
   SIGTERM   drain: stop accepting, finish in-flight requests (at most
   SIGINT    listen.shutdown_timeout), then exit 0.
+
+Certificates (listen.tls) are also reloaded when their files change; a
+certificate that fails to load is logged and the old one keeps serving.
+
+Upgrading without downtime: set listen.reuse_port: true, start the new
+binary with the same config, wait until it logs "serving", then SIGTERM
+the old one; it drains as above while the new one takes new connections.
 
 Logs are structured (slog) on stderr; log.format and log.level choose how.`
 
@@ -61,6 +67,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		opts.Status = cluster
 		opts.OnPlacementChange = link.spread
 		opts.FleetHot = cluster
+		opts.Fleet = cluster // access reports for the placement advisor; map versions for a move's fence
 	}
 	srv, err := proxy.New(cfg, table, opts)
 	if err != nil {
@@ -71,7 +78,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		link.attach(srv)
 		go link.shareHot(ctx)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen.Address)
+	// With listen.reuse_port, a new binary binds this address while this
+	// one serves: the zero-downtime upgrade (see serveAbout).
+	ln, err := proxy.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

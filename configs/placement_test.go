@@ -1,0 +1,63 @@
+package configs
+
+import (
+	"testing"
+	"time"
+)
+
+func TestPlacementDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte(base()), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Placement
+	want := Placement{
+		StatsTick: DefaultStatsTick, AdviseEvery: DefaultAdviseEvery, Majority: 0.6, Release: 0.5,
+		Window: 30 * time.Minute, MinRequests: 100, MovesPerHour: 10, Cooldown: 24 * time.Hour, Headroom: 1.1,
+		CopyTime: 10 * time.Minute, FenceSettle: 15 * time.Second, CutoverTime: 10 * time.Minute,
+	}
+	if p != want {
+		t.Fatalf("defaults %+v\nwant %+v", p, want)
+	}
+}
+
+func TestValidatePlacement(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want []problem
+	}{
+		{"tuned", base(`placement:`, `  majority: 0.7`, `  release: 0.55`, `  window: 1h`, `  moves_per_hour: 3`, `  auto_apply: true`), nil},
+		{"majority not a majority", base(`placement:`, `  majority: 0.5`),
+			[]problem{{"placement.majority", 6, "more than 0.5"}}},
+		{"release above majority", base(`placement:`, `  majority: 0.6`, `  release: 0.7`),
+			[]problem{{"placement.release", 7, "at most placement.majority"}}},
+		{"negative rate", base(`placement:`, `  moves_per_hour: -1`),
+			[]problem{{"placement.moves_per_hour", 6, "at least 1"}}},
+		{"headroom under 1", base(`placement:`, `  headroom: 0.9`),
+			[]problem{{"placement.headroom", 6, "at least 1"}}},
+		{"tick too short", base(`placement:`, `  stats_tick: 1ms`),
+			[]problem{{"placement.stats_tick", 6, "at least 100ms"}}},
+		{"negative window", base(`placement:`, `  window: -1m`),
+			[]problem{{"placement.window", 6, "at least 0s"}}},
+		{"misspelled field", base(`placement:`, `  auto_aply: true`),
+			[]problem{{"placement.auto_aply", 6, "unknown field"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml), "t.yaml")
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !cfg.Placement.AutoApply || cfg.Placement.MovesPerHour != 3 {
+					t.Fatalf("%+v", cfg.Placement)
+				}
+				return
+			}
+			checkProblems(t, "t.yaml", err, tt.want...)
+		})
+	}
+}

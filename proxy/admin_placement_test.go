@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/buckets"
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/health"
+	"github.com/valyala/fasthttp"
+)
+
+// fastMoves makes a move's fence settle at once.
+func fastMoves(c *configs.Config) { c.Placement.FenceSettle = time.Nanosecond }
+
+// usUser finds a user whose bucket is homed in the US, and the bucket.
+func usUser(t *testing.T, h *harness) (int, uint32) {
+	t.Helper()
+	snap := h.srv.Placement().Load()
+	for id := 0; id < 10_000; id++ {
+		var d Decision
+		h.srv.Router().route([]byte(strconv.Itoa(id)), nil, &d, false, false)
+		if snap.Topology().Continents[snap.Home(d.Bucket)].Name == "us" {
+			return id, d.Bucket
+		}
+	}
+	t.Fatal("no US user")
+	return 0, 0
+}
+
+func (h *harness) userDo(method string, id int) *fasthttp.Response {
+	return h.do(method, "/feed", func(r *fasthttp.Request) { r.Header.Set("X-User-ID", strconv.Itoa(id)) })
+}
+
+func continentOfDC(dc string) string { return dc[:2] }
+
+func decodeMove(t *testing.T, body []byte) moveResult {
+	t.Helper()
+	var res moveResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatalf("%v in %s", err, body)
+	}
+	return res
+}
+
+func TestMoveRoutesReadsAndWritesByPhase(t *testing.T) {
+	f := newAdminFixture(t, fastMoves, AdminOptions{})
+	user, b := usUser(t, f.harness)
+	id := strconv.Itoa(int(b))
+	before := f.srv.Placement().Load().Version()
+
+	w := f.call("POST", "/admin/buckets/"+id+"/move", `{"to": "eu"}`, "")
+	if w.Code != 200 {
+		t.Fatalf("move: %d %s", w.Code, w.Body)
+	}
+	if res := decodeMove(t, w.Body.Bytes()); !res.Changed || res.Phase != buckets.MoveCopying || res.Home != "us" || res.To != "eu" || res.MapVersion != before+1 {
+		t.Fatalf("move answer %+v", res)
+	}
+	// Copying: reads to the new home, writes to the old.
+	for range 5 {
+		if dc := datacenterOf(f.userDo("GET", user)); continentOfDC(dc) != "eu" {
+			t.Fatalf("copying: a read went to %s", dc)
+		}
+		if dc := datacenterOf(f.userDo("POST", user)); continentOfDC(dc) != "us" {
+			t.Fatalf("copying: a write went to %s", dc)
+		}
+	}
+	// A read falls back to the old home when the new one fails.
+	f.setDC("eu-a", modeRefuse)
+	f.setDC("eu-b", modeRefuse)
+	if resp := f.userDo("GET", user); resp.StatusCode() != 200 || continentOfDC(datacenterOf(resp)) != "us" {
+		t.Fatalf("copying, EU down: read answered %d from %q", resp.StatusCode(), datacenterOf(resp))
+	}
+	f.setDC("eu-a", modeOK)
+	f.setDC("eu-b", modeOK)
+
+	// Conflicts: a second move, a bad continent, a bucket not moving.
+	if w := f.call("POST", "/admin/buckets/"+id+"/move", `{"to": "eu"}`, ""); w.Code != 409 {
+		t.Fatalf("second move: %d %s", w.Code, w.Body)
+	}
+	if w := f.call("POST", "/admin/buckets/"+id+"/move", `{"to": "mars"}`, ""); w.Code != 400 || !strings.Contains(w.Body.String(), `"field": "to"`) {
+		t.Fatalf("unknown continent: %d %s", w.Code, w.Body)
+	}
+	if w := f.call("POST", "/admin/buckets/"+strconv.Itoa(int(b+1)%1024)+"/move/advance", "", ""); w.Code != 409 {
+		t.Fatalf("advance of a bucket not moving: %d %s", w.Code, w.Body)
+	}
+
+	// Fenced: writes are refused, reads go on.
+	w = f.call("POST", "/admin/buckets/"+id+"/move/advance", "", "")
+	if res := decodeMove(t, w.Body.Bytes()); w.Code != 200 || res.Phase != buckets.MoveFenced {
+		t.Fatalf("advance to fenced: %d %s", w.Code, w.Body)
+	}
+	if resp := f.userDo("POST", user); resp.StatusCode() != 503 {
+		t.Fatalf("fenced: a write answered %d from %q", resp.StatusCode(), datacenterOf(resp))
+	}
+	if dc := datacenterOf(f.userDo("GET", user)); continentOfDC(dc) != "eu" {
+		t.Fatalf("fenced: a read went to %s", dc)
+	}
+
+	// Cutover: writes to the new home; past the fence there is no abort.
+	time.Sleep(time.Millisecond)
+	w = f.call("POST", "/admin/buckets/"+id+"/move/advance", "", "")
+	if res := decodeMove(t, w.Body.Bytes()); w.Code != 200 || res.Phase != buckets.MoveCutover {
+		t.Fatalf("advance to cutover: %d %s", w.Code, w.Body)
+	}
+	if dc := datacenterOf(f.userDo("PUT", user)); continentOfDC(dc) != "eu" {
+		t.Fatalf("cutover: a write went to %s", dc)
+	}
+	if w := f.call("DELETE", "/admin/buckets/"+id+"/move", "", ""); w.Code != 409 {
+		t.Fatalf("abort past the fence: %d %s", w.Code, w.Body)
+	}
+
+	// Done: the bucket's home is the EU.
+	w = f.call("POST", "/admin/buckets/"+id+"/move/advance", "", "")
+	if res := decodeMove(t, w.Body.Bytes()); w.Code != 200 || res.Phase != buckets.MoveDone || res.Home != "eu" || res.MapVersion != before+4 {
+		t.Fatalf("advance to done: %d %s", w.Code, w.Body)
+	}
+	if dc := datacenterOf(f.userDo("POST", user)); continentOfDC(dc) != "eu" {
+		t.Fatalf("done: a write went to %s", dc)
+	}
+	var v placementView
+	f.get("/admin/placement/recommendations", &v)
+	if len(v.Moves) != 0 || v.MovesLastHour != 1 || v.MapVersion != before+4 {
+		t.Fatalf("view after the move: %+v", v)
+	}
+}
+
+func TestMoveAbortWhileCopying(t *testing.T) {
+	f := newAdminFixture(t, nil, AdminOptions{})
+	user, b := usUser(t, f.harness)
+	id := strconv.Itoa(int(b))
+	f.call("POST", "/admin/buckets/"+id+"/move", `{"to": "eu"}`, "")
+	w := f.call("DELETE", "/admin/buckets/"+id+"/move", "", "")
+	if res := decodeMove(t, w.Body.Bytes()); w.Code != 200 || res.Home != "us" || res.Phase != "" {
+		t.Fatalf("abort: %d %s", w.Code, w.Body)
+	}
+	if dc := datacenterOf(f.userDo("GET", user)); continentOfDC(dc) != "us" {
+		t.Fatalf("after the abort a read went to %s", dc)
+	}
+}
+
+// fakeFleet is a PlacementFleet whose members' map versions a test sets.
+type fakeFleet struct{ members []health.Member }
+
+func (f *fakeFleet) ShareAccess(health.AccessReport) {}
+func (f *fakeFleet) FleetAccess(time.Duration) (health.AccessReport, int) {
+	return health.AccessReport{}, 0
+}
+func (f *fakeFleet) Members() []health.Member { return f.members }
+
+// The fence holds writes until every node routes by the fenced version.
+func TestCutoverWaitsForEveryNodeToHoldTheFence(t *testing.T) {
+	f := newAdminFixture(t, fastMoves, AdminOptions{})
+	fleet := &fakeFleet{}
+	f.srv.placer.fleet = fleet
+	_, b := usUser(t, f.harness)
+	id := strconv.Itoa(int(b))
+	f.call("POST", "/admin/buckets/"+id+"/move", `{"to": "eu"}`, "")
+	f.call("POST", "/admin/buckets/"+id+"/move/advance", "", "")
+	fenced := f.srv.Placement().Load().Version()
+	fleet.members = []health.Member{{Name: "test-node", MapVersion: fenced}, {Name: "edge-eu-1", MapVersion: fenced - 1}}
+	time.Sleep(time.Millisecond)
+	w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", "")
+	if w.Code != 409 || !strings.Contains(w.Body.String(), "edge-eu-1") {
+		t.Fatalf("cutover with a node behind: %d %s", w.Code, w.Body)
+	}
+	if m, _ := f.srv.Placement().Load().Moving(b); m.Phase != buckets.MoveFenced {
+		t.Fatalf("phase %s", m.Phase)
+	}
+	fleet.members[1].MapVersion = fenced
+	if w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", ""); w.Code != 200 {
+		t.Fatalf("cutover once every node holds the fence: %d %s", w.Code, w.Body)
+	}
+}
+
+// Requests received by an EU node for US-homed buckets make the advisor
+// recommend moving exactly those buckets, shown by the admin route.
+func TestRecommendationsFollowTheTraffic(t *testing.T) {
+	f := newAdminFixture(t, func(c *configs.Config) {
+		c.Node.Datacenter = "eu-a"
+		c.Placement.Window = time.Nanosecond
+		c.Placement.MinRequests = 10
+		c.Placement.StatsTick = time.Hour // no decay during the test
+		c.Placement.AdviseEvery = time.Hour
+	}, AdminOptions{})
+	user, b := usUser(t, f.harness)
+	for range 20 {
+		f.userDo("GET", user)
+	}
+	a := f.srv.placer.access.Load()
+	if n := a.Count(b, 1); n != 20 {
+		t.Fatalf("bucket %d: %d EU-origin requests counted, want 20", b, n)
+	}
+	var v placementView
+	f.get("/admin/placement/recommendations", &v) // starts the window
+	if len(v.Candidates) != 1 || v.Candidates[0].Bucket != b {
+		t.Fatalf("candidates %+v", v.Candidates)
+	}
+	time.Sleep(time.Millisecond)
+	f.get("/admin/placement/recommendations", &v)
+	if len(v.Recommendations) != 1 || v.Recommendations[0].Bucket != b || v.Recommendations[0].To != "eu" || v.Recommendations[0].Share != 1 || v.AutoApply {
+		t.Fatalf("recommendations %+v", v)
+	}
+	// Not applied unless configured: the map did not change.
+	if _, moving := f.srv.Placement().Load().Moving(b); moving {
+		t.Fatal("a recommendation was applied without auto_apply")
+	}
+}
+
+// With auto_apply, the placer starts the recommended move and walks it
+// through its phases to done.
+func TestAutoApplyWalksAMoveToDone(t *testing.T) {
+	f := newAdminFixture(t, func(c *configs.Config) {
+		c.Node.Datacenter = "eu-a"
+		c.Placement.Window = time.Nanosecond
+		c.Placement.MinRequests = 10
+		c.Placement.StatsTick = time.Hour
+		c.Placement.AdviseEvery = time.Hour
+		c.Placement.AutoApply = true
+		c.Placement.CopyTime = time.Nanosecond
+		c.Placement.FenceSettle = time.Nanosecond
+		c.Placement.CutoverTime = time.Nanosecond
+	}, AdminOptions{})
+	user, b := usUser(t, f.harness)
+	for range 20 {
+		f.userDo("GET", user)
+	}
+	p := f.srv.placer
+	var phases []string
+	for range 10 {
+		p.evaluate()
+		time.Sleep(time.Millisecond)
+		p.evaluate()
+		if err := p.step(); err != nil {
+			t.Fatal(err)
+		}
+		m, moving := f.srv.Placement().Load().Moving(b)
+		if !moving {
+			break
+		}
+		if len(phases) == 0 || phases[len(phases)-1] != string(m.Phase) {
+			phases = append(phases, string(m.Phase))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	snap := f.srv.Placement().Load()
+	if snap.Topology().Continents[snap.Home(b)].Name != "eu" {
+		t.Fatalf("bucket %d not moved home to the EU; phases seen %v", b, phases)
+	}
+	t.Logf("phases seen: %v, map version %d", phases, snap.Version())
+}

@@ -1,0 +1,30 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/socialroute/socialroute/configs"
+)
+
+// proxyProtocolListener wraps ln so that connections from the trusted L4
+// balancers must open with a PROXY protocol header (v1 or v2), whose source
+// address then becomes the connection's RemoteAddr: fasthttp's
+// ctx.RemoteIP(), and so X-Forwarded-For and max_conns_per_ip, see the real
+// client. A connection from any other address that sends a PROXY header is
+// refused (its first read fails and fasthttp closes it); one that sends
+// none is served with its own address. A trusted balancer that sends no
+// header is refused too: the spec forbids guessing.
+//
+// The header is read on the connection's first read, in the connection's
+// goroutine, bounded by p.HeaderTimeout. (With listen.max_conns_per_ip set,
+// fasthttp asks for the address in its accept loop, so a trusted balancer
+// that stalls its header holds up accepts for at most HeaderTimeout.)
+func proxyProtocolListener(ln net.Listener, p *configs.ProxyProtocol) (net.Listener, error) {
+	policy, err := proxyproto.PolicyFromRanges(p.Trusted, proxyproto.REQUIRE, proxyproto.REJECT)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: listen.proxy_protocol.trusted: %w", err)
+	}
+	return &proxyproto.Listener{Listener: ln, ConnPolicy: policy, ReadHeaderTimeout: p.HeaderTimeout}, nil
+}

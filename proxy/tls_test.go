@@ -1,0 +1,411 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/valyala/fasthttp"
+)
+
+// testCA is a certificate authority made in the test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+	pem  []byte
+}
+
+var serial atomic.Int64
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial.Add(1)),
+		Subject:               pkix.Name{CommonName: "socialroute test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool()}
+	ca.pool.AddCert(cert)
+	ca.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return ca
+}
+
+// issue makes a leaf certificate with common name cn for names (DNS SANs)
+// and returns its PEM chain and key.
+func (ca *testCA) issue(t testing.TB, cn string, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)),
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
+}
+
+// writeFile writes data to dir/name atomically (rename), as certificate
+// tooling does, and returns the path.
+func writeFile(t testing.TB, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// issueFiles issues a certificate and writes it as dir/base.pem and
+// dir/base.key.
+func (ca *testCA) issueFiles(t testing.TB, dir, base, cn string, names ...string) configs.Certificate {
+	c, k := ca.issue(t, cn, names...)
+	return configs.Certificate{CertFile: writeFile(t, dir, base+".pem", c), KeyFile: writeFile(t, dir, base+".key", k)}
+}
+
+// tlsHarness is the proxy harness with listen.tls on: three certificates,
+// the first the default.
+type tlsHarness struct {
+	*harness
+	ca  *testCA
+	dir string
+}
+
+func newTLSHarness(t *testing.T, mutate func(*configs.Config)) *tlsHarness {
+	t.Helper()
+	th := &tlsHarness{ca: newTestCA(t), dir: t.TempDir()}
+	certs := []configs.Certificate{
+		th.ca.issueFiles(t, th.dir, "default", "default", "default.example"),
+		th.ca.issueFiles(t, th.dir, "a", "a", "a.example"),
+		th.ca.issueFiles(t, th.dir, "b", "b", "*.b.example"),
+	}
+	th.harness = newHarness(t, func(c *configs.Config) {
+		c.Listen.TLS = &configs.ListenTLS{Certificates: certs}
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return th
+}
+
+// handshake opens a TLS connection to the proxy with SNI name (none when
+// "") and conf's other settings.
+func (th *tlsHarness) handshake(name string, conf *tls.Config) (*tls.Conn, error) {
+	raw, err := th.ln.DialWithLocalAddr(&net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40001})
+	if err != nil {
+		return nil, err
+	}
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	conf = conf.Clone()
+	conf.RootCAs = th.ca.pool
+	conf.ServerName = name
+	if name == "" {
+		conf.InsecureSkipVerify = true // no name to check against; the test reads the certificate itself
+	}
+	c := tls.Client(raw, conf)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// servedCN is the common name of the certificate the proxy served.
+func servedCN(c *tls.Conn) string { return c.ConnectionState().PeerCertificates[0].Subject.CommonName }
+
+// roundTrip sends one GET on c and returns the response.
+func roundTrip(t testing.TB, c net.Conn, user string) *fasthttp.Response {
+	t.Helper()
+	req := "GET /feed HTTP/1.1\r\nHost: proxy.test\r\nX-User-ID: " + user + "\r\n\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return &resp
+}
+
+func TestTLSPicksCertificateBySNI(t *testing.T) {
+	t.Parallel()
+	th := newTLSHarness(t, nil)
+	for _, tt := range []struct{ sni, want string }{
+		{"a.example", "a"},
+		{"A.Example", "a"},           // names are case-insensitive
+		{"x.b.example", "b"},         // wildcard
+		{"b.example", "default"},     // a wildcard covers one label, not the bare name
+		{"y.x.b.example", "default"}, // nor two labels
+		{"unknown.example", "default"},
+		{"", "default"}, // no SNI at all
+	} {
+		c, err := th.handshake(tt.sni, &tls.Config{InsecureSkipVerify: tt.want == "default"})
+		if err != nil {
+			t.Fatalf("SNI %q: %v", tt.sni, err)
+		}
+		if got := servedCN(c); got != tt.want {
+			t.Errorf("SNI %q: served %q, want %q", tt.sni, got, tt.want)
+		}
+		c.Close()
+	}
+}
+
+func TestTLSForwardsOverHTTPS(t *testing.T) {
+	t.Parallel()
+	th := newTLSHarness(t, nil)
+	c, err := th.handshake("a.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if v := c.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Errorf("negotiated %s, want TLS 1.3 preferred", tls.VersionName(v))
+	}
+	resp := roundTrip(t, c, "42")
+	if resp.StatusCode() != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode(), resp.Body())
+	}
+	req := th.lastRequest(datacenterOf(resp))
+	if got := string(req.Header.Peek("X-Forwarded-Proto")); got != "https" {
+		t.Errorf("X-Forwarded-Proto = %q, want https", got)
+	}
+	if got := string(req.Header.Peek("X-Forwarded-For")); got != "192.0.2.7" {
+		t.Errorf("X-Forwarded-For = %q, want 192.0.2.7", got)
+	}
+}
+
+func TestTLSRefusesOldVersions(t *testing.T) {
+	t.Parallel()
+	th := newTLSHarness(t, nil)
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		if c, err := th.handshake("a.example", &tls.Config{MinVersion: v, MaxVersion: v}); err == nil {
+			c.Close()
+			t.Errorf("%s handshake succeeded, want refused", tls.VersionName(v))
+		}
+	}
+	c, err := th.handshake("a.example", &tls.Config{MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS 1.2: %v", err)
+	}
+	c.Close()
+
+	// min_version 1.3 refuses 1.2 too.
+	th13 := newTLSHarness(t, func(c *configs.Config) { c.Listen.TLS.MinVersion = configs.TLS13 })
+	if c, err := th13.handshake("a.example", &tls.Config{MaxVersion: tls.VersionTLS12}); err == nil {
+		c.Close()
+		t.Errorf("TLS 1.2 accepted with min_version 1.3")
+	}
+}
+
+func TestTLSSessionResumption(t *testing.T) {
+	t.Parallel()
+	th := newTLSHarness(t, nil)
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		c, err := th.handshake("a.example", &tls.Config{ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// TLS 1.3 tickets arrive after the handshake: a round trip reads them.
+		roundTrip(t, c, "7")
+		if resumed := c.ConnectionState().DidResume; resumed != (i == 1) {
+			t.Errorf("connection %d: DidResume = %v", i, resumed)
+		}
+		c.Close()
+	}
+}
+
+func TestTLSStaplesOCSP(t *testing.T) {
+	t.Parallel()
+	staple := []byte("a DER OCSP response, as far as this test cares")
+	var ocspPath string
+	th := newTLSHarness(t, func(c *configs.Config) {
+		ocspPath = writeFile(t, filepath.Dir(c.Listen.TLS.Certificates[1].CertFile), "a.ocsp", staple)
+		c.Listen.TLS.Certificates[1].OCSPFile = ocspPath
+	})
+	c, err := th.handshake("a.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.ConnectionState().OCSPResponse; string(got) != string(staple) {
+		t.Errorf("stapled %q, want %q", got, staple)
+	}
+	d, err := th.handshake("unknown.example", &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got := d.ConnectionState().OCSPResponse; got != nil {
+		t.Errorf("the default certificate has no OCSP file but stapled %q", got)
+	}
+}
+
+// A reload swaps certificates for new connections; a connection opened
+// before it keeps working on the certificate it negotiated; a bad
+// certificate at reload keeps the old ones and says why.
+func TestTLSReloadSwapsCertificates(t *testing.T) {
+	t.Parallel()
+	th := newTLSHarness(t, nil)
+	old, err := th.handshake("a.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if resp := roundTrip(t, old, "1"); resp.StatusCode() != 200 {
+		t.Fatalf("status %d", resp.StatusCode())
+	}
+
+	// Renew a.example's certificate in place and reload.
+	th.ca.issueFiles(t, th.dir, "a", "a-renewed", "a.example")
+	if err := th.srv.Reload(th.cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := th.handshake("a.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := servedCN(fresh); got != "a-renewed" {
+		t.Errorf("after reload a new connection got %q, want a-renewed", got)
+	}
+	fresh.Close()
+	// The old connection was not touched: it still serves requests.
+	if resp := roundTrip(t, old, "2"); resp.StatusCode() != 200 {
+		t.Errorf("old connection after reload: status %d", resp.StatusCode())
+	}
+	if got := servedCN(old); got != "a" {
+		t.Errorf("old connection's certificate = %q, want a", got)
+	}
+
+	// A broken key: the reload fails, naming the certificate, and the
+	// renewed certificate keeps serving.
+	writeFile(t, th.dir, "a.key", []byte("-----BEGIN EC PRIVATE KEY-----\nbroken\n-----END EC PRIVATE KEY-----\n"))
+	err = th.srv.Reload(th.cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "listen.tls.certificates[1]") {
+		t.Fatalf("reload with a broken key: err = %v, want one naming listen.tls.certificates[1]", err)
+	}
+	// A certificate for another key is refused as well.
+	c2, _ := th.ca.issue(t, "mismatch", "a.example")
+	writeFile(t, th.dir, "a.pem", c2)
+	if err := th.srv.Reload(th.cfg, nil); err == nil {
+		t.Fatal("reload with a certificate that does not match its key succeeded")
+	}
+	again, err := th.handshake("a.example", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if got := servedCN(again); got != "a-renewed" {
+		t.Errorf("after failed reloads a new connection got %q, want a-renewed (kept)", got)
+	}
+}
+
+// Files that change on disk are picked up without a SIGHUP.
+func TestTLSWatcherReloadsChangedFiles(t *testing.T) {
+	t.Parallel()
+	th := newTLSHarness(t, func(c *configs.Config) { c.Listen.TLS.WatchInterval = 10 * time.Millisecond })
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c, err := th.handshake("x.b.example", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := servedCN(c)
+			c.Close()
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("served %q, want %q", got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("b")
+	// Key first, then certificate: in between, the pair does not match
+	// and the watcher must keep the old one.
+	c, k := th.ca.issue(t, "b-renewed", "*.b.example")
+	writeFile(t, th.dir, "b.key", k)
+	time.Sleep(50 * time.Millisecond)
+	waitFor("b")
+	writeFile(t, th.dir, "b.pem", c)
+	waitFor("b-renewed")
+}
+
+func TestLoadCertSetRefusesExpired(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)),
+		Subject:      pkix.Name{CommonName: "old"},
+		DNSNames:     []string{"old.example"},
+		NotBefore:    time.Now().Add(-48 * time.Hour),
+		NotAfter:     time.Now().Add(-24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	cfg := &configs.Config{}
+	lt := &configs.ListenTLS{Certificates: []configs.Certificate{{
+		CertFile: writeFile(t, dir, "old.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		KeyFile:  writeFile(t, dir, "old.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})),
+	}}}
+	if _, err := loadCertSet(cfg, lt); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("err = %v, want expired", err)
+	}
+}
