@@ -26,6 +26,7 @@ func commands() []command {
 		{"serve", "--config FILE", "run the edge proxy", runServe},
 		{"route", "--config FILE --user U [--path P]", "explain where one user's request goes, and why", runRoute},
 		{"demo", "[--seconds S]", "run simulated datacenters and a proxy on the built-in two-continent topology", runDemo},
+		{"loadtest", "[--target A | --compare] [flags]", "offer load and report latency, errors, locality, spread and cache hits", runLoadtest},
 		{"partition", "--graph FILE [--out TABLE]", "compute the social-hash table from a follower graph, with a report", runPartition},
 		{"keygen", "", "print a new gossip encryption key", runKeygen},
 		{"version", "", "print the version", runVersion},
