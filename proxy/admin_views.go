@@ -407,19 +407,7 @@ func (b BucketView) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "pinned to\t%s\n", b.Pinned)
 	}
 	fmt.Fprintf(tw, "map version\t%d\n\n", b.MapVersion)
-	fmt.Fprintf(tw, "#\tdatacenter\tcontinent\tstate\t\n")
-	for i, c := range b.Plan {
-		mark := ""
-		if c.Pinned {
-			mark = "pinned"
-		}
-		if c.Chosen {
-			mark = strings.TrimSpace(mark + " <- chosen")
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, c.Datacenter, c.Continent, c.State, mark)
-	}
-	fmt.Fprintf(tw, "\nwhy\t%s\n", b.Why)
-	return tw.Flush()
+	return writePlan(tw, b.Plan, b.Why)
 }
 
 // membersText prints the gossip members as a table for a terminal.

@@ -129,8 +129,14 @@ func (e Explanation) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "home continent\t%s\n", e.Home)
 	}
 	fmt.Fprintf(tw, "map version\t%d\n\n", e.MapVersion)
+	return writePlan(tw, e.Plan, e.Why)
+}
+
+// writePlan prints a plan, one datacenter a row marking the pinned and the
+// chosen one, then why, and flushes tw.
+func writePlan(tw *tabwriter.Writer, plan []ExplainedChoice, why string) error {
 	fmt.Fprintf(tw, "#\tdatacenter\tcontinent\tstate\t\n")
-	for i, c := range e.Plan {
+	for i, c := range plan {
 		mark := ""
 		if c.Pinned {
 			mark = "pinned"
@@ -140,6 +146,6 @@ func (e Explanation) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, c.Datacenter, c.Continent, c.State, mark)
 	}
-	fmt.Fprintf(tw, "\nwhy\t%s\n", e.Why)
+	fmt.Fprintf(tw, "\nwhy\t%s\n", why)
 	return tw.Flush()
 }
