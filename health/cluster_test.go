@@ -3,7 +3,6 @@ package health
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -309,106 +308,6 @@ func TestHeadroomAdmitsOnlyWhatTheDatacenterCanTake(t *testing.T) {
 	}
 }
 
-// cutTransport is a memberlist transport that can drop all traffic to and
-// from a set of IPs: a network partition on one machine.
-type cutTransport struct {
-	memberlist.NodeAwareTransport
-	blocked func(ip string) bool
-	packets chan *memberlist.Packet
-	streams chan net.Conn
-	done    chan struct{}
-}
-
-func newCutTransport(bind string, blocked func(string) bool) (*cutTransport, error) {
-	host, port, err := splitHostPort(bind)
-	if err != nil {
-		return nil, err
-	}
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{host}, BindPort: port, Logger: newStdLogger(slog.New(slog.DiscardHandler)),
-	})
-	if err != nil {
-		return nil, err
-	}
-	t := &cutTransport{NodeAwareTransport: nt, blocked: blocked,
-		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
-	go func() {
-		for {
-			select {
-			case p := <-nt.PacketCh():
-				if t.blocked(ipOf(p.From.String())) {
-					continue
-				}
-				select {
-				case t.packets <- p:
-				case <-t.done:
-					return
-				}
-			case <-t.done:
-				return
-			}
-		}
-	}()
-	go func() {
-		for {
-			select {
-			case c := <-nt.StreamCh():
-				if t.blocked(ipOf(c.RemoteAddr().String())) {
-					c.Close()
-					continue
-				}
-				select {
-				case t.streams <- c:
-				case <-t.done:
-					return
-				}
-			case <-t.done:
-				return
-			}
-		}
-	}()
-	return t, nil
-}
-
-func ipOf(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
-}
-
-func (t *cutTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
-func (t *cutTransport) StreamCh() <-chan net.Conn           { return t.streams }
-
-func (t *cutTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if t.blocked(ipOf(a.Addr)) {
-		return time.Now(), nil // lost in the network
-	}
-	return t.NodeAwareTransport.WriteToAddress(b, a)
-}
-
-func (t *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
-}
-
-func (t *cutTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if t.blocked(ipOf(a.Addr)) {
-		time.Sleep(timeout)
-		return nil, fmt.Errorf("dial %s: i/o timeout (partitioned)", a.Addr)
-	}
-	return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
-}
-
-func (t *cutTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
-}
-
-func (t *cutTransport) Shutdown() error {
-	close(t.done)
-	return t.NodeAwareTransport.Shutdown()
-}
-
 // A partition between continents: each continent sees the other's
 // datacenters down (its WAN view), keeps its own up, and so keeps serving
 // its own users, whose buckets never leave their continent. Healing the
@@ -419,7 +318,7 @@ func TestPartitionBetweenContinentsKeepsEachContinentServing(t *testing.T) {
 	withCut := func(self string) func(*Options) {
 		return func(o *Options) {
 			o.Transport = func(pool, bind string) (memberlist.NodeAwareTransport, error) {
-				return newCutTransport(bind, func(ip string) bool {
+				return NewFaultTransport(bind, func(ip string) bool {
 					return cut.Load() && continentOf[ip] != continentOf[self]
 				})
 			}

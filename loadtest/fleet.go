@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"slices"
@@ -67,11 +65,12 @@ type fleetNode struct {
 	addr                string    // where the proxy listens
 	started             time.Time // when the running incarnation joined gossip
 	// The running incarnation; nil while crashed.
-	cluster    *health.Cluster
-	transports []*crashTransport
-	srv        *proxy.Server
-	ln         net.Listener
-	served     chan struct{}
+	cluster *health.Cluster
+	// dead cuts the running incarnation's gossip off, as a crash does.
+	dead   *atomic.Bool
+	srv    *proxy.Server
+	ln     net.Listener
+	served chan struct{}
 	// closed is closed when the last crashed incarnation has finished
 	// shutting down (its ports are free again).
 	closed chan struct{}
@@ -187,8 +186,7 @@ func (f *fleet) start(ctx context.Context, n *fleetNode) error {
 		p.ProbeInterval, p.ProbeTimeout, p.SuspicionMult = probe, timeout, fleetSuspicionMult
 		return p
 	}
-	var mu sync.Mutex
-	var transports []*crashTransport
+	dead := &atomic.Bool{}
 	c, err := health.Start(ctx, health.Options{
 		Node:          n.name,
 		Datacenter:    n.dc,
@@ -202,13 +200,7 @@ func (f *fleet) start(ctx context.Context, n *fleetNode) error {
 		CheckTimeout:  fleetCheckTimeout,
 		Logger:        log,
 		Transport: func(pool, bind string) (memberlist.NodeAwareTransport, error) {
-			t, err := newCrashTransport(bind)
-			if err == nil {
-				mu.Lock()
-				transports = append(transports, t)
-				mu.Unlock()
-			}
-			return t, err
+			return health.NewFaultTransport(bind, func(string) bool { return dead.Load() })
 		},
 	})
 	if err != nil {
@@ -230,10 +222,7 @@ func (f *fleet) start(ctx context.Context, n *fleetNode) error {
 		c.Close()
 		return fmt.Errorf("loadtest: fleet node %s: %w", n.name, err)
 	}
-	n.cluster, n.srv, n.ln, n.addr = c, srv, ln, ln.Addr().String()
-	mu.Lock()
-	n.transports = transports
-	mu.Unlock()
+	n.cluster, n.srv, n.ln, n.addr, n.dead = c, srv, ln, ln.Addr().String(), dead
 	n.served = make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)
@@ -290,12 +279,10 @@ func (f *fleet) crash(dc string) error {
 	if n == nil || n.cluster == nil {
 		return fmt.Errorf("loadtest: fleet: no running node in %s", dc)
 	}
-	for _, t := range n.transports {
-		t.kill()
-	}
+	n.dead.Store(true)
 	shutdownServer(n.srv, n.ln, n.served, time.Second)
 	c := n.cluster
-	n.cluster, n.srv, n.ln, n.transports = nil, nil, nil, nil
+	n.cluster, n.srv, n.ln, n.dead = nil, nil, nil, nil
 	n.closed = make(chan struct{})
 	go func(done chan struct{}) {
 		defer close(done)
@@ -336,8 +323,8 @@ func (f *fleet) close() {
 	}
 	wg.Wait()
 	for _, n := range f.nodes {
-		for _, t := range n.transports {
-			t.kill()
+		if n.dead != nil {
+			n.dead.Store(true)
 		}
 	}
 	for _, n := range f.nodes {
@@ -364,105 +351,4 @@ func shutdownServer(srv *proxy.Server, ln net.Listener, served <-chan struct{}, 
 	_ = srv.Shutdown(ctx)
 	_ = ln.Close() // Serve may not have taken it yet
 	<-served
-}
-
-// crashTransport is memberlist's network transport with a switch that
-// kills it: from then on nothing it sends arrives and nothing sent to it
-// is delivered, as when the machine dies. (health.Cluster has no way to
-// stop without saying goodbye, which a crash does not.)
-type crashTransport struct {
-	memberlist.NodeAwareTransport
-	dead    atomic.Bool
-	packets chan *memberlist.Packet
-	streams chan net.Conn
-	done    chan struct{}
-}
-
-var _ memberlist.NodeAwareTransport = (*crashTransport)(nil)
-
-func newCrashTransport(bind string) (*crashTransport, error) {
-	host, port, err := net.SplitHostPort(bind)
-	if err != nil {
-		return nil, err
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return nil, err
-	}
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: p,
-		Logger: log.New(io.Discard, "", 0)}) // its few messages are about the network it is cut from
-	if err != nil {
-		return nil, err
-	}
-	t := &crashTransport{NodeAwareTransport: nt, packets: make(chan *memberlist.Packet),
-		streams: make(chan net.Conn), done: make(chan struct{})}
-	go func() {
-		for {
-			select {
-			case pk := <-nt.PacketCh():
-				if t.dead.Load() {
-					continue
-				}
-				select {
-				case t.packets <- pk:
-				case <-t.done:
-					return
-				}
-			case <-t.done:
-				return
-			}
-		}
-	}()
-	go func() {
-		for {
-			select {
-			case c := <-nt.StreamCh():
-				if t.dead.Load() {
-					c.Close()
-					continue
-				}
-				select {
-				case t.streams <- c:
-				case <-t.done:
-					c.Close()
-					return
-				}
-			case <-t.done:
-				return
-			}
-		}
-	}()
-	return t, nil
-}
-
-func (t *crashTransport) kill() { t.dead.Store(true) }
-
-func (t *crashTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
-func (t *crashTransport) StreamCh() <-chan net.Conn           { return t.streams }
-
-func (t *crashTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if t.dead.Load() {
-		return time.Now(), nil // lost with the machine
-	}
-	return t.NodeAwareTransport.WriteToAddress(b, a)
-}
-
-func (t *crashTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
-}
-
-func (t *crashTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if t.dead.Load() {
-		return nil, errors.New("loadtest: crashed node")
-	}
-	return t.NodeAwareTransport.DialAddressTimeout(a, timeout)
-}
-
-func (t *crashTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
-}
-
-func (t *crashTransport) Shutdown() error {
-	close(t.done)
-	return t.NodeAwareTransport.Shutdown()
 }
