@@ -14,7 +14,8 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	bare, _ := NewAssigner(4096, nil)
 	var nilTable *Table
-	hit, miss := tb.hashes[1234], ^tb.hashes[1234]
+	hashes, _ := usersOf(tb)
+	hit, miss := hashes[1234], ^hashes[1234]
 	key := "user-123456789"
 	var sink uint32
 	for _, tc := range []struct {

@@ -3,6 +3,7 @@ package hashing
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -124,17 +125,33 @@ func (b *TableBuilder) Build() (*Table, error) {
 		hs[w], bs[w] = hs[i], bs[i]
 		w++
 	}
-	if w < n {
-		// Give back the room the repeats took, so SizeBytes is honest.
-		hs = clip(hs[:w])
-		bs = clip(bs[:w])
+	// newTable copies what it keeps, so hs and bs are garbage after it.
+	return newTable(b.n, hs[:w], bs[:w]), nil
+}
+
+// targetUsersPerSlot is the average number of hashes per range that
+// dirBits aims for when Build scatters hashes by their top bits: few enough
+// that insertion sort finishes each range in a handful of moves.
+const targetUsersPerSlot = 4
+
+// insertionSortMax is the longest range sortPairs sorts by insertion. With
+// uniform hashes ranges hold about 4 and almost never more than 20.
+const insertionSortMax = 32
+
+// dirBits returns the number of top hash bits Build scatters a table of the
+// given size by: log2(users/4) rounded to the nearest integer, at least 1,
+// so each range averages between 2.8 and 5.7 hashes.
+func dirBits(users int) uint {
+	b := math.Round(math.Log2(float64(users) / targetUsersPerSlot))
+	if b < 1 || users == 0 {
+		return 1
 	}
-	return newTable(b.n, hs, bs), nil
+	return uint(b)
 }
 
 // sortPairs sorts hs ascending, stably, moving bs along with it.
 func sortPairs(hs []uint64, bs []uint16) {
-	if len(hs) > linearScanMax {
+	if len(hs) > insertionSortMax {
 		// Only non-uniform hashes fill a slot this much.
 		sort.Stable(pairs{hs, bs})
 		return
@@ -160,11 +177,4 @@ func (p pairs) Less(i, j int) bool { return p.hs[i] < p.hs[j] }
 func (p pairs) Swap(i, j int) {
 	p.hs[i], p.hs[j] = p.hs[j], p.hs[i]
 	p.bs[i], p.bs[j] = p.bs[j], p.bs[i]
-}
-
-// clip returns a copy of s whose capacity is exactly its length.
-func clip[T any](s []T) []T {
-	c := make([]T, len(s))
-	copy(c, s)
-	return c
 }

@@ -4,12 +4,12 @@
 // only thing any later decision looks at. The bucket then comes from one of
 // two sources. The first is the social-hash Table: an immutable assignment,
 // computed offline by a graph partitioner, that puts friends in the same
-// bucket; it holds millions of users in about 11 bytes each and answers a
-// Lookup with one directory read and a short scan, without allocating. The
-// second, for users the table does not know, is the fallback
-// FallbackBucket(h, N) = h mod N, where N is the deployment's fixed bucket
-// count. An Assigner combines the two for one deployment; TableBuilder
-// makes a Table.
+// bucket; it holds millions of users in about 10 bytes each (plus a fixed
+// 256 KiB directory, which stays in cache) and answers a Lookup with one
+// random memory access, without allocating. The second, for users the
+// table does not know, is the fallback FallbackBucket(h, N) = h mod N,
+// where N is the deployment's fixed bucket count. An Assigner combines the
+// two for one deployment; TableBuilder makes a Table.
 //
 // A table travels as a file (WriteTo, ReadTable, LoadTable), all integers
 // little-endian:
@@ -28,5 +28,7 @@
 // The file is 10·U + 40 bytes. ReadTable verifies every field, the order of
 // the hashes, the range of the buckets and the checksum, and rejects
 // anything after the trailer. FORMAT.md beside this file is the same
-// description for tools outside Go.
+// description for tools outside Go. The file is not the in-memory layout:
+// a Table packs each user's hash and bucket into one uint64 (see Table),
+// which ReadTable builds and WriteTo takes apart again.
 package hashing

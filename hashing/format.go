@@ -72,24 +72,32 @@ func (t *Table) WriteTo(w io.Writer) (int64, error) {
 	}
 
 	buf := make([]byte, 0, chunkUsers*8)
-	buf = appendHeader(buf, t.n, uint64(len(t.hashes)))
+	buf = appendHeader(buf, t.n, uint64(t.users))
 	if err := emit(buf); err != nil {
 		return fail(err)
 	}
-	for hs := range slices.Chunk(t.hashes, chunkUsers) {
-		buf = buf[:0]
-		for _, h := range hs {
-			buf = binary.LittleEndian.AppendUint64(buf, h)
-		}
-		if err := emit(buf); err != nil {
-			return fail(err)
+	// The slots hold hash and bucket together; the file wants all the
+	// hashes, then all the buckets, so walk them twice.
+	buf = buf[:0]
+	for h := range t.all() {
+		buf = binary.LittleEndian.AppendUint64(buf, h)
+		if len(buf) == cap(buf) {
+			if err := emit(buf); err != nil {
+				return fail(err)
+			}
+			buf = buf[:0]
 		}
 	}
-	for bs := range slices.Chunk(t.buckets, chunkUsers) {
-		buf = buf[:0]
-		for _, b := range bs {
-			buf = binary.LittleEndian.AppendUint16(buf, b)
+	for _, b := range t.all() {
+		buf = binary.LittleEndian.AppendUint16(buf, b)
+		if len(buf) == cap(buf) {
+			if err := emit(buf); err != nil {
+				return fail(err)
+			}
+			buf = buf[:0]
 		}
+	}
+	if len(buf) > 0 {
 		if err := emit(buf); err != nil {
 			return fail(err)
 		}
@@ -242,11 +250,8 @@ func ReadTable(r io.Reader) (*Table, error) {
 			return nil, fmt.Errorf("%w: index %d holds bucket %d, table has %d buckets", ErrBucketRange, i, b, n)
 		}
 	}
-	if cap(hashes) > len(hashes) {
-		// Growth overshot; give the room back so SizeBytes is honest.
-		hashes = clip(hashes)
-		buckets = clip(buckets)
-	}
+	// The table lays the users out in slots of its own; hashes and buckets
+	// are garbage after this.
 	return newTable(n, hashes, buckets), nil
 }
 

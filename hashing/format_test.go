@@ -55,9 +55,10 @@ func TestWriteReadRoundTrip(t *testing.T) {
 				if got.SizeBytes() != want.SizeBytes() {
 					t.Fatalf("%s: SizeBytes %d, want %d", rname, got.SizeBytes(), want.SizeBytes())
 				}
-				for i, h := range want.hashes {
-					if b, ok := got.Lookup(h); !ok || b != uint32(want.buckets[i]) {
-						t.Fatalf("%s: Lookup(%016x) = %d, %v; want %d", rname, h, b, ok, want.buckets[i])
+				wantHashes, wantBuckets := usersOf(want)
+				for i, h := range wantHashes {
+					if b, ok := got.Lookup(h); !ok || b != uint32(wantBuckets[i]) {
+						t.Fatalf("%s: Lookup(%016x) = %d, %v; want %d", rname, h, b, ok, wantBuckets[i])
 					}
 				}
 				if again := encode(t, got); !bytes.Equal(again, data) {
@@ -308,8 +309,9 @@ func FuzzReadTable(f *testing.F) {
 		if again := encode(t, tb); !bytes.Equal(again, data) {
 			t.Fatalf("accepted table does not round-trip: %d bytes in, %d out", len(data), len(again))
 		}
-		for i, h := range tb.hashes {
-			if b, ok := tb.Lookup(h); !ok || b != uint32(tb.buckets[i]) {
+		hashes, buckets := usersOf(tb)
+		for i, h := range hashes {
+			if b, ok := tb.Lookup(h); !ok || b != uint32(buckets[i]) {
 				t.Fatalf("Lookup(%016x) = %d, %v", h, b, ok)
 			}
 		}

@@ -63,3 +63,13 @@ func encode(tb testing.TB, t *Table) []byte {
 	}
 	return buf.Bytes()
 }
+
+// usersOf returns the hashes and buckets t holds, hashes ascending, as the
+// table's own iterator reconstructs them from its slots.
+func usersOf(t *Table) (hashes []uint64, buckets []uint16) {
+	for h, b := range t.all() {
+		hashes = append(hashes, h)
+		buckets = append(buckets, b)
+	}
+	return hashes, buckets
+}

@@ -6,33 +6,58 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
-// checkInvariants verifies the table's internal layout: ascending hashes,
-// buckets in range, and a directory that points every hash at its slot.
+// checkInvariants verifies the table's internal layout: a directory that
+// covers the slots, groups of ascending slot values 1.25 times the size of
+// their user count, users whose reconstructed hashes ascend and sit in their
+// group, buckets in range, and a Lookup that finds every user.
 func checkInvariants(t *testing.T, tb *Table) {
 	t.Helper()
-	if len(tb.hashes) != len(tb.buckets) {
-		t.Fatalf("%d hashes but %d buckets", len(tb.hashes), len(tb.buckets))
+	if tb.dir[0] != 0 || int(tb.dir[tableGroups]) != len(tb.slots) {
+		t.Fatalf("directory spans [%d, %d], want [0, %d]", tb.dir[0], tb.dir[tableGroups], len(tb.slots))
 	}
-	for i := 1; i < len(tb.hashes); i++ {
-		if tb.hashes[i] <= tb.hashes[i-1] {
+	users := 0
+	for g := range tableGroups {
+		lo, hi := tb.dir[g], tb.dir[g+1]
+		if hi < lo {
+			t.Fatalf("group %d: directory goes back from %d to %d", g, lo, hi)
+		}
+		c := uint32(0)
+		for q := lo; q < hi; q++ {
+			if q > lo && tb.slots[q] < tb.slots[q-1] {
+				t.Fatalf("group %d: slot %d (%016x) below the one before", g, q, tb.slots[q])
+			}
+			if q == lo || tb.slots[q] != tb.slots[q-1] {
+				c++
+			}
+		}
+		before := uint32(users)
+		users += int(c)
+		// A group starts at 1.25 times the users before it, rounded down.
+		if want := before + before*gapSixteenths/16; lo != want {
+			t.Fatalf("group %d starts at slot %d after %d users, want %d", g, lo, before, want)
+		}
+	}
+	if users != tb.Len() {
+		t.Fatalf("slots hold %d users, Len says %d", users, tb.Len())
+	}
+	hashes, buckets := usersOf(tb)
+	if len(hashes) != tb.Len() || len(buckets) != tb.Len() {
+		t.Fatalf("%d hashes and %d buckets for %d users", len(hashes), len(buckets), tb.Len())
+	}
+	for i := 1; i < len(hashes); i++ {
+		if hashes[i] <= hashes[i-1] {
 			t.Fatalf("hashes not ascending at %d", i)
 		}
 	}
-	for i, b := range tb.buckets {
+	for i, b := range buckets {
 		if uint32(b) >= tb.n {
 			t.Fatalf("bucket %d at %d >= N %d", b, i, tb.n)
 		}
-	}
-	if tb.dir[0] != 0 || int(tb.dir[len(tb.dir)-1]) != len(tb.hashes) {
-		t.Fatalf("directory spans [%d, %d], want [0, %d]", tb.dir[0], tb.dir[len(tb.dir)-1], len(tb.hashes))
-	}
-	for p := 0; p+1 < len(tb.dir); p++ {
-		for i := tb.dir[p]; i < tb.dir[p+1]; i++ {
-			if got := tb.hashes[i] >> tb.shift; got != uint64(p) {
-				t.Fatalf("hash %d (%016x) in slot %d, belongs in %d", i, tb.hashes[i], p, got)
-			}
+		if got, ok := tb.Lookup(hashes[i]); !ok || got != uint32(b) {
+			t.Fatalf("Lookup(%016x) = %d, %v; want %d, true", hashes[i], got, ok, b)
 		}
 	}
 }
@@ -136,6 +161,72 @@ func TestLookupNonUniformHashes(t *testing.T) {
 	}
 }
 
+// TestLookupCrowded checks Lookup against a map on hash sets that defeat
+// the layout's aim: users crowding the start or the end of a group (walks
+// past linearScanMax, forwards and backwards, into the binary search),
+// users sharing their low 48 bits across groups (only the group tells them
+// apart), and a uniform sprinkle between them. Probes are the users and
+// their near misses.
+func TestLookupCrowded(t *testing.T) {
+	rng := splitmix64(7)
+	want := map[uint64]uint32{}
+	add := func(h uint64) { want[h] = uint32(h>>5) % 100 }
+	for i := range uint64(300) {
+		add(5<<48 | i<<16 | 0x1111)              // group 5, all aiming at its first slot
+		add(6<<48 | (0xffffffff-i)<<16 | 0x2222) // group 6, all aiming at its last
+		add(7<<48 | 0x8000_0000<<16 | i)         // group 7, all aiming at its middle
+		add(8<<48 | rng.next()>>16)              // group 8, uniform
+	}
+	for g := range uint64(40) {
+		add(g<<48 | 0x1234_5678_9abc) // the same low 48 bits in 40 groups
+	}
+	for range 5000 {
+		add(rng.next())
+	}
+	b, _ := NewTableBuilder(100, len(want))
+	for h, bucket := range want {
+		if err := b.AddHash(h, bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, tb)
+	for h := range want {
+		for _, p := range []uint64{h, h - 1, h + 1, h ^ 1<<16, h ^ 1<<47, h ^ 1<<48, h ^ 1<<63, ^h} {
+			got, ok := tb.Lookup(p)
+			bucket, in := want[p]
+			if ok != in || got != bucket {
+				t.Fatalf("Lookup(%016x) = %d, %v; want %d, %v", p, got, ok, bucket, in)
+			}
+		}
+	}
+}
+
+// TestLookupHugeGroup covers a group beyond centerMax, which place lays
+// out without the regression: a million users aiming at the group's last
+// slot, pushed back from its end.
+func TestLookupHugeGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a million-user group in -short mode")
+	}
+	const users = centerMax + 10
+	b, _ := NewTableBuilder(7, users)
+	for i := range uint64(users) {
+		b.AddHash(3<<48|(0xffff_ffff-i/4)<<16|i%4, uint32(i%7))
+	}
+	tb, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, tb)
+	if got, ok := tb.Lookup(3<<48 | 0xffff_0000_0004); ok {
+		t.Fatalf("absent hash found in bucket %d", got)
+	}
+}
+
 func TestNilTable(t *testing.T) {
 	var tb *Table
 	if _, ok := tb.Lookup(HashString("x")); ok {
@@ -167,8 +258,12 @@ func TestBuilderDuplicates(t *testing.T) {
 		if tb.Len() != 100 {
 			t.Fatalf("Len = %d, want 100", tb.Len())
 		}
-		if cap(tb.hashes) != 100 || cap(tb.buckets) != 100 {
-			t.Fatalf("repeats still hold memory: cap %d, %d", cap(tb.hashes), cap(tb.buckets))
+		once, _ := NewTableBuilder(8, 0)
+		for i := range 100 {
+			once.Add(userKey(i), uint32(i%8))
+		}
+		if tbOnce, _ := once.Build(); tb.SizeBytes() != tbOnce.SizeBytes() {
+			t.Fatalf("repeats still hold memory: %d bytes, %d without them", tb.SizeBytes(), tbOnce.SizeBytes())
 		}
 		for i := range 100 {
 			if got, ok := tb.Lookup(HashString(userKey(i))); !ok || got != uint32(i%8) {
@@ -253,19 +348,72 @@ func TestBuilderBucketBounds(t *testing.T) {
 	}
 }
 
-// TestSizePerUser checks the memory budget: at most 16 bytes per user, and
-// the target of about 11 for a table large enough to amortise its header.
+// TestSizePerUser checks the memory budget: 10 bytes per user plus the
+// 256 KiB directory, which is at most 16 bytes per user from about 45,000
+// users on and about 11 from 300,000.
 func TestSizePerUser(t *testing.T) {
-	for _, users := range []int{1000, 100_000, 300_000} {
-		tb := randomTable(t, 4096, users, uint64(users))
+	dirBytes := float64(unsafe.Sizeof([tableGroups + 1]uint32{}))
+	for _, tc := range []struct {
+		users int
+		max   float64 // bytes per user
+	}{
+		{1000, 10 + dirBytes/1000 + 0.1},
+		{50_000, 16},
+		{300_000, 11},
+		{1_000_000, 10.5},
+	} {
+		tb := randomTable(t, 4096, tc.users, uint64(tc.users))
 		perUser := float64(tb.SizeBytes()) / float64(tb.Len())
-		if perUser > 12 {
-			t.Errorf("users=%d: %.2f bytes per user, want at most 12", users, perUser)
+		if perUser > tc.max {
+			t.Errorf("users=%d: %.2f bytes per user, want at most %.2f", tc.users, perUser, tc.max)
 		}
-		// Slots average about 4 users, so scans stay short.
-		perSlot := float64(tb.Len()) / float64(len(tb.dir)-1)
-		if perSlot < 2.8 || perSlot > 5.7 {
-			t.Errorf("users=%d: %.2f users per directory slot, want 2.8..5.7", users, perSlot)
+		// 1.25 slots per user, so a lookup lands within a slot or two.
+		perUser = float64(len(tb.slots)) / float64(tb.Len())
+		if perUser < 1.2 || perUser > 1.25 {
+			t.Errorf("users=%d: %.3f slots per user, want 1.2..1.25", tc.users, perUser)
+		}
+	}
+}
+
+// TestLookupWalk checks what makes a lookup one memory access: with uniform
+// hashes the slot a lookup lands on is almost always the user's own or
+// within a slot or two of it, in the same cache line or the next.
+func TestLookupWalk(t *testing.T) {
+	for _, users := range []int{10_000, 1_000_000} {
+		tb := randomTable(t, 4096, users, 11)
+		hashes, _ := usersOf(tb)
+		var total, far, back int
+		for _, h := range hashes {
+			g := h >> slotHashBits
+			lo, hi := tb.dir[g], tb.dir[g+1]
+			aim := lo + slotOf(h, hi-lo)
+			// The user's slot as Lookup finds it: the first of its value.
+			q := aim
+			for tb.slots[q] < h<<groupBits {
+				q++
+			}
+			for q > lo && tb.slots[q-1] >= h<<groupBits {
+				q--
+			}
+			walk := int(q) - int(aim)
+			if walk < 0 {
+				back++
+				walk = -walk
+			}
+			total += walk
+			if walk > linearScanMax {
+				far++
+			}
+		}
+		n := len(hashes)
+		mean := float64(total) / float64(n)
+		t.Logf("users=%d: mean walk %.2f slots; %d of %d walks back, %d longer than %d",
+			users, mean, back, n, far, linearScanMax)
+		if mean > 1.5 {
+			t.Errorf("users=%d: mean walk %.2f slots, want at most 1.5", users, mean)
+		}
+		if far > n/10_000 {
+			t.Errorf("users=%d: %d of %d walks longer than %d slots", users, far, n, linearScanMax)
 		}
 	}
 }

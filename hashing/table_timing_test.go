@@ -48,11 +48,12 @@ func benchTable(b *testing.B, users int) *Table {
 // ~users/2^64).
 func probes(t *Table, hit bool) []uint64 {
 	rng := splitmix64(42)
+	hashes, _ := usersOf(t)
 	ps := make([]uint64, 1<<16)
 	for i := range ps {
 		r := rng.next()
 		if hit {
-			ps[i] = t.hashes[r%uint64(len(t.hashes))]
+			ps[i] = hashes[r%uint64(len(hashes))]
 		} else {
 			ps[i] = r
 		}
