@@ -31,4 +31,13 @@
 // description for tools outside Go. The file is not the in-memory layout:
 // a Table packs each user's hash and bucket into one uint64 (see Table),
 // which ReadTable builds and WriteTo takes apart again.
+//
+// Two more pieces decide a key's bucket, both around the table. Partition
+// is the offline partitioner that builds it from a follower graph (the
+// Social Hash Partitioner: recursive bisection minimising p-fanout, under a
+// balance bound, deterministic for a seed); ReadEdgeList reads the graph.
+// Hot keys spread over several buckets: HotList is the static list of hot
+// accounts and HeavyHitters the on-line detector; PickSibling chooses which
+// of a hot key's buckets one request takes (the siblings themselves come
+// from the placement, package buckets).
 package hashing
