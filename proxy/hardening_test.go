@@ -150,7 +150,8 @@ func TestSlowlorisDoesNotStopOtherClients(t *testing.T) {
 			t.Fatalf("a normal client got %d during the slowloris", r.StatusCode())
 		}
 	}
-	if took := time.Since(start); took > 2*time.Second {
+	// Generous: this asserts "not stalled behind the attacker", not a speed.
+	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("20 normal requests took %v during the slowloris", took)
 	}
 	// Every attacking connection ends: refused past the cap, or cut off by
