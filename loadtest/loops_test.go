@@ -158,7 +158,7 @@ func TestOpenLoopStopsAtTheEndAndCountsWhatItCouldNotSend(t *testing.T) {
 		sent.Add(1)
 		time.Sleep(400 * time.Millisecond) // past the end
 	})
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 5*time.Second { // ends with its run, not with its stuck requests' successors
 		t.Fatalf("the open loop took %v for a 300ms run whose requests take 400ms", d)
 	}
 	if sent.Load() != 4 {
@@ -175,7 +175,7 @@ func TestLoopsStopWhenCancelled(t *testing.T) {
 	start := time.Now()
 	runOpenLoop(ctx, newSchedule(start, time.Hour, 100), 4, func(int, uint64, time.Time) {})
 	runClosedLoop(ctx, 4, time.Time{}, 0, func(int, uint64, time.Time) { time.Sleep(time.Millisecond) })
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 5*time.Second { // stops, rather than waiting out the hour; generous for noise
 		t.Fatalf("loops took %v to notice a cancelled context", d)
 	}
 }

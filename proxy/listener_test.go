@@ -83,7 +83,7 @@ func TestShutdownAnswersBeforeClosingKeepAlive(t *testing.T) {
 	if err := <-done; err != nil && !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if d := time.Since(start); d > drainGrace+500*time.Millisecond {
+	if d := time.Since(start); d > drainGrace+3*time.Second { // ends, not waits for some other timeout; generous for a noisy machine
 		t.Errorf("Shutdown took %v with no connection left open", d)
 	}
 }
