@@ -65,24 +65,18 @@ func (c *Config) ApplyDefaults() {
 	setInt(&u.Breaker.ConsecutiveFailures, DefaultBreakerFailures)
 	setDuration(&u.Breaker.OpenFor, DefaultBreakerOpenFor)
 	setInt(&u.Breaker.HalfOpenRequests, DefaultBreakerHalfOpen)
-	if u.Breaker.FailureRatio == 0 {
-		u.Breaker.FailureRatio = DefaultBreakerRatio
-	}
+	setFloat(&u.Breaker.FailureRatio, DefaultBreakerRatio)
 	setInt(&u.Breaker.MinRequests, DefaultBreakerMinReqs)
 	setDuration(&u.Breaker.Window, DefaultBreakerWindow)
 
 	r := &c.Routing
 	setInt(&r.MaxHops, DefaultMaxHops)
 	setDuration(&r.DrainRamp, DefaultDrainRamp)
-	if r.LoadLimit == 0 {
-		r.LoadLimit = DefaultLoadLimit
-	}
+	setFloat(&r.LoadLimit, DefaultLoadLimit)
 	h := &c.Hot
 	setInt(&h.FollowersPerBucket, DefaultFollowersPerBucket)
 	setInt(&h.MaxSpread, DefaultMaxSpread)
-	if h.DetectRate == 0 {
-		h.DetectRate = DefaultDetectRate
-	}
+	setFloat(&h.DetectRate, DefaultDetectRate)
 	setDuration(&h.DetectTick, DefaultDetectTick)
 	if h.ViewerHeader == "" {
 		h.ViewerHeader = DefaultViewerHeader
