@@ -175,7 +175,12 @@ type load struct {
 	firstErr            atomic.Value
 }
 
-func runLoad(addr string, workers int, stop <-chan struct{}) (*load, *sync.WaitGroup) {
+// runLoad starts the workers. A worker whose connection is refused stops
+// (the proxy is gone) unless strict. A strict load keeps going after a
+// pause, since a refusal is a request never sent, and turns off fasthttp's
+// own retry of idempotent requests, so that no failed in-flight request
+// hides behind a retry.
+func runLoad(addr string, workers int, stop <-chan struct{}, strict bool) (*load, *sync.WaitGroup) {
 	l := &load{byDC: map[string]int{}}
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -183,6 +188,10 @@ func runLoad(addr string, workers int, stop <-chan struct{}) (*load, *sync.WaitG
 		go func() {
 			defer wg.Done()
 			c := &fasthttp.HostClient{Addr: addr, ReadTimeout: 5 * time.Second, MaxConns: 4}
+			if strict {
+				c.MaxConns, c.MaxIdemponentCallAttempts = 2, 1
+				c.RetryIfErr = func(*fasthttp.Request, int, error) (bool, bool) { return false, false }
+			}
 			var req fasthttp.Request
 			var resp fasthttp.Response
 			for i := 0; ; i++ {
@@ -197,7 +206,10 @@ func runLoad(addr string, workers int, stop <-chan struct{}) (*load, *sync.WaitG
 				switch {
 				case err != nil && errors.As(err, &op) && op.Op == "dial":
 					l.refused.Add(1)
-					return
+					if !strict {
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
 				case err != nil || resp.StatusCode() != 200:
 					l.failed.Add(1)
 					l.firstErr.CompareAndSwap(nil, fmt.Sprintf("err %v status %d body %q", err, resp.StatusCode(), resp.Body()))
@@ -273,7 +285,7 @@ func TestEndToEndReloadAndDrainUnderLoad(t *testing.T) {
 	p := startProxy(t, config, addr)
 
 	stop := make(chan struct{})
-	l, wg := runLoad(addr, 8, stop)
+	l, wg := runLoad(addr, 8, stop, false)
 	time.Sleep(700 * time.Millisecond)
 
 	// Reload: drain us-west.

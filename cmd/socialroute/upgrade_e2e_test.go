@@ -1,71 +1,14 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
-
-// strictLoad runs workers that send GET /users/<id>/feed until stop is
-// closed. Its client retries only what was never sent: a connection
-// refused at dial is counted and retried after a pause. Anything else (an
-// error on a request written to a connection, a non-200) is a failure, and
-// fasthttp's own retry of idempotent requests is off so that no failure
-// hides behind it.
-type strictLoad struct {
-	ok, refused, failed atomic.Int64
-	firstErr            atomic.Value
-}
-
-func runStrictLoad(addr string, workers int, stop <-chan struct{}) (*strictLoad, *sync.WaitGroup) {
-	l := &strictLoad{}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &fasthttp.HostClient{
-				Addr: addr, ReadTimeout: 5 * time.Second, MaxConns: 2,
-				MaxIdemponentCallAttempts: 1,
-				RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-			}
-			var req fasthttp.Request
-			var resp fasthttp.Response
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				req.SetRequestURI(fmt.Sprintf("http://%s/users/%d/feed", addr, (w*100003+i*7919)%50000))
-				err := c.Do(&req, &resp)
-				var op *net.OpError
-				switch {
-				case err != nil && errors.As(err, &op) && op.Op == "dial":
-					l.refused.Add(1)
-					time.Sleep(5 * time.Millisecond)
-				case err != nil || resp.StatusCode() != 200:
-					l.failed.Add(1)
-					l.firstErr.CompareAndSwap(nil, fmt.Sprintf("err %v status %d body %q", err, resp.StatusCode(), resp.Body()))
-				default:
-					l.ok.Add(1)
-				}
-			}
-		}()
-	}
-	return l, &wg
-}
 
 // The zero-downtime upgrade, as an operator does it: under load, a second
 // process binds the same address (listen.reuse_port), and once it serves,
@@ -93,7 +36,7 @@ func TestEndToEndUpgradeUnderLoad(t *testing.T) {
 	old := startProxy(t, oldConfig, addr)
 
 	stop := make(chan struct{})
-	l, wg := runStrictLoad(addr, 8, stop)
+	l, wg := runLoad(addr, 8, stop, true) // strict: only never-sent requests may be retried
 	time.Sleep(500 * time.Millisecond)
 	okBefore := l.ok.Load()
 	webBefore := totalHits(web)
