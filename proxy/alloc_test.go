@@ -5,6 +5,7 @@ package proxy
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/socialroute/socialroute/configs"
 )
@@ -62,5 +63,40 @@ func TestHotKeyRoutingDoesNotAllocate(t *testing.T) {
 	r.RouteViewer(star, viewer, &d)
 	if allocs != 0 || d.Spread != 8 {
 		t.Fatalf("hot-key routing allocates %.2f times per pair of requests (spread %d)", allocs, d.Spread)
+	}
+}
+
+// A turn on a turnConn (a held write sent by the next Read, then the
+// answer read) allocates nothing.
+func TestTurnConnTurnDoesNotAllocate(t *testing.T) {
+	c, peer := turnPair(t)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := peer.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := peer.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	msg, buf := []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 64)
+	deadline := time.Now().Add(time.Minute)
+	allocs := testing.AllocsPerRun(200, func() {
+		_ = c.SetReadDeadline(deadline)
+		_, _ = c.Write(msg)
+		n := 0
+		for n < len(msg) {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a turn allocates %.2f times", allocs)
 	}
 }

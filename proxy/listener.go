@@ -25,12 +25,14 @@ func Listen(ctx context.Context, l configs.Listen) (net.Listener, error) {
 	return lc.Listen(ctx, "tcp", l.Address)
 }
 
-// wrapListener stacks what the config asks for on a raw listener: the
-// PROXY protocol first (the header precedes the TLS handshake on the
+// wrapListener stacks what the config asks for on a raw listener: each
+// socket a turnConn (the cheaper read/write turns), then the
+// PROXY protocol (the header precedes the TLS handshake on the
 // wire), then TLS. fasthttp sees tls.Conns, so ctx.IsTLS() and
 // X-Forwarded-Proto follow, and RemoteAddr is the PROXY header's client.
 func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 	l := s.cur.Load().cfg.Listen
+	ln = turnListener{ln}
 	if l.ProxyProtocol != nil {
 		var err error
 		if ln, err = proxyProtocolListener(ln, l.ProxyProtocol); err != nil {

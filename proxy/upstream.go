@@ -72,6 +72,7 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		dialer := &net.Dialer{Timeout: u.ConnectTimeout}
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
+	dial = turnDial(dial)
 	up := &upstream{addr: addr, dc: dc}
 	if ut != nil {
 		dial = tlsDial(dial, ut.conf, addr, u.ConnectTimeout)
@@ -82,13 +83,14 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		Name: "socialroute",
 		// The client's own User-Agent passes through; without this
 		// fasthttp would add "fasthttp" to requests that had none.
-		NoDefaultUserAgentHeader:      true,
-		Dial:                          dial,
-		MaxConns:                      u.MaxConnsPerHost,
-		MaxIdleConnDuration:           u.MaxIdleConnDuration,
-		MaxConnWaitTimeout:            u.MaxConnWaitTimeout,
-		ReadTimeout:                   u.Timeout,
-		WriteTimeout:                  u.Timeout,
+		NoDefaultUserAgentHeader: true,
+		Dial:                     dial,
+		MaxConns:                 u.MaxConnsPerHost,
+		MaxIdleConnDuration:      u.MaxIdleConnDuration,
+		MaxConnWaitTimeout:       u.MaxConnWaitTimeout,
+		// No ReadTimeout/WriteTimeout: send's DoTimeout arms the same
+		// bound for the whole attempt, and each of these would cost a
+		// clock read and a deadline per request.
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		// One quick retry on the same host covers a pooled connection the

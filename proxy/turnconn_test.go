@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// turnPair returns a turnConn dialed to a plain TCP connection on loopback.
+func turnPair(t *testing.T) (*turnConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := turnDial(func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) })(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	tc, ok := c.(*turnConn)
+	if !ok {
+		if !turnConnSupported {
+			t.Skip("turnConn is not used on this platform")
+		}
+		t.Fatalf("a TCP connection was not wrapped: %T", c)
+	}
+	t.Cleanup(func() { tc.Close(); peer.Close() })
+	return tc, peer
+}
+
+func readN(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("peer read: %v", err)
+	}
+	return b
+}
+
+// Turns of every size arrive whole and in order: small writes held back
+// and sent at the next Read, several writes coalesced, writes over the
+// hold limit sent at once behind what was held.
+func TestTurnConnTurnsArriveInOrder(t *testing.T) {
+	c, peer := turnPair(t)
+	go func() { // an echo server answering each message with its length
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := peer.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := peer.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	for _, sizes := range [][]int{{5}, {100, 200, 300}, {4096}, {maxHeldWrite}, {10, maxHeldWrite + 1}, {3 * maxHeldWrite}, {1, 1, 1}} {
+		var want []byte
+		for i, n := range sizes {
+			msg := bytes.Repeat([]byte{byte('a' + i)}, n)
+			want = append(want, msg...)
+			if m, err := c.Write(msg); err != nil || m != n {
+				t.Fatalf("sizes %v: Write = %d, %v", sizes, m, err)
+			}
+		}
+		got := make([]byte, len(want))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("sizes %v: read the echo: %v", sizes, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("sizes %v: the echo differs from what was written", sizes)
+		}
+	}
+}
+
+// A write the next Read would have sent still goes out when the
+// connection closes instead (a response with Connection: close).
+func TestTurnConnCloseSendsHeldBytes(t *testing.T) {
+	c, peer := turnPair(t)
+	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" {
+		t.Fatalf("peer got %q", got)
+	}
+}
+
+// A Read whose deadline has already passed still sends what was held: the
+// peer sees what a plain connection's Write would have sent.
+func TestTurnConnExpiredReadStillSends(t *testing.T) {
+	c, peer := turnPair(t)
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(-time.Second))
+	_, err := c.Read(make([]byte, 10))
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("Read past its deadline = %v, want a timeout", err)
+	}
+	if got := readN(t, peer, 7); string(got) != "request" {
+		t.Fatalf("peer got %q", got)
+	}
+}
+
+// Deadlines are armed lazily, but the caller's deadline is the one that
+// counts: a later deadline replacing an earlier one is not cut short by
+// it, an earlier one replacing a later one fires, and clearing it lets a
+// slow answer through.
+func TestTurnConnDeadlines(t *testing.T) {
+	c, peer := turnPair(t)
+	buf := make([]byte, 16)
+
+	// Earlier, then later: the read lasts until the later one.
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(30 * time.Millisecond))
+	_ = c.SetReadDeadline(start.Add(250 * time.Millisecond))
+	_, err := c.Read(buf)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read = %v, want a timeout", err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Fatalf("the read timed out after %v, before the deadline asked for last (250ms)", el)
+	}
+
+	// Later, then earlier: the earlier one ends the read.
+	start = time.Now()
+	_ = c.SetReadDeadline(start.Add(time.Hour))
+	_ = c.SetReadDeadline(start.Add(50 * time.Millisecond))
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(buf); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read = %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an earlier deadline set after a later one did not end the read")
+	}
+
+	// A deadline, then none: an answer after the old deadline is read.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	_ = c.SetReadDeadline(time.Time{})
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		_, _ = peer.Write([]byte("late"))
+	}()
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "late" {
+		t.Fatalf("Read with the deadline cleared = %q, %v", buf[:n], err)
+	}
+
+	// Write deadlines too: a peer that does not read blocks a large write
+	// until the write deadline asked for last, not an earlier one.
+	start = time.Now()
+	_ = c.SetWriteDeadline(start.Add(30 * time.Millisecond))
+	_ = c.SetWriteDeadline(start.Add(200 * time.Millisecond))
+	_, err = c.Write(make([]byte, 64<<20))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write to a peer that does not read = %v, want a timeout", err)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Fatalf("the write timed out after %v, before its deadline (200ms)", el)
+	}
+}
+
+// Full-duplex use: a write while another goroutine waits in Read goes out
+// at once instead of waiting for that Read to end.
+func TestTurnConnWriteDuringRead(t *testing.T) {
+	c, peer := turnPair(t)
+	reading := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		close(reading)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 8))
+		done <- err
+	}()
+	<-reading
+	time.Sleep(50 * time.Millisecond) // let the Read block
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, peer, 4); string(got) != "ping" {
+		t.Fatalf("peer got %q", got)
+	}
+	_, _ = peer.Write([]byte("pong"))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A peer that goes away ends the turn with EOF or an error, never a hang.
+func TestTurnConnPeerGone(t *testing.T) {
+	c, peer := turnPair(t)
+	peer.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var err error
+	for i := 0; i < 3 && err == nil; i++ {
+		if _, err = c.Write([]byte("request")); err == nil {
+			_, err = c.Read(make([]byte, 8))
+		}
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a turn with a closed peer ended with %v, want EOF or a reset", err)
+	}
+}
+
+// Connections the runtime does not poll (in-memory pipes) are left alone.
+func TestTurnConnLeavesPipesAlone(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if c := newTurnConn(a); c != a {
+		t.Fatalf("a pipe was wrapped: %T", c)
+	}
+}

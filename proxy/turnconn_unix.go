@@ -1,0 +1,13 @@
+//go:build unix && !linux
+
+package proxy
+
+import "syscall"
+
+const turnConnSupported = true
+
+// sockSend and sockRecv are turnConn's callback's system calls; see the
+// Linux version for why they are not simply write and read there.
+func sockSend(fd int, b []byte) (int, error) { return syscall.Write(fd, b) }
+
+func sockRecv(fd int, b []byte) (int, error) { return syscall.Read(fd, b) }
