@@ -48,21 +48,17 @@ type scratch struct {
 }
 
 // stripRequestHeaders removes hop-by-hop headers, headers the Connection
-// header names, and client-supplied X-Socialroute-* headers.
+// header names, and client-supplied X-Socialroute-* headers. One pass over
+// the headers finds them all; a request with none pays for nothing else
+// (a Del per hop-by-hop name cost a scan of the headers each).
 func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
-	s.names, s.buf = connectionTokens(h.Peek("Connection"), s.names[:0], s.buf[:0])
-	for _, n := range s.names {
-		h.DelBytes(n)
-	}
-	for _, n := range hopHeaders {
-		h.Del(n)
-	}
 	s.names, s.buf = s.names[:0], s.buf[:0]
-	for k := range h.All() {
-		if len(k) >= len(internalPrefix) && bytes.EqualFold(k[:len(internalPrefix)], internalPrefix) {
-			start := len(s.buf)
-			s.buf = append(s.buf, k...)
-			s.names = append(s.names, s.buf[start:])
+	for k, v := range h.All() {
+		if isConnection(k) {
+			s.names, s.buf = connectionTokens(v, s.names, s.buf)
+		}
+		if isHopHeader(k) || len(k) >= len(internalPrefix) && bytes.EqualFold(k[:len(internalPrefix)], internalPrefix) {
+			s.names, s.buf = appendName(s.names, s.buf, k)
 		}
 	}
 	for _, n := range s.names {
@@ -72,17 +68,47 @@ func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
 
 // stripResponseHeaders removes hop-by-hop headers and those the Connection
 // header names from an upstream response. fasthttp's server writes its own
-// framing (Content-Length or chunked) and Connection for the client.
+// framing (Content-Length or chunked) and Connection for the client, so
+// Transfer-Encoding stays for it to re-frame the body.
 func stripResponseHeaders(h *fasthttp.ResponseHeader, s *scratch) {
-	s.names, s.buf = connectionTokens(h.Peek("Connection"), s.names[:0], s.buf[:0])
+	s.names, s.buf = s.names[:0], s.buf[:0]
+	for k, v := range h.All() {
+		if isConnection(k) {
+			s.names, s.buf = connectionTokens(v, s.names, s.buf)
+		}
+		if isHopHeader(k) && !bytes.EqualFold(k, transferEncoding) {
+			s.names, s.buf = appendName(s.names, s.buf, k)
+		}
+	}
 	for _, n := range s.names {
 		h.DelBytes(n)
 	}
-	for _, n := range hopHeaders {
-		if n != "Transfer-Encoding" { // fasthttp re-frames the body itself
-			h.Del(n)
+}
+
+func isConnection(k []byte) bool {
+	return len(k) == len(connectionHeader) && bytes.EqualFold(k, connectionHeader)
+}
+
+// isHopHeader reports whether k is one of hopHeaders, in any case. The
+// length switch keeps the common miss to one comparison of two ints.
+func isHopHeader(k []byte) bool {
+	switch len(k) {
+	case 2, 7, 10, 16, 17, 18, 19:
+		for _, n := range hopHeaders {
+			if len(n) == len(k) && bytes.EqualFold(k, []byte(n)) {
+				return true
+			}
 		}
 	}
+	return false
+}
+
+// appendName appends a copy of name to names, its bytes in buf (the header
+// it comes from is about to be deleted).
+func appendName(names [][]byte, buf, name []byte) ([][]byte, []byte) {
+	start := len(buf)
+	buf = append(buf, name...)
+	return append(names, buf[start:]), buf
 }
 
 // connectionTokens appends the comma-separated tokens of a Connection header
@@ -100,9 +126,7 @@ func connectionTokens(v []byte, names [][]byte, buf []byte) ([][]byte, []byte) {
 		if len(tok) == 0 || bytes.EqualFold(tok, connectionHeader) {
 			continue
 		}
-		start := len(buf)
-		buf = append(buf, tok...)
-		names = append(names, buf[start:])
+		names, buf = appendName(names, buf, tok)
 	}
 	return names, buf
 }
