@@ -135,3 +135,87 @@ func TestBreakerOpensOnFailureRatio(t *testing.T) {
 		t.Fatal("a 25% failure rate opened a breaker set to 50%")
 	}
 }
+
+// The failure ratio is over the window only: failures older than it no
+// longer count, so an upstream that failed a burst long ago and is fine
+// now stays in.
+func TestBreakerWindowForgets(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	b := NewBreaker("x", BreakerSettings{Failures: 100, FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second})
+	b.now = func() time.Time { return now }
+	do := func(n int, failed bool) {
+		for range n {
+			_ = b.Do(func() error {
+				if failed {
+					return errUpstream
+				}
+				return nil
+			})
+		}
+	}
+	do(15, true) // 15 failures, under MinRequests
+	now = now.Add(11 * time.Second)
+	do(5, false)
+	do(5, true) // 5 of 10 in the window: under MinRequests, the old 15 forgotten
+	if b.State() != gobreaker.StateClosed {
+		t.Fatal("failures from before the window opened the breaker")
+	}
+	now = now.Add(3 * time.Second)
+	do(5, false)
+	do(5, true) // 10 of 20 within 10 s
+	if b.State() != gobreaker.StateOpen {
+		t.Fatalf("half of 20 requests in the window failed and the breaker is %v", b.State())
+	}
+}
+
+// A breaker that recovered (half-open -> closed) starts from clean counts:
+// one failure after recovery does not reopen it on the strength of the
+// failures that opened it.
+func TestBreakerRecoveredStartsAfresh(t *testing.T) {
+	b := NewBreaker("x", BreakerSettings{Failures: 3, OpenFor: 20 * time.Millisecond, FailureRatio: 0.5, MinRequests: 4})
+	for range 3 {
+		_ = b.Do(func() error { return errUpstream })
+	}
+	if b.State() != gobreaker.StateOpen {
+		t.Fatal("3 failures did not open it")
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := b.Do(func() error { return nil }); err != nil || b.State() != gobreaker.StateClosed {
+		t.Fatalf("probe: %v, state %v", err, b.State())
+	}
+	_ = b.Do(func() error { return errUpstream })
+	_ = b.Do(func() error { return nil })
+	if b.State() != gobreaker.StateClosed {
+		t.Fatal("a failure after recovery reopened the breaker with the old counts")
+	}
+}
+
+// Many callers at once: the breaker opens exactly once and rejects after.
+func TestBreakerConcurrentCallersTripOnce(t *testing.T) {
+	var opened sync.WaitGroup
+	var opens int32
+	var mu sync.Mutex
+	b := NewBreaker("x", BreakerSettings{Failures: 5, OpenFor: time.Hour, OnStateChange: func(_ string, _, to gobreaker.State) {
+		if to == gobreaker.StateOpen {
+			mu.Lock()
+			opens++
+			mu.Unlock()
+		}
+	}})
+	for range 8 {
+		opened.Add(1)
+		go func() {
+			defer opened.Done()
+			for range 100 {
+				_ = b.Do(func() error { return errUpstream })
+			}
+		}()
+	}
+	opened.Wait()
+	if b.State() != gobreaker.StateOpen || opens != 1 {
+		t.Fatalf("state %v after 800 failures, opened %d times", b.State(), opens)
+	}
+	if err := b.Do(func() error { return nil }); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("open breaker let a call through: %v", err)
+	}
+}
