@@ -208,13 +208,15 @@ func setForwardedHeaders(ctx *fasthttp.RequestCtx, sc *scratch) {
 // reaches the routing core, let alone an upstream.
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
+	// Timeout() alone, not net.Error: in-memory connections time out
+	// with an error that has no Temporary.
+	var timeout interface{ Timeout() bool }
 	switch {
 	case errors.As(err, &small):
 		s.reject(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line and headers too large")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.reject(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case errors.As(err, &timeout) && timeout.Timeout():
 		s.reject(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
 	default:
 		s.reject(ctx, fasthttp.StatusBadRequest, "malformed request")

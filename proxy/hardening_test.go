@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/socialroute/socialroute/configs"
+	"github.com/valyala/fasthttp"
 )
 
 // Request smuggling and malformed requests: each gets a 4xx (or 508 for a
@@ -191,4 +192,58 @@ func TestSlowlorisDoesNotStopOtherClients(t *testing.T) {
 	if wire, _ := h.sent(); strings.Contains(wire, "203.0.113.66") {
 		t.Fatal("a slowloris request reached an upstream")
 	}
+}
+
+// A client that sends its headers and then trickles or stalls its body is
+// cut off by the body timeout and nothing reaches an upstream; a request
+// without a body (no body timeout armed for it) is served on the same kind
+// of connection, and the connection stays usable past that timeout.
+func TestStalledBodyIsCutOff(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) {
+		c.Listen.ReadTimeout = 2 * time.Second
+		c.Listen.BodyTimeout = 200 * time.Millisecond
+		c.Listen.IdleTimeout = 5 * time.Second
+	})
+	c, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 100\r\n\r\nhalf a bo")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a connection with a stalled body was still open after 5 s")
+	}
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		t.Fatalf("a stalled body was answered %q, want 408", firstLine(b))
+	}
+	t.Logf("stalled body: connection ended after %v with %q", time.Since(start).Round(time.Millisecond), firstLine(b))
+	if wire, _ := h.sent(); strings.Contains(wire, "half a bo") {
+		t.Fatalf("a partial body reached an upstream: %q", wire)
+	}
+
+	// Bodyless requests on one keep-alive connection, with a pause longer
+	// than the body timeout between them.
+	k, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	br := bufio.NewReader(k)
+	for i := range 2 {
+		io.WriteString(k, "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 7\r\n\r\n")
+		var resp fasthttp.Response
+		k.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if err := resp.Read(br); err != nil || resp.StatusCode() != 200 {
+			t.Fatalf("keep-alive request %d: %v, status %d", i, err, resp.StatusCode())
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(string(b), "\r\n")
+	return s
 }
