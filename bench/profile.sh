@@ -88,7 +88,8 @@ start_proxy socialroute "$WORK/bin/sprof" -config "$SR_CONFIG" -cpuprofile "$OUT
 	-memprofile "$OUT/allocs.pprof" -warmup "${WARMUP}s" -seconds "${SECONDS_PROF}s" || exit 1
 sprof_pid=$PROXY_PID
 run_wrk "http://127.0.0.1:${PORT[socialroute]}/feed" "$DURATION" "$OUT/wrk-pprof.out"
-for _ in $(seq 100); do kill -0 "$sprof_pid" 2>/dev/null || break; sleep 0.1; done
+# sprof serves on after its profile: wait for the profile to be written.
+for _ in $(seq 100); do grep -q 'sprof: requests' "$WORK/socialroute/stdout.log" 2>/dev/null && break; sleep 0.1; done
 stop_pid "$sprof_pid"
 stop_backends
 grep -h 'sprof:' "$WORK/socialroute/stdout.log" >&2

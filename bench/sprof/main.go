@@ -2,7 +2,8 @@
 // does (configs.Load, the table it names, proxy.New, Serve) and writes a
 // CPU profile of it with runtime/pprof, so that bench/profile.sh can show
 // where the request path spends its CPU under wrk's load. The profile
-// starts after -warmup and covers -seconds (or until SIGTERM/SIGINT).
+// starts after -warmup and covers -seconds (or until SIGTERM/SIGINT); it
+// serves on after the profile until SIGTERM/SIGINT.
 //
 //	GOMAXPROCS=1 taskset -c 0 go run ./bench/sprof -config bench/socialroute.yaml -cpuprofile cpu.pprof
 package main
@@ -81,9 +82,11 @@ func run(cfgPath, cpuOut, memOut string, warmup, seconds time.Duration) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "sprof: profiling for", seconds)
+	signalled := false
 	select {
 	case <-time.After(seconds):
 	case <-sigs:
+		signalled = true
 	}
 	pprof.StopCPUProfile()
 	if err := f.Close(); err != nil {
@@ -102,6 +105,12 @@ func run(cfgPath, cpuOut, memOut string, warmup, seconds time.Duration) error {
 	st := srv.Stats()
 	fmt.Fprintf(os.Stderr, "sprof: requests %d, retries %d, rejected %d, failed %d\n",
 		st.Requests.Load(), st.Retries.Load(), st.Rejected.Load(), st.Failed.Load())
+	if !signalled {
+		// Serve on until told to stop: the load outlasts the profile a
+		// little, and a proxy that vanished under it would show up as
+		// errors in its result.
+		<-sigs
+	}
 	return stop(srv, ln, served)
 }
 
