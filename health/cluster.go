@@ -82,6 +82,13 @@ type Options struct {
 	// Transport, if set, makes the transport of a pool ("lan" or "wan")
 	// bound to bind; tests use it to cut the network. Default: UDP/TCP.
 	Transport func(pool, bind string) (memberlist.NodeAwareTransport, error)
+	// WaitForBind makes Start succeed when a pool's port (not 0) is held by
+	// another process: the pool starts unbound, knowing no one, and binds
+	// and joins in the background as soon as the port is free. It is for
+	// upgrades, where the old process of this node holds the ports until
+	// its Close (see handover.go). Without it such a Start fails, which
+	// catches two nodes configured on one port.
+	WaitForBind bool
 }
 
 // Cluster is one proxy node's membership in the fleet and its view of every
@@ -105,6 +112,11 @@ type Cluster struct {
 	view    atomic.Pointer[view]
 	offered []paddedCounter // requests offered to each datacenter, for headroom
 	kick    chan struct{}
+	joinNow chan struct{} // a pool that waited for its port is bound: join now
+
+	closeOnce sync.Once
+	closeErr  error
+	closing   atomic.Bool // Close has begun: metadata changes stay local
 
 	placement *Placement                // the newest bucket map held (c.mu)
 	inbox     atomic.Pointer[Placement] // newest not yet handed to OnPlacement
@@ -176,6 +188,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		listed:  map[string]map[string]listedNode{"lan": {}, "wan": {}},
 		offered: make([]paddedCounter, len(o.Datacenters)),
 		kick:    make(chan struct{}, 1),
+		joinNow: make(chan struct{}, 1),
 		arrived: make(chan struct{}, 1),
 		now:     time.Now,
 	}
@@ -241,7 +254,28 @@ func (c *Cluster) newPool(name string, p PoolOptions, conf *memberlist.Config, l
 	conf.Label = label
 	conf.Delegate = &delegate{c: c}
 	conf.Events = &events{c: c, pool: name}
-	conf.Logger = newStdLogger(c.log.With("pool", name))
+	conf.Logger = newStdLogger(c.log.With("pool", name), c.opts.Node, &c.closing)
+	if c.opts.Transport == nil && c.opts.WaitForBind && port != 0 {
+		// Bind here rather than in memberlist.Create, to tell a held port
+		// from other failures and wait for it (handover.go).
+		t, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: conf.Logger})
+		switch {
+		case err == nil:
+			conf.Transport = t
+		case portHeld(err):
+			c.log.Warn("gossip port held by another process (an older process of this node, during an upgrade?); "+
+				"serving without this pool, datacenters judged by breakers alone, binding again in the background",
+				"pool", name, "address", p.Bind, "error", err)
+			conf.Transport = newWaitingTransport(name, host, port, c.log, conf.Logger, func() {
+				select {
+				case c.joinNow <- struct{}{}:
+				default:
+				}
+			})
+		default:
+			return nil, fmt.Errorf("health: %s pool: %w", name, err)
+		}
+	}
 	if c.opts.Transport != nil {
 		t, err := c.opts.Transport(name, p.Bind)
 		if err != nil {
@@ -259,6 +293,9 @@ func (c *Cluster) newPool(name string, p PoolOptions, conf *memberlist.Config, l
 	}
 	ml, err := memberlist.Create(conf)
 	if err != nil {
+		if conf.Transport != nil {
+			conf.Transport.Shutdown()
+		}
 		return nil, fmt.Errorf("health: %s pool: %w", name, err)
 	}
 	return ml, nil
@@ -289,7 +326,9 @@ func (c *Cluster) WANAddr() string {
 }
 
 // joinLoop joins each pool's seeds, retrying every second until one
-// answers; a node whose seeds are all down yet still works alone.
+// answers; a node whose seeds are all down yet still works alone. A pool
+// waiting for its port fails its joins until it is bound, and then joins
+// at once.
 func (c *Cluster) joinLoop(ctx context.Context) {
 	defer c.done.Done()
 	pending := map[*memberlist.Memberlist][]string{}
@@ -311,6 +350,7 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.joinNow:
 		case <-time.After(time.Second):
 		}
 	}
@@ -411,6 +451,9 @@ func (c *Cluster) gossipMeta(err error) {
 		c.log.Error("node metadata not gossiped", "error", err)
 		return
 	}
+	if c.closing.Load() {
+		return // the pools are leaving or gone; Close gossips what matters
+	}
 	for _, ml := range []*memberlist.Memberlist{c.lan, c.wan} {
 		if ml != nil {
 			if err := ml.UpdateNode(time.Second); err != nil {
@@ -477,26 +520,89 @@ func (c *Cluster) Members() []Member {
 	return out
 }
 
-// Close leaves both pools gracefully, then stops everything. It first
-// gossips that the node is draining: memberlist does not tell the others
-// whether a node that went away left or died, so a node that said it was
-// draining is taken to have left, and its datacenter is not declared down
-// for it.
+// Close leaves the fleet gracefully and releases the gossip ports; later
+// calls return the first one's result. The view of the fleet is frozen as
+// it was (Usable keeps answering from it), Members lists no one.
+//
+// Memberlist does not tell the others whether a node that went away left
+// or died, so a node that said it was draining is taken to have left, and
+// its datacenter is not declared down for it. Close therefore makes sure
+// every member has heard "draining" before it leaves: it updates its
+// metadata and pushes its state over TCP to each member (a push/pull, as a
+// join does), then leaves, then shuts the pools down. Called before the
+// HTTP drain, this frees the ports for the next process of an upgrade
+// (handover.go) within a second or two.
 func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.close() })
+	return c.closeErr
+}
+
+// closeTell bounds how long Close waits for members to take its state.
+const closeTell = 2 * time.Second
+
+func (c *Cluster) close() error {
 	c.cancel()
 	c.done.Wait()
-	c.SetState(Draining)
-	var errs []error
-	for _, ml := range []*memberlist.Memberlist{c.wan, c.lan} {
-		if ml == nil {
-			continue
-		}
-		if err := ml.Leave(2 * time.Second); err != nil {
-			errs = append(errs, err)
-		}
-		if err := ml.Shutdown(); err != nil {
-			errs = append(errs, err)
+	c.closing.Store(true)
+	c.mu.Lock()
+	c.state.State = Draining
+	err := c.publishMeta()
+	peers := map[string][]string{}
+	for pool, members := range c.listed {
+		for name, n := range members {
+			if name != c.opts.Node {
+				peers[pool] = append(peers[pool], n.addr)
+			}
 		}
 	}
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Error("node metadata not gossiped", "error", err)
+	}
+
+	pools := map[string]*memberlist.Memberlist{"lan": c.lan}
+	if c.wan != nil {
+		pools["wan"] = c.wan
+	}
+	var (
+		wg   sync.WaitGroup
+		emu  sync.Mutex
+		errs []error
+	)
+	for name, ml := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The new metadata is in the node's own state at once; the
+			// broadcast is a bonus, the push below the guarantee.
+			_ = ml.UpdateNode(100 * time.Millisecond)
+			if len(peers[name]) > 0 {
+				told := make(chan int, 1)
+				go func() { n, _ := ml.Join(peers[name]); told <- n }()
+				select {
+				case n := <-told:
+					c.log.Debug("told the fleet this node is draining", "pool", name, "members", n, "of", len(peers[name]))
+				case <-time.After(closeTell):
+					c.log.Warn("not every member heard that this node is draining before it left", "pool", name, "waited", closeTell)
+				}
+			}
+			var perr []error
+			if err := ml.Leave(2 * time.Second); err != nil {
+				perr = append(perr, fmt.Errorf("health: %s pool: leave: %w", name, err))
+			}
+			if err := ml.Shutdown(); err != nil {
+				perr = append(perr, fmt.Errorf("health: %s pool: shutdown: %w", name, err))
+			}
+			emu.Lock()
+			errs = append(errs, perr...)
+			emu.Unlock()
+		}()
+	}
+	wg.Wait()
+	c.mu.Lock()
+	for _, members := range c.listed {
+		clear(members)
+	}
+	c.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -360,3 +362,130 @@ func TestPartitionBetweenContinentsKeepsEachContinentServing(t *testing.T) {
 }
 
 var _ io.Closer = (*Cluster)(nil)
+
+// freePort returns a port free for both TCP and UDP on ip (memberlist
+// binds both).
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Skipf("cannot listen on %s (needs 127.0.0.0/8 on loopback): %v", ip, err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// An upgrade of one node with gossip on: the new process of edge-us-west
+// starts while the old one still holds the gossip ports. It starts at once,
+// alone (its health is its own word: every datacenter usable), binds when
+// the old one closes, and rejoins under the same name. Neither other node
+// ever finds us-west down: a node that leaves says so first.
+func TestUpgradedNodeWaitsForItsPortsAndRejoins(t *testing.T) {
+	ip := "127.0.3.2"
+	lan, wan := net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))), net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip)))
+	fixed := func(o *Options) {
+		o.LAN.Bind, o.WAN.Bind = lan, wan
+		o.WaitForBind = true
+	}
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, nil)
+	old := startNode(t, "edge-us-west", "us-west", ip, []string{east.LANAddr()}, []string{east.WANAddr()}, fixed)
+	eu := startNode(t, "edge-eu-west", "eu-west", "127.0.3.3", nil, []string{east.WANAddr()}, nil)
+	for _, n := range []*testNode{east, old, eu} {
+		eventually(t, 5*time.Second, n.name+" sees all three nodes", func() bool { return len(n.Members()) == 3 })
+	}
+
+	// Watch the other two nodes' view of us-west for the whole handover.
+	stop := make(chan struct{})
+	var sawDown atomic.Value
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		for {
+			for _, n := range []*testNode{east, eu} {
+				if s := n.Status()[usWest]; !s.Up {
+					sawDown.CompareAndSwap(nil, n.name+": "+s.Reason)
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+
+	next := startNode(t, "edge-us-west", "us-west", ip, []string{east.LANAddr()}, []string{east.WANAddr()}, fixed)
+	time.Sleep(300 * time.Millisecond)
+	if m := next.Members(); len(m) != 1 || m[0].Name != "edge-us-west" {
+		t.Fatalf("the new process joined while the old one held its ports: %+v", m)
+	}
+	for dc := range testTopology {
+		if !next.Usable(dc) {
+			t.Fatalf("the waiting process finds %s unusable: %+v", testTopology[dc].Name, next.Status()[dc])
+		}
+	}
+
+	left := time.Now()
+	if err := old.Close(); err != nil {
+		t.Logf("old process's Close: %v", err)
+	}
+	closed := time.Since(left)
+	if err := old.Close(); err != nil { // again: a no-op, not a panic
+		t.Logf("second Close: %v", err)
+	}
+	old.cancel = nil
+	for _, w := range []struct {
+		n     *testNode
+		pools []string
+	}{{east, []string{"lan", "wan"}}, {eu, []string{"wan"}}} {
+		eventually(t, 10*time.Second, w.n.name+" lists the new edge-us-west serving in "+strings.Join(w.pools, ", "), func() bool {
+			w.n.mu.Lock()
+			defer w.n.mu.Unlock()
+			for _, pool := range w.pools {
+				if m, ok := w.n.listed[pool]["edge-us-west"]; !ok || m.meta.State != Serving {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	eventually(t, 10*time.Second, "the new edge-us-west lists all three", func() bool { return len(next.Members()) == 3 })
+	back := time.Since(left)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	watch.Wait()
+	if d := sawDown.Load(); d != nil {
+		t.Fatalf("the upgrade took us-west down: %v", d)
+	}
+	for _, n := range []*testNode{east, eu} {
+		if s := n.Status()[usWest]; !s.Up || s.Nodes != 1 {
+			t.Fatalf("%s's view of us-west after the upgrade: %+v", n.name, s)
+		}
+	}
+	t.Logf("old node's Close took %v; old Close -> new node listed everywhere %v", closed.Round(time.Millisecond), back.Round(time.Millisecond))
+}
+
+// Without WaitForBind a held gossip port fails Start: two nodes configured
+// on one port are caught, not left waiting.
+func TestHeldPortFailsStartWithoutWaitForBind(t *testing.T) {
+	ip := "127.0.3.2"
+	lan := net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip)))
+	startNode(t, "edge-us-west", "us-west", ip, nil, nil, func(o *Options) { o.LAN.Bind, o.WAN.Bind = lan, "" })
+	_, err := Start(context.Background(), Options{
+		Node: "other", Datacenter: "us-west", Datacenters: testTopology, Key: testKey,
+		LAN: PoolOptions{Bind: lan}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err == nil || !portHeld(err) {
+		t.Fatalf("second Start on %s: %v", lan, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -108,17 +109,31 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 }
 
 // newStdLogger adapts memberlist's log.Logger to slog: its "[ERR]" and
-// "[WARN]" lines at warn, the rest at debug.
-func newStdLogger(l *slog.Logger) *log.Logger {
-	return log.New(slogWriter{l}, "", 0)
+// "[WARN]" lines at warn, the rest at debug, with two exceptions. A node
+// that comes back under its name (a restart, an upgrade) hears that it
+// left and refutes it, which memberlist logs as a warning: that one is
+// expected and said at info, in plain words (self is this node's name).
+// And once the node is closing, memberlist's loops may still try a socket
+// Shutdown just closed: those errors are at debug.
+func newStdLogger(l *slog.Logger, self string, closing *atomic.Bool) *log.Logger {
+	return log.New(slogWriter{l: l, rejoin: []byte("Refuting a dead message (from: " + self + ")"), closing: closing}, "", 0)
 }
 
-type slogWriter struct{ l *slog.Logger }
+type slogWriter struct {
+	l       *slog.Logger
+	rejoin  []byte
+	closing *atomic.Bool
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	msg := string(bytes.TrimSpace(p))
 	level := slog.LevelDebug
-	if bytes.Contains(p, []byte("[ERR]")) || bytes.Contains(p, []byte("[WARN]")) {
+	switch {
+	case bytes.Contains(p, w.rejoin):
+		w.l.Info("back in the fleet under this node's name: it had been recorded as left (a restart or an upgrade)", "memberlist", msg)
+		return len(p), nil
+	case w.closing != nil && w.closing.Load() && bytes.Contains(p, []byte("use of closed network connection")):
+	case bytes.Contains(p, []byte("[ERR]")) || bytes.Contains(p, []byte("[WARN]")):
 		level = slog.LevelWarn
 	}
 	w.l.Log(context.Background(), level, msg)
