@@ -46,6 +46,11 @@ func startGossip(ctx context.Context, cfg *configs.Config, link *fleetLink, log 
 		LAN:           poolOptions(g.LAN),
 		WAN:           poolOptions(g.WAN),
 		OnPlacement:   link.adopt,
+		// reuse_port says two processes of this node may overlap (an
+		// upgrade): then the new one serves at once and takes the gossip
+		// ports over when the old one leaves the fleet (health/handover.go).
+		// Without it, a held gossip port is an error, like a held HTTP port.
+		WaitForBind: cfg.Listen.ReusePort,
 	}
 	for _, d := range cfg.Datacenters {
 		o.Datacenters = append(o.Datacenters, health.Datacenter{Name: d.Name, Continent: d.Continent, MaxRPS: d.MaxRPS})

@@ -11,10 +11,10 @@ import (
 	"reflect"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/hashing"
-	"github.com/socialroute/socialroute/health"
 	"github.com/socialroute/socialroute/proxy"
 )
 
@@ -34,6 +34,12 @@ certificate that fails to load is logged and the old one keeps serving.
 Upgrading without downtime: set listen.reuse_port: true, start the new
 binary with the same config, wait until it logs "serving", then SIGTERM
 the old one; it drains as above while the new one takes new connections.
+With gossip on, the new process serves at once without gossip (its
+breakers judge the datacenters) and binds the gossip ports as soon as the
+old one, on SIGTERM, has left the fleet (first thing it does, before the
+drain); it then rejoins under the same node name. The fleet takes a node
+that leaves for one that left, not one that died: no datacenter goes down.
+Give every node a gossip join list, so that it finds the fleet again.
 
 Logs are structured (slog) on stderr; log.format and log.level choose how.`
 
@@ -129,7 +135,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			log.Info("draining", "signal", sig.String(), "timeout", cfg.Listen.ShutdownTimeout)
 			admin.SetDraining() // /readyz answers 503 from now on
 			if cluster != nil {
-				cluster.SetState(health.Draining) // the fleet learns this node is going, not dead
+				// Leave the fleet first, then drain: the fleet learns this
+				// node is going, not dead, and the gossip ports are free at
+				// once for the next process of an upgrade, instead of after
+				// a drain of up to shutdown_timeout. Meanwhile this process
+				// routes by the fleet's view as it was when it left, and by
+				// its breakers.
+				start := time.Now()
+				if err := cluster.Close(); err != nil {
+					log.Warn("leaving the fleet", "error", err)
+				}
+				log.Info("left the fleet; gossip ports released", "took", time.Since(start).Round(time.Millisecond))
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Listen.ShutdownTimeout)
 			err := srv.Shutdown(ctx)

@@ -1,13 +1,23 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/health"
+	"github.com/socialroute/socialroute/proxy"
 )
 
 // The zero-downtime upgrade, as an operator does it: under load, a second
@@ -118,4 +128,178 @@ func totalHits(web map[string]*webServer) int64 {
 		n += w.hits.Load()
 	}
 	return n
+}
+
+// The zero-downtime upgrade of one node of a gossiping fleet, under load:
+// three nodes (us-east, us-west, eu-west), us-west upgraded. The new
+// process starts while the old one holds the gossip ports, serves at once,
+// and binds them when the old one, on SIGTERM, has left the fleet; it
+// rejoins under the same name. No request fails, no connection is refused,
+// the other nodes list the new process as serving, and neither ever finds
+// us-west down (not in its log, not in its admin view).
+func TestEndToEndUpgradeWithGossipUnderLoad(t *testing.T) {
+	dcs := map[string]*killableDC{}
+	for i, d := range fleetTopology {
+		dcs[d.name] = startKillableDC(t, d.name, fmt.Sprintf("127.0.9.%d", i+1))
+	}
+	dir := t.TempDir()
+	nodes := map[string]*adminNode{}
+	for i, dc := range []string{"us-east", "us-west", "eu-west"} {
+		ip := fmt.Sprintf("127.0.10.%d", i+1)
+		n := &adminNode{fleetNode: fleetNode{dc: dc, ip: ip, config: filepath.Join(dir, dc+".yaml")}}
+		n.listen = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		n.lan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		n.wan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		n.admin = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		nodes[dc] = n
+	}
+	east, west, eu := nodes["us-east"], nodes["us-west"], nodes["eu-west"]
+	writeAdminFleetConfig(t, east, dcs, nil, nil)
+	writeAdminFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan})
+	writeAdminFleetConfig(t, eu, dcs, nil, []string{east.wan})
+	// us-west may run two processes at once: the upgrade.
+	b, err := os.ReadFile(west.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(west.config, []byte(strings.Replace(string(b), "listen:\n", "listen:\n  reuse_port: true\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(configs.GossipKeyEnv, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	t.Setenv(configs.AdminTokenEnv, e2eAdminToken)
+	for _, n := range []*adminNode{east, west, eu} {
+		n.proc = startProxy(t, n.config, n.listen)
+	}
+
+	// What a node's admin endpoint says of the fleet. Called from the
+	// watcher goroutine too, so it reports errors instead of failing.
+	client := &http.Client{Timeout: 2 * time.Second}
+	get := func(n *adminNode, path string, out any) error {
+		req, _ := http.NewRequest("GET", "http://"+n.admin+path, nil)
+		req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("GET %s on %s: %s", path, n.dc, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	westServing := func(n *adminNode) bool {
+		var m struct{ Members []health.Member }
+		if get(n, "/admin/members", &m) != nil {
+			return false
+		}
+		return len(m.Members) == 3 && slices.ContainsFunc(m.Members, func(m health.Member) bool {
+			return m.Name == "edge-us-west" && m.NodeState == "serving"
+		})
+	}
+	for _, n := range []*adminNode{east, eu} {
+		waitFor(t, n.dc+" to list all three nodes", func() bool { return westServing(n) })
+	}
+
+	// Watch the other two nodes' gossip view of us-west for the whole
+	// upgrade, through their admin endpoints.
+	stopWatch := make(chan struct{})
+	var downSeen atomic.Value
+	var looks atomic.Int64
+	var watching sync.WaitGroup
+	watching.Add(1)
+	go func() {
+		defer watching.Done()
+		for {
+			for _, n := range []*adminNode{east, eu} {
+				var d proxy.DatacenterView
+				if err := get(n, "/admin/datacenters/us-west", &d); err != nil {
+					downSeen.CompareAndSwap(nil, fmt.Sprintf("%s: %v", n.dc, err))
+				} else if d.Gossip == nil || !d.Gossip.Up {
+					downSeen.CompareAndSwap(nil, fmt.Sprintf("%s says us-west: %+v", n.dc, d.Gossip))
+				}
+				looks.Add(1)
+			}
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+
+	stop := make(chan struct{})
+	l, wg := runLoad(west.listen, 8, stop, true) // strict: only never-sent requests may be retried
+	time.Sleep(500 * time.Millisecond)
+	okBefore := l.ok.Load()
+
+	// The new binary beside the old one: it serves at once, without gossip.
+	old := west.proc
+	started := time.Now()
+	next := startProxy(t, west.config, west.listen)
+	waitFor(t, "the new process to serve", func() bool { return strings.Contains(next.logs.String(), "msg=serving") })
+	serving := time.Since(started)
+	if !strings.Contains(next.logs.String(), "gossip port held by another process") {
+		t.Errorf("the new process did not say it waits for the gossip ports:\n%s", next.logs.String())
+	}
+	time.Sleep(300 * time.Millisecond) // let the kernel hand it some connections
+
+	termed := time.Now()
+	if err := old.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old process to leave the fleet", func() bool { return strings.Contains(old.logs.String(), "left the fleet") })
+	leftAfter := time.Since(termed)
+	waitFor(t, "the new process to bind both gossip ports and join", func() bool {
+		return strings.Count(next.logs.String(), "gossip port bound") == 2 && strings.Count(next.logs.String(), "joined the fleet") == 2
+	})
+	joinedAfter := time.Since(termed)
+	for _, n := range []*adminNode{east, eu} {
+		waitFor(t, n.dc+" to list the new us-west process as serving", func() bool { return westServing(n) })
+	}
+	listedAfter := time.Since(termed)
+	select {
+	case err := <-old.done:
+		if err != nil {
+			t.Fatalf("old process exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("old process did not exit within 15s of SIGTERM")
+	}
+	exitedAfter := time.Since(termed)
+	okAtExit := l.ok.Load()
+	time.Sleep(700 * time.Millisecond) // load on the new process alone, in the fleet
+	close(stop)
+	wg.Wait()
+	close(stopWatch)
+	watching.Wait()
+
+	t.Logf("ok %d (before the upgrade %d, after the old exited %d), refused %d, failed %d",
+		l.ok.Load(), okBefore, l.ok.Load()-okAtExit, l.refused.Load(), l.failed.Load())
+	t.Logf("new process serving %v after its start; after SIGTERM: old left the fleet %v, new bound and joined %v, listed serving by us-east and eu-west %v, old exited %v; %d admin looks at us-west",
+		serving.Round(time.Millisecond), leftAfter.Round(time.Millisecond), joinedAfter.Round(time.Millisecond),
+		listedAfter.Round(time.Millisecond), exitedAfter.Round(time.Millisecond), looks.Load())
+	if l.failed.Load() != 0 {
+		t.Errorf("%d requests failed across the upgrade (first: %v)", l.failed.Load(), l.firstErr.Load())
+	}
+	if l.refused.Load() != 0 {
+		t.Errorf("%d connections refused across the upgrade", l.refused.Load())
+	}
+	if okBefore < 100 || l.ok.Load()-okAtExit < 100 {
+		t.Errorf("the load did not run on both sides of the upgrade: %d before, %d after", okBefore, l.ok.Load()-okAtExit)
+	}
+	if d := downSeen.Load(); d != nil {
+		t.Errorf("during the upgrade: %v", d)
+	}
+	for _, n := range []*adminNode{east, eu} {
+		if logTime.MatchString(n.proc.logs.String()) {
+			t.Errorf("%s logged us-west down during the upgrade:\n%s", n.dc, n.proc.logs.String())
+		}
+	}
+	if !strings.Contains(next.logs.String(), "back in the fleet under this node's name") {
+		t.Logf("note: the new process did not log its rejoin under the same name (the fleet may have forgotten the old one)")
+	}
+	next.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-next.done; err != nil {
+		t.Errorf("new process exited with %v", err)
+	}
 }
