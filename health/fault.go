@@ -123,8 +123,11 @@ func (t *FaultTransport) DialTimeout(addr string, timeout time.Duration) (net.Co
 	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
 }
 
-// Shutdown stops the transport.
+// Shutdown stops the transport: the inner one first, while its packets
+// and connections are still taken (its listeners block until they are, and
+// memberlist reads until Shutdown returns), then the forwarding.
 func (t *FaultTransport) Shutdown() error {
+	err := t.NodeAwareTransport.Shutdown()
 	close(t.done)
-	return t.NodeAwareTransport.Shutdown()
+	return err
 }
