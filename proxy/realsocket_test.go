@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/configs"
+	"github.com/valyala/fasthttp"
+)
+
+// The harness runs over in-memory pipes; these tests run the proxy on real
+// loopback sockets, where client and upstream connections are turnConns
+// (held-back writes, lazy deadlines), through the framings that stress
+// them: pipelined requests, bodies larger than a held write, and a
+// response that closes the connection.
+func TestOverRealSockets(t *testing.T) {
+	cfg := testConfig(t, func(c *configs.Config) {
+		for i := range c.Datacenters {
+			c.Datacenters[i].Upstreams = []string{startSizedBackend(t)}
+		}
+		c.Upstream.Timeout = 5 * time.Second
+	})
+	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	read := func(t *testing.T, br *bufio.Reader) *fasthttp.Response {
+		t.Helper()
+		resp := &fasthttp.Response{}
+		if err := resp.Read(br); err != nil {
+			t.Fatalf("reading a response: %v", err)
+		}
+		if resp.StatusCode() != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode(), resp.Body())
+		}
+		return resp
+	}
+	get := func(user, size int) string {
+		return fmt.Sprintf("GET /feed?size=%d HTTP/1.1\r\nHost: x\r\nX-User-ID: %d\r\n\r\n", size, user)
+	}
+
+	t.Run("pipelined", func(t *testing.T) {
+		c, br := dial(t)
+		sizes := []int{10, 70_000, 3}
+		var batch string
+		for i, n := range sizes {
+			batch += get(i+1, n)
+		}
+		if _, err := io.WriteString(c, batch); err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range sizes {
+			if body := read(t, br).Body(); !bytes.Equal(body, sizedBody(n)) {
+				t.Fatalf("pipelined response %d: %d bytes, want %d of the pattern", i, len(body), n)
+			}
+		}
+	})
+
+	t.Run("large bodies both ways", func(t *testing.T) {
+		c, br := dial(t)
+		for _, n := range []int{300_000, 5, 2 * maxHeldWrite} {
+			body := sizedBody(n)
+			fmt.Fprintf(c, "POST /upload?size=%d HTTP/1.1\r\nHost: x\r\nX-User-ID: 9\r\nContent-Length: %d\r\n\r\n", n, n)
+			if _, err := c.Write(body); err != nil {
+				t.Fatal(err)
+			}
+			resp := read(t, br)
+			if got := string(resp.Header.Peek("X-Body-Crc")); got != strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10) {
+				t.Fatalf("%d-byte request body arrived with crc %s", n, got)
+			}
+			if !bytes.Equal(resp.Body(), body) {
+				t.Fatalf("%d-byte response body: got %d bytes", n, len(resp.Body()))
+			}
+		}
+	})
+
+	t.Run("connection close", func(t *testing.T) {
+		c, br := dial(t)
+		io.WriteString(c, "GET /feed?size=20000 HTTP/1.1\r\nHost: x\r\nX-User-ID: 4\r\nConnection: close\r\n\r\n")
+		if body := read(t, br).Body(); len(body) != 20000 {
+			t.Fatalf("got %d bytes before the close", len(body))
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("after a Connection: close response: %v, want EOF", err)
+		}
+	})
+
+	t.Run("many keep-alive turns", func(t *testing.T) {
+		c, br := dial(t)
+		for i := range 300 {
+			n := (i * 7919) % 9000
+			io.WriteString(c, get(i, n))
+			if body := read(t, br).Body(); len(body) != n {
+				t.Fatalf("turn %d: %d bytes, want %d", i, len(body), n)
+			}
+		}
+	})
+}
+
+// sizedBody is n bytes of a pattern that shows misordered or lost bytes.
+func sizedBody(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + i%23)
+	}
+	return b
+}
+
+// startSizedBackend serves on loopback: a response body of ?size= bytes of
+// sizedBody, and the request body's CRC in X-Body-Crc.
+func startSizedBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Logger: quiet{}, MaxRequestBodySize: 1 << 20, Handler: func(ctx *fasthttp.RequestCtx) {
+		n, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("size")))
+		ctx.Response.Header.Set("X-Body-Crc", strconv.FormatUint(uint64(crc32.ChecksumIEEE(ctx.Request.Body())), 10))
+		ctx.SetBody(sizedBody(n))
+	}}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
