@@ -70,18 +70,7 @@ func TestHotKeyRoutingDoesNotAllocate(t *testing.T) {
 // answer read) allocates nothing.
 func TestTurnConnTurnDoesNotAllocate(t *testing.T) {
 	c, peer := turnPair(t)
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, err := peer.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := peer.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	go echo(peer, 64)
 	msg, buf := []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 64)
 	deadline := time.Now().Add(time.Minute)
 	allocs := testing.AllocsPerRun(200, func() {

@@ -42,6 +42,20 @@ func turnPair(t *testing.T) (*turnConn, net.Conn) {
 	return tc, peer
 }
 
+// echo writes back what it reads from peer, until an error.
+func echo(peer net.Conn, bufSize int) {
+	buf := make([]byte, bufSize)
+	for {
+		n, err := peer.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := peer.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
 func readN(t *testing.T, c net.Conn, n int) []byte {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -57,18 +71,7 @@ func readN(t *testing.T, c net.Conn, n int) []byte {
 // hold limit sent at once behind what was held.
 func TestTurnConnTurnsArriveInOrder(t *testing.T) {
 	c, peer := turnPair(t)
-	go func() { // an echo server answering each message with its length
-		buf := make([]byte, 1<<20)
-		for {
-			n, err := peer.Read(buf)
-			if err != nil {
-				return
-			}
-			if _, err := peer.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}()
+	go echo(peer, 1<<20)
 	for _, sizes := range [][]int{{5}, {100, 200, 300}, {4096}, {maxHeldWrite}, {10, maxHeldWrite + 1}, {3 * maxHeldWrite}, {1, 1, 1}} {
 		var want []byte
 		for i, n := range sizes {
@@ -260,16 +263,7 @@ func BenchmarkTurnConn(b *testing.B) {
 					return
 				}
 				defer peer.Close()
-				buf := make([]byte, 512)
-				for {
-					n, err := peer.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := peer.Write(buf[:n]); err != nil {
-						return
-					}
-				}
+				echo(peer, 512)
 			}()
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
