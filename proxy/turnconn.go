@@ -36,15 +36,18 @@ import (
 // at Close, so the peer sees exactly the bytes and order it would have seen;
 // only the moment of sending moves from the end of Write to the start of
 // the next Read, which on a request/response connection is the next thing
-// the caller does. Writes while a Read is in progress (a full-duplex user)
-// and writes larger than maxHeldWrite go out at once.
+// the caller does. Writes while a Read is in progress and writes larger
+// than maxHeldWrite go out at once. What it is not for: a full-duplex user
+// whose Write can block on a peer that waits for it to read (a tunnel); a
+// Read waits for a blocked Write to finish. fasthttp's server and
+// HostClient, its only users, never read and write one connection at once.
 type turnConn struct {
 	net.Conn
 	raw syscall.RawConn
 
 	wmu     sync.Mutex // orders writes; held while held-back bytes are being sent
 	held    *[]byte    // written by the caller, not yet sent; nil when none
-	reading bool       // a Read is in progress: writes go out at once
+	readers int        // Reads in progress: while any, writes go out at once
 
 	turn turn               // the Read in progress
 	step func(uintptr) bool // c.readStep, bound once
@@ -101,7 +104,7 @@ func turnDial(dial func(addr string) (net.Conn, error)) func(addr string) (net.C
 func (c *turnConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if !c.reading && c.heldLen()+len(b) <= maxHeldWrite {
+	if c.readers == 0 && c.heldLen()+len(b) <= maxHeldWrite {
 		if c.held == nil {
 			c.held = heldBufs.Get().(*[]byte)
 		}
@@ -167,7 +170,7 @@ func (c *turnConn) Read(p []byte) (int, error) {
 // answer and reads it.
 func (c *turnConn) read(p []byte) (int, error) {
 	c.wmu.Lock()
-	c.reading = true
+	c.readers++
 	if c.held == nil || len(p) == 0 {
 		c.wmu.Unlock()
 		n, err := c.Conn.Read(p)
@@ -274,7 +277,7 @@ func (c *turnConn) readStep(fd uintptr) bool {
 
 func (c *turnConn) endRead() {
 	c.wmu.Lock()
-	c.reading = false
+	c.readers--
 	c.wmu.Unlock()
 }
 
