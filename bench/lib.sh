@@ -218,6 +218,32 @@ run_wrk() {
 		-s "$BENCH/userid.lua" "$1" >"$3" 2>&1; } 2>"$3.cpu"
 }
 
+# Unbound kernel threads that run in bursts of milliseconds would stall
+# whichever proxy is on the core they land on and decide its p99: DAMON's
+# kdamond, which VMs with proactive reclaim run, took 3-8 ms at a time on
+# the proxy's core here (perf sched). keep_kthreads_off_proxy_cpu moves
+# them to the load core for the run, the same for every target, and
+# restore_kthreads gives them back their affinity. It needs root (or
+# CAP_SYS_NICE); without it nothing moves. KTHREADS_NOTE says what moved.
+KTHREADS_MOVED=() KTHREADS_NOTE=""
+keep_kthreads_off_proxy_cpu() {
+	[ ${#PIN_PROXY[@]} -gt 0 ] || return 0
+	local pid aff
+	for pid in $(pgrep -x 'kdamond\.[0-9]+' 2>/dev/null); do
+		aff=$(taskset -pc "$pid" 2>/dev/null | awk -F': ' '{print $2}')
+		[ -n "$aff" ] || continue
+		if taskset -pc "$LOAD_CPU" "$pid" >/dev/null 2>&1; then
+			KTHREADS_MOVED+=("$pid:$aff")
+			KTHREADS_NOTE="${KTHREADS_NOTE:+$KTHREADS_NOTE, }$(cat "/proc/$pid/comm" 2>/dev/null)"
+		fi
+	done
+}
+restore_kthreads() {
+	local e
+	for e in "${KTHREADS_MOVED[@]}"; do taskset -pc "${e#*:}" "${e%%:*}" >/dev/null 2>&1; done
+	KTHREADS_MOVED=()
+}
+
 # setup_pinning: PIN_PROXY/PIN_LOAD from PROXY_CPU/LOAD_CPU when taskset and
 # two cores are there; BOUND: a timeout(1) prefix for wrk.
 setup_pinning() {

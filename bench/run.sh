@@ -171,12 +171,14 @@ mkdir -p "$WORK/bin"
 PIDS=()
 cleanup() {
 	stop_all
+	restore_kthreads
 	if [ "$KEEP" = 1 ]; then note "work folder kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 check_ports_free || exit 2
+keep_kthreads_off_proxy_cpu
 
 SR_SKIP=""
 if [[ ",$TARGETS," == *,socialroute,* ]]; then build_socialroute; fi
@@ -366,6 +368,7 @@ v_wrk=$(wrk -v 2>&1 | awk 'NR==1{print $2}')
 v_go=$(have go && go env GOVERSION 2>/dev/null)
 pinning="proxy on core $PROXY_CPU, wrk and backends on core $LOAD_CPU"
 [ ${#PIN_PROXY[@]} -eq 0 ] && pinning="none"
+[ -n "$KTHREADS_NOTE" ] && pinning="$pinning; kernel threads moved there too: $KTHREADS_NOTE"
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 if [ -n "$REPORT" ]; then now=$REPORT_TIME commit=$REPORT_COMMIT pinning=$REPORT_PINNING; fi
 
