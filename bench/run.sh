@@ -408,6 +408,26 @@ if [ -n "$h" ] && [ -n "$s" ]; then
 		-v hr="${R_RATIO[haproxy#$h]}" -v sp="${R_P99[socialroute#$s]}" -v hp="${R_P99[haproxy#$h]}" 'BEGIN {
 		printf "\nsocialroute / haproxy: CPU per request x%.2f (proxy/wrk x%.2f), p99 x%.2f  (goal: <= 1, <= 1)\n",
 			sc / hc, sr / hr, sp / hp }'
+	# The rows above are each target's median run, which may come from
+	# different rounds; a round measures every target at one moment of the
+	# machine, so its ratios are the steadier comparison.
+	rounds=""
+	for ((r = 1; r <= RUNS; r++)); do
+		a=${R_PCPU[socialroute#$r]:-} b=${R_PCPU[haproxy#$r]:-}
+		[ -n "$a" ] && [ -n "$b" ] || continue
+		rounds+="$a ${R_P99[socialroute#$r]} $b ${R_P99[haproxy#$r]}"$'\n'
+	done
+	n=$(printf '%s' "$rounds" | grep -c .)
+	if [ "$n" -gt 1 ]; then
+		median_range() {
+			sort -g | awk '{v[NR] = $1} END {
+				m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+				printf "x%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
+		}
+		cpu=$(printf '%s' "$rounds" | awk 'NF {printf "%.4f\n", $1 / $3}' | median_range)
+		p99=$(printf '%s' "$rounds" | awk 'NF {printf "%.4f\n", $2 / $4}' | median_range)
+		echo "round by round, median (range) of $n: CPU per request $cpu, p99 $p99"
+	fi
 fi
 cat <<'EOF'
 
