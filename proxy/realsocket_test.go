@@ -28,6 +28,7 @@ func TestOverRealSockets(t *testing.T) {
 			c.Datacenters[i].Upstreams = []string{startSizedBackend(t)}
 		}
 		c.Upstream.Timeout = 5 * time.Second
+		c.Listen.WriteTimeout = 300 * time.Millisecond
 	})
 	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -112,6 +113,36 @@ func TestOverRealSockets(t *testing.T) {
 		if _, err := br.ReadByte(); err != io.EOF {
 			t.Fatalf("after a Connection: close response: %v, want EOF", err)
 		}
+	})
+
+	// A client that asks for a large response and never reads it: the
+	// write blocks once the socket buffers are full, and the write timeout
+	// ends the connection instead of letting it pin the response (and the
+	// connection) forever. Other clients are served meanwhile.
+	t.Run("client that never reads", func(t *testing.T) {
+		c, br := dial(t)
+		// A fixed receive buffer bounds what the kernel takes for the
+		// client; not below an MSS (64 KiB on loopback), or the sender's
+		// silly-window avoidance stalls the stream instead of the client.
+		_ = c.(*net.TCPConn).SetReadBuffer(256 << 10)
+		const size = 16 << 20
+		io.WriteString(c, get(3, size))
+		time.Sleep(300 * time.Millisecond)
+		other, obr := dial(t)
+		io.WriteString(other, get(4, 10))
+		if body := read(t, obr).Body(); len(body) != 10 {
+			t.Fatalf("another client got %d bytes while one did not read", len(body))
+		}
+		time.Sleep(1500 * time.Millisecond) // well past the 300 ms write timeout
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, br)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("the connection of a client that did not read was still open 10 s on (%d bytes read)", n)
+		}
+		if n >= size {
+			t.Fatalf("read %d bytes: the whole response waited for a client that did not read", n)
+		}
+		t.Logf("the proxy gave up after %d of %d bytes (%v)", n, size, err)
 	})
 
 	t.Run("many keep-alive turns", func(t *testing.T) {
