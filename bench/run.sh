@@ -9,7 +9,9 @@
 #   nginx        hash $http_x_user_id consistent, worker_processes 1
 #   socialroute  social-hash table + rendezvous + breakers, GOMAXPROCS=1
 # The proxy under test is pinned to one core (--proxy-cpu, default 0);
-# wrk and the backends share the other (--load-cpu, default 1).
+# wrk and the backends share the other (--load-cpu, default 1), and so do,
+# for the run, kernel threads that stall a core for milliseconds (kdamond;
+# their affinity is restored at exit, and the header says what moved).
 #
 # For each target it reports req/s, p50/p99 latency (wrk), the proxy's CPU
 # time per request (utime+stime of its processes from /proc/PID/stat,
@@ -21,7 +23,9 @@
 # compares across machines where microseconds do not.
 #
 # With --runs N every target is measured N times, interleaved, and the run
-# with the median proxy CPU per request is shown (all runs go to the JSON).
+# with the median proxy CPU per request is shown (all runs go to the JSON);
+# a last line gives socialroute's ratios to HAProxy round by round, the
+# steadier comparison on a noisy machine.
 #
 # It installs nothing. It uses what is there and says what is missing:
 #   wrk              required (Debian: wrk)
