@@ -114,7 +114,11 @@ others_ticks() {
 bench_build() {
 	local name=$1
 	printf '{"Replace": {"%s": "%s"}}\n' "$ROOT/bench/$name/main.go" "$BENCH/$name/main.go" >"$WORK/overlay-$name.json"
-	(cd "$ROOT" && go build -overlay "$WORK/overlay-$name.json" -o "$WORK/bin/$name" "./bench/$name")
+	# sprof stands in for the socialroute binary, so it gets the same
+	# profile-guided optimization (cmd/socialroute/default.pgo).
+	local pgo=()
+	if [ "$name" = sprof ] && [ -f "$ROOT/cmd/socialroute/default.pgo" ]; then pgo=(-pgo "$ROOT/cmd/socialroute/default.pgo"); fi
+	(cd "$ROOT" && go build "${pgo[@]}" -overlay "$WORK/overlay-$name.json" -o "$WORK/bin/$name" "./bench/$name")
 }
 
 # build_socialroute: the binary, a USERS-user table and a config copy in
