@@ -18,10 +18,8 @@ import (
 // node without touching the machine's. Cut must be safe for concurrent use.
 type FaultTransport struct {
 	memberlist.NodeAwareTransport
-	cut     func(ip string) bool
-	packets chan *memberlist.Packet
-	streams chan net.Conn
-	done    chan struct{}
+	cut   func(ip string) bool
+	relay *relay
 }
 
 var _ memberlist.NodeAwareTransport = (*FaultTransport)(nil)
@@ -40,60 +38,16 @@ func NewFaultTransport(bind string, cut func(ip string) bool) (*FaultTransport, 
 	if err != nil {
 		return nil, fmt.Errorf("health: fault transport: %w", err)
 	}
-	t := &FaultTransport{NodeAwareTransport: nt, cut: cut,
-		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
-	go func() {
-		for {
-			select {
-			case p := <-nt.PacketCh():
-				if t.cut(ipOf(p.From.String())) {
-					continue
-				}
-				select {
-				case t.packets <- p:
-				case <-t.done:
-					return
-				}
-			case <-t.done:
-				return
-			}
-		}
-	}()
-	go func() {
-		for {
-			select {
-			case c := <-nt.StreamCh():
-				if t.cut(ipOf(c.RemoteAddr().String())) {
-					c.Close()
-					continue
-				}
-				select {
-				case t.streams <- c:
-				case <-t.done:
-					c.Close()
-					return
-				}
-			case <-t.done:
-				return
-			}
-		}
-	}()
+	t := &FaultTransport{NodeAwareTransport: nt, cut: cut, relay: newRelay()}
+	t.relay.start(nt, cut)
 	return t, nil
 }
 
-func ipOf(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
-}
-
 // PacketCh delivers the packets that were not cut.
-func (t *FaultTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+func (t *FaultTransport) PacketCh() <-chan *memberlist.Packet { return t.relay.packets }
 
 // StreamCh delivers the connections that were not cut.
-func (t *FaultTransport) StreamCh() <-chan net.Conn { return t.streams }
+func (t *FaultTransport) StreamCh() <-chan net.Conn { return t.relay.streams }
 
 // WriteToAddress sends b unless its destination is cut; then it is lost.
 func (t *FaultTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
@@ -123,11 +77,9 @@ func (t *FaultTransport) DialTimeout(addr string, timeout time.Duration) (net.Co
 	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
 }
 
-// Shutdown stops the transport: the inner one first, while its packets
-// and connections are still taken (its listeners block until they are, and
-// memberlist reads until Shutdown returns), then the forwarding.
+// Shutdown stops the inner transport, then the relay (in relay's order).
 func (t *FaultTransport) Shutdown() error {
 	err := t.NodeAwareTransport.Shutdown()
-	close(t.done)
+	t.relay.stop()
 	return err
 }

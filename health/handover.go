@@ -85,12 +85,9 @@ type waitingTransport struct {
 	onBound  func()
 	since    time.Time
 	inner    atomic.Pointer[memberlist.NetTransport]
-	packets  chan *memberlist.Packet
-	streams  chan net.Conn
+	relay    *relay        // from inner, once bound
 	stopBind chan struct{} // closed by Shutdown: stop trying to bind
-	done     chan struct{} // closed by Shutdown once inner is shut: stop forwarding
 	binding  sync.WaitGroup
-	forwards sync.WaitGroup
 	shutOnce sync.Once
 }
 
@@ -101,8 +98,7 @@ var _ memberlist.NodeAwareTransport = (*waitingTransport)(nil)
 func newWaitingTransport(pool, host string, port int, l *slog.Logger, mlLog *log.Logger, onBound func()) *waitingTransport {
 	t := &waitingTransport{
 		host: host, port: port, pool: pool, log: l, mlLog: mlLog, onBound: onBound, since: time.Now(),
-		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
-		stopBind: make(chan struct{}), done: make(chan struct{}),
+		relay: newRelay(), stopBind: make(chan struct{}),
 	}
 	t.binding.Add(1)
 	go t.bindLoop()
@@ -136,48 +132,13 @@ func (t *waitingTransport) bindLoop() {
 			continue
 		}
 		t.inner.Store(nt)
-		t.forwards.Add(2)
-		go t.forwardPackets(nt)
-		go t.forwardStreams(nt)
+		t.relay.start(nt, nil)
 		t.log.Info("gossip port bound; joining the fleet", "pool", t.pool, "address", t.address(),
 			"waited", time.Since(t.since).Round(time.Millisecond), "attempts", attempts)
 		if t.onBound != nil {
 			t.onBound()
 		}
 		return
-	}
-}
-
-func (t *waitingTransport) forwardPackets(nt *memberlist.NetTransport) {
-	defer t.forwards.Done()
-	for {
-		select {
-		case p := <-nt.PacketCh():
-			select {
-			case t.packets <- p:
-			case <-t.done:
-				return
-			}
-		case <-t.done:
-			return
-		}
-	}
-}
-
-func (t *waitingTransport) forwardStreams(nt *memberlist.NetTransport) {
-	defer t.forwards.Done()
-	for {
-		select {
-		case c := <-nt.StreamCh():
-			select {
-			case t.streams <- c:
-			case <-t.done:
-				c.Close()
-				return
-			}
-		case <-t.done:
-			return
-		}
 	}
 }
 
@@ -229,14 +190,13 @@ func (t *waitingTransport) DialTimeout(addr string, timeout time.Duration) (net.
 }
 
 // PacketCh delivers the bound transport's packets (none before).
-func (t *waitingTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
+func (t *waitingTransport) PacketCh() <-chan *memberlist.Packet { return t.relay.packets }
 
 // StreamCh delivers the bound transport's connections (none before).
-func (t *waitingTransport) StreamCh() <-chan net.Conn { return t.streams }
+func (t *waitingTransport) StreamCh() <-chan net.Conn { return t.relay.streams }
 
-// Shutdown stops binding, then shuts the bound transport down while its
-// packets are still forwarded (its listeners block until they are taken;
-// memberlist reads until this returns), then stops forwarding.
+// Shutdown stops binding, then the bound transport, then the relay (in
+// relay's order).
 func (t *waitingTransport) Shutdown() error {
 	var err error
 	t.shutOnce.Do(func() {
@@ -245,8 +205,7 @@ func (t *waitingTransport) Shutdown() error {
 		if nt := t.inner.Load(); nt != nil {
 			err = nt.Shutdown()
 		}
-		close(t.done)
-		t.forwards.Wait()
+		t.relay.stop()
 	})
 	return err
 }
