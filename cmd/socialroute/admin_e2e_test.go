@@ -45,28 +45,82 @@ func writeAdminFleetConfig(t *testing.T, n *adminNode, dcs map[string]*killableD
 	}
 }
 
-// adminCall sends one request to a node's admin endpoint with the token and
-// decodes a JSON answer into out (if not nil).
+// adminCall sends one request to a node's admin endpoint with the token,
+// decodes a JSON answer into out (if not nil) and returns the status; any
+// error fails the test, so it is for the test's own goroutine.
 func adminCall(t *testing.T, n *adminNode, method, path, body string, out any) int {
 	t.Helper()
+	code, err := adminDo(n, method, path, body, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// adminClient bounds every admin call, so a wedged node fails a test instead
+// of hanging it.
+var adminClient = &http.Client{Timeout: 5 * time.Second}
+
+// adminDo is adminCall for any goroutine: it returns the error instead.
+func adminDo(n *adminNode, method, path, body string, out any) (int, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, "http://"+n.admin+path, rd)
 	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s on %s: %v", method, path, n.dc, err)
+		return 0, fmt.Errorf("%s %s on %s: %v", method, path, n.dc, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if out != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s on %s: %v in %s", method, path, n.dc, err, b)
+			return resp.StatusCode, fmt.Errorf("%s %s on %s: %v in %s", method, path, n.dc, err, b)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
+}
+
+// layOutAdminFleet starts the fleet's datacenters on dcNet.1-n and lays out
+// three gossiping nodes with their admin endpoints on nodeNet.1-3 (us-east,
+// us-west, eu-west), writing their configs: us-west joins us-east on both
+// pools, eu-west joins it on the WAN. A caller may change a config before
+// startAdminFleet.
+func layOutAdminFleet(t *testing.T, dcNet, nodeNet string) (east, west, eu *adminNode) {
+	t.Helper()
+	dcs := map[string]*killableDC{}
+	for i, d := range fleetTopology {
+		dcs[d.name] = startKillableDC(t, d.name, fmt.Sprintf("%s.%d", dcNet, i+1))
+	}
+	dir := t.TempDir()
+	var nodes []*adminNode
+	for i, dc := range []string{"us-east", "us-west", "eu-west"} {
+		ip := fmt.Sprintf("%s.%d", nodeNet, i+1)
+		n := &adminNode{fleetNode: fleetNode{dc: dc, ip: ip, config: filepath.Join(dir, dc+".yaml")}}
+		n.listen = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		n.lan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		n.wan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		n.admin = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
+		nodes = append(nodes, n)
+	}
+	east, west, eu = nodes[0], nodes[1], nodes[2]
+	writeAdminFleetConfig(t, east, dcs, nil, nil)
+	writeAdminFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan})
+	writeAdminFleetConfig(t, eu, dcs, nil, []string{east.wan})
+	return east, west, eu
+}
+
+// startAdminFleet starts the nodes with the fleet's gossip key and admin
+// token.
+func startAdminFleet(t *testing.T, nodes ...*adminNode) {
+	t.Helper()
+	t.Setenv(configs.GossipKeyEnv, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+	t.Setenv(configs.AdminTokenEnv, e2eAdminToken)
+	for _, n := range nodes {
+		n.proc = startProxy(t, n.config, n.listen)
+	}
 }
 
 // servedBy sends GET /users/<user>/feed through n and returns the
@@ -97,32 +151,9 @@ func mapOf(t *testing.T, n *adminNode, bucket uint32) proxy.BucketView {
 // within gossip's time; two nodes changing the same bucket at the same
 // time end with the same map everywhere (highest version, then node name).
 func TestEndToEndAdminChangesSpreadAcrossTheFleet(t *testing.T) {
-	dcs := map[string]*killableDC{}
-	for i, d := range fleetTopology {
-		dcs[d.name] = startKillableDC(t, d.name, fmt.Sprintf("127.0.8.%d", i+1))
-	}
-	dir := t.TempDir()
-	nodes := map[string]*adminNode{}
-	var all []*adminNode
-	for i, dc := range []string{"us-east", "us-west", "eu-west"} {
-		ip := fmt.Sprintf("127.0.7.%d", i+1)
-		n := &adminNode{fleetNode: fleetNode{dc: dc, ip: ip, config: filepath.Join(dir, dc+".yaml")}}
-		n.listen = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		n.lan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		n.wan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		n.admin = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		nodes[dc] = n
-		all = append(all, n)
-	}
-	east, west, eu := nodes["us-east"], nodes["us-west"], nodes["eu-west"]
-	writeAdminFleetConfig(t, east, dcs, nil, nil)
-	writeAdminFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan})
-	writeAdminFleetConfig(t, eu, dcs, nil, []string{east.wan})
-	t.Setenv(configs.GossipKeyEnv, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-	t.Setenv(configs.AdminTokenEnv, e2eAdminToken)
-	for _, n := range all {
-		n.proc = startProxy(t, n.config, n.listen)
-	}
+	east, west, eu := layOutAdminFleet(t, "127.0.8", "127.0.7")
+	all := []*adminNode{east, west, eu}
+	startAdminFleet(t, all...)
 	for _, n := range all {
 		deadline := time.Now().Add(3 * time.Second)
 		for {
@@ -226,16 +257,9 @@ func TestEndToEndAdminChangesSpreadAcrossTheFleet(t *testing.T) {
 				MapVersion uint64 `json:"map_version"`
 			}
 			// Not adminCall: it may not stop the test from this goroutine.
-			req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/admin/buckets/%d/pin", n.admin, e.Bucket), strings.NewReader(fmt.Sprintf(`{"datacenter": %q}`, dc)))
-			req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Errorf("concurrent pin on %s: %v", n.dc, err)
-				return
-			}
-			defer resp.Body.Close()
-			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
-				t.Errorf("concurrent pin on %s: %d %v", n.dc, resp.StatusCode, err)
+			code, err := adminDo(n, "POST", fmt.Sprintf("/admin/buckets/%d/pin", e.Bucket), fmt.Sprintf(`{"datacenter": %q}`, dc), &r)
+			if err != nil || code != 200 {
+				t.Errorf("concurrent pin on %s: %d %v", n.dc, code, err)
 			}
 			mu.Lock()
 			results["edge-"+n.dc] = r.MapVersion

@@ -118,6 +118,20 @@ type proxyProcess struct {
 	done chan error
 }
 
+// waitExit waits for p to exit after SIGTERM: within 15 s, with status 0,
+// or the test fails.
+func (p *proxyProcess) waitExit(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%s exited with %v after SIGTERM", what, err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not exit within 15s of SIGTERM", what)
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -315,14 +329,7 @@ func TestEndToEndReloadAndDrainUnderLoad(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("proxy exited with %v after SIGTERM", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("proxy did not exit within 15s of SIGTERM")
-	}
+	p.waitExit(t, "proxy")
 	close(stop)
 	wg.Wait()
 	if l.failed.Load() != 0 {

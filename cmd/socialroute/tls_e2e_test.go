@@ -436,12 +436,5 @@ log:
 	pre.Close()
 	client.CloseIdleConnections()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("proxy exited with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("proxy did not exit within 15s of SIGTERM")
-	}
+	p.waitExit(t, "proxy")
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/health"
 	"github.com/socialroute/socialroute/proxy"
 )
@@ -59,14 +56,7 @@ func TestEndToEndUpgradeUnderLoad(t *testing.T) {
 	if err := old.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-old.done:
-		if err != nil {
-			t.Fatalf("old process exited with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("old process did not exit within 15s of SIGTERM")
-	}
+	old.waitExit(t, "old process")
 	// Load keeps going on the new process alone.
 	okAtExit := l.ok.Load()
 	time.Sleep(500 * time.Millisecond)
@@ -75,23 +65,13 @@ func TestEndToEndUpgradeUnderLoad(t *testing.T) {
 
 	t.Logf("ok %d (before upgrade %d, after the old exited %d), refused %d, failed %d; web tier saw %d",
 		l.ok.Load(), okBefore, l.ok.Load()-okAtExit, l.refused.Load(), l.failed.Load(), totalHits(web)-webBefore)
-	if l.failed.Load() != 0 {
-		t.Errorf("%d requests failed across the upgrade (first: %v)", l.failed.Load(), l.firstErr.Load())
-	}
-	if l.refused.Load() != 0 {
-		t.Errorf("%d connections refused across the upgrade", l.refused.Load())
-	}
-	if okBefore < 100 || l.ok.Load()-okAtExit < 100 {
-		t.Errorf("the load did not run on both sides of the upgrade: %d before, %d after", okBefore, l.ok.Load()-okAtExit)
-	}
+	checkUpgradeLoad(t, l, okBefore, okAtExit)
 	if !strings.Contains(old.logs.String(), "stopped") {
 		t.Errorf("the old process did not drain:\n%s", old.logs.String())
 	}
 	// The new process is the one serving now: SIGTERM it cleanly too.
 	next.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-next.done; err != nil {
-		t.Errorf("new process exited with %v", err)
-	}
+	next.waitExit(t, "new process")
 }
 
 // Without listen.reuse_port a second process on the same address fails
@@ -122,6 +102,22 @@ func TestEndToEndSecondProcessNeedsReusePort(t *testing.T) {
 	}
 }
 
+// checkUpgradeLoad asserts what an upgrade under strict load must keep: no
+// failed request, no refused connection, and load served on both sides of
+// it (okBefore answers before, and since okAtExit, when the old one left).
+func checkUpgradeLoad(t *testing.T, l *load, okBefore, okAtExit int64) {
+	t.Helper()
+	if l.failed.Load() != 0 {
+		t.Errorf("%d requests failed across the upgrade (first: %v)", l.failed.Load(), l.firstErr.Load())
+	}
+	if l.refused.Load() != 0 {
+		t.Errorf("%d connections refused across the upgrade", l.refused.Load())
+	}
+	if okBefore < 100 || l.ok.Load()-okAtExit < 100 {
+		t.Errorf("the load did not run on both sides of the upgrade: %d before, %d after", okBefore, l.ok.Load()-okAtExit)
+	}
+}
+
 func totalHits(web map[string]*webServer) int64 {
 	var n int64
 	for _, w := range web {
@@ -138,25 +134,7 @@ func totalHits(web map[string]*webServer) int64 {
 // the other nodes list the new process as serving, and neither ever finds
 // us-west down (not in its log, not in its admin view).
 func TestEndToEndUpgradeWithGossipUnderLoad(t *testing.T) {
-	dcs := map[string]*killableDC{}
-	for i, d := range fleetTopology {
-		dcs[d.name] = startKillableDC(t, d.name, fmt.Sprintf("127.0.9.%d", i+1))
-	}
-	dir := t.TempDir()
-	nodes := map[string]*adminNode{}
-	for i, dc := range []string{"us-east", "us-west", "eu-west"} {
-		ip := fmt.Sprintf("127.0.10.%d", i+1)
-		n := &adminNode{fleetNode: fleetNode{dc: dc, ip: ip, config: filepath.Join(dir, dc+".yaml")}}
-		n.listen = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		n.lan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		n.wan = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		n.admin = fmt.Sprintf("%s:%d", ip, freePort(t, ip))
-		nodes[dc] = n
-	}
-	east, west, eu := nodes["us-east"], nodes["us-west"], nodes["eu-west"]
-	writeAdminFleetConfig(t, east, dcs, nil, nil)
-	writeAdminFleetConfig(t, west, dcs, []string{east.lan}, []string{east.wan})
-	writeAdminFleetConfig(t, eu, dcs, nil, []string{east.wan})
+	east, west, eu := layOutAdminFleet(t, "127.0.9", "127.0.10")
 	// us-west may run two processes at once: the upgrade.
 	b, err := os.ReadFile(west.config)
 	if err != nil {
@@ -165,27 +143,16 @@ func TestEndToEndUpgradeWithGossipUnderLoad(t *testing.T) {
 	if err := os.WriteFile(west.config, []byte(strings.Replace(string(b), "listen:\n", "listen:\n  reuse_port: true\n", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(configs.GossipKeyEnv, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-	t.Setenv(configs.AdminTokenEnv, e2eAdminToken)
-	for _, n := range []*adminNode{east, west, eu} {
-		n.proc = startProxy(t, n.config, n.listen)
-	}
+	startAdminFleet(t, east, west, eu)
 
 	// What a node's admin endpoint says of the fleet. Called from the
 	// watcher goroutine too, so it reports errors instead of failing.
-	client := &http.Client{Timeout: 2 * time.Second}
 	get := func(n *adminNode, path string, out any) error {
-		req, _ := http.NewRequest("GET", "http://"+n.admin+path, nil)
-		req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
+		code, err := adminDo(n, "GET", path, "", out)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("GET %s on %s: %d", path, n.dc, code)
 		}
-		defer resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("GET %s on %s: %s", path, n.dc, resp.Status)
-		}
-		return json.NewDecoder(resp.Body).Decode(out)
+		return err
 	}
 	westServing := func(n *adminNode) bool {
 		var m struct{ Members []health.Member }
@@ -257,14 +224,7 @@ func TestEndToEndUpgradeWithGossipUnderLoad(t *testing.T) {
 		waitFor(t, n.dc+" to list the new us-west process as serving", func() bool { return westServing(n) })
 	}
 	listedAfter := time.Since(termed)
-	select {
-	case err := <-old.done:
-		if err != nil {
-			t.Fatalf("old process exited with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("old process did not exit within 15s of SIGTERM")
-	}
+	old.waitExit(t, "old process")
 	exitedAfter := time.Since(termed)
 	okAtExit := l.ok.Load()
 	time.Sleep(700 * time.Millisecond) // load on the new process alone, in the fleet
@@ -278,15 +238,7 @@ func TestEndToEndUpgradeWithGossipUnderLoad(t *testing.T) {
 	t.Logf("new process serving %v after its start; after SIGTERM: old left the fleet %v, new bound and joined %v, listed serving by us-east and eu-west %v, old exited %v; %d admin looks at us-west",
 		serving.Round(time.Millisecond), leftAfter.Round(time.Millisecond), joinedAfter.Round(time.Millisecond),
 		listedAfter.Round(time.Millisecond), exitedAfter.Round(time.Millisecond), looks.Load())
-	if l.failed.Load() != 0 {
-		t.Errorf("%d requests failed across the upgrade (first: %v)", l.failed.Load(), l.firstErr.Load())
-	}
-	if l.refused.Load() != 0 {
-		t.Errorf("%d connections refused across the upgrade", l.refused.Load())
-	}
-	if okBefore < 100 || l.ok.Load()-okAtExit < 100 {
-		t.Errorf("the load did not run on both sides of the upgrade: %d before, %d after", okBefore, l.ok.Load()-okAtExit)
-	}
+	checkUpgradeLoad(t, l, okBefore, okAtExit)
 	if d := downSeen.Load(); d != nil {
 		t.Errorf("during the upgrade: %v", d)
 	}
@@ -299,7 +251,5 @@ func TestEndToEndUpgradeWithGossipUnderLoad(t *testing.T) {
 		t.Logf("note: the new process did not log its rejoin under the same name (the fleet may have forgotten the old one)")
 	}
 	next.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-next.done; err != nil {
-		t.Errorf("new process exited with %v", err)
-	}
+	next.waitExit(t, "new process")
 }
