@@ -89,15 +89,12 @@ func isConnection(k []byte) bool {
 	return len(k) == len(connectionHeader) && bytes.EqualFold(k, connectionHeader)
 }
 
-// isHopHeader reports whether k is one of hopHeaders, in any case. The
-// length switch keeps the common miss to one comparison of two ints.
+// isHopHeader reports whether k is one of hopHeaders, in any case.
+// Comparing lengths first keeps a miss to a few integer comparisons.
 func isHopHeader(k []byte) bool {
-	switch len(k) {
-	case 2, 7, 10, 16, 17, 18, 19:
-		for _, n := range hopHeaders {
-			if len(n) == len(k) && bytes.EqualFold(k, []byte(n)) {
-				return true
-			}
+	for _, n := range hopHeaders {
+		if len(n) == len(k) && bytes.EqualFold(k, []byte(n)) {
+			return true
 		}
 	}
 	return false
