@@ -15,11 +15,7 @@ import (
 // syntax, strict decoding and the document's shape.
 func TestParseDecodeErrors(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		yaml string
-		want []problem
-	}{
+	tests := []refusal{
 		{"unknown field in a datacenter", lines(
 			`node: {datacenter: a}`,
 			`continents: [{name: us}]`,
@@ -76,16 +72,7 @@ func TestParseDecodeErrors(t *testing.T) {
 		{"null document", lines(`null`),
 			[]problem{{"", 1, "empty document"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			cfg, err := Parse([]byte(tt.yaml), "t.yaml")
-			if cfg != nil {
-				t.Errorf("Parse returned a config along with an error")
-			}
-			checkProblems(t, "t.yaml", err, tt.want...)
-		})
-	}
+	checkRefusals(t, tests)
 }
 
 func TestParseEmpty(t *testing.T) {

@@ -20,11 +20,7 @@ func TestTLSSectionsValidate(t *testing.T) {
 			`    tls: `+tls,
 		)
 	}
-	tests := []struct {
-		name string
-		yaml string
-		want []problem
-	}{
+	tests := []refusal{
 		{"no certificates", base(`listen:`, `  tls: {certificates: []}`),
 			[]problem{{"listen.tls.certificates", 6, "at least one certificate"}}},
 		{"certificate without files", base(`listen:`, `  tls:`, `    certificates:`, `      - {server_names: [a.example]}`),
@@ -57,16 +53,7 @@ func TestTLSSectionsValidate(t *testing.T) {
 		{"HTTP checks of TLS upstreams", dcTLS(`{ca_file: ca.pem}`) + lines(`gossip: {check_path: /healthz}`),
 			[]problem{{"gossip.check_path", 9, "do not speak TLS"}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			cfg, err := Parse([]byte(tt.yaml), "t.yaml")
-			if cfg != nil {
-				t.Errorf("Parse returned a config along with an error")
-			}
-			checkProblems(t, "t.yaml", err, tt.want...)
-		})
-	}
+	checkRefusals(t, tests)
 }
 
 func TestTLSSectionsDefaults(t *testing.T) {

@@ -31,6 +31,30 @@ type problem struct {
 	msg   string // a substring of Msg
 }
 
+// refusal is a config document Parse must refuse, with exactly the
+// problems it must report.
+type refusal struct {
+	name string
+	yaml string
+	want []problem
+}
+
+// checkRefusals parses each case (in parallel subtests) and asserts the
+// refusal: no config, and exactly the problems of checkProblems.
+func checkRefusals(t *testing.T, tests []refusal) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Parse([]byte(tt.yaml), "t.yaml")
+			if cfg != nil {
+				t.Errorf("Parse returned a config along with an error")
+			}
+			checkProblems(t, "t.yaml", err, tt.want...)
+		})
+	}
+}
+
 // checkProblems asserts that err holds exactly want, in any order, each
 // with the field path, line and message given, and that every one reads as
 // "configs: name:line: field: ...".
@@ -70,11 +94,7 @@ func TestValidateRules(t *testing.T) {
 		many = append(many, fmt.Sprintf(`  - {name: dc%d, continent: us, capacity: 1, upstreams: ["h:%d"]}`, i, i+1))
 	}
 
-	tests := []struct {
-		name string
-		yaml string
-		want []problem
-	}{
+	tests := []refusal{
 		// buckets
 		{"buckets too many", base(`buckets: 70000`),
 			[]problem{{"buckets", 5, "must be between 1 and 65536"}}},
@@ -358,16 +378,7 @@ func TestValidateRules(t *testing.T) {
 		{"log format unknown", base(`log: {format: xml}`),
 			[]problem{{"log.format", 5, `got "xml"`}}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			cfg, err := Parse([]byte(tt.yaml), "t.yaml")
-			if cfg != nil {
-				t.Errorf("Parse returned a config along with an error")
-			}
-			checkProblems(t, "t.yaml", err, tt.want...)
-		})
-	}
+	checkRefusals(t, tests)
 }
 
 // TestValidateAccepts pins down values that look odd but are allowed, so
