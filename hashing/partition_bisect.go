@@ -368,14 +368,7 @@ func (b *bisection) adjacency() (off, adj, w []uint32) {
 // cluster heavier than maxW. It returns each vertex's cluster and the
 // number of clusters.
 func coarsen(h *hgraph, maxW uint32, key func(uint32) uint64) (cmap []uint32, nc int) {
-	order := make([]uint32, h.nv)
-	keys := make([]uint64, h.nv)
-	for v := range order {
-		order[v] = uint32(v)
-		keys[v] = key(uint32(v))
-	}
-	slices.SortFunc(order, func(x, y uint32) int { return cmp.Compare(keys[x], keys[y]) })
-	keys = nil
+	order := keyOrder(h.nv, key)
 	const none uint32 = noMove
 	cmap = make([]uint32, h.nv)
 	for i := range cmap {
@@ -542,16 +535,23 @@ func contract(h *hgraph, cmap []uint32, nc int, workers int) *hgraph {
 	return c
 }
 
-// randomSplit puts vertices in a random order on side 0 until it holds
-// target0 users, the rest on side 1.
-func randomSplit(h *hgraph, target0 int64, key func(uint32) uint64) []uint8 {
-	order := make([]uint32, h.nv)
-	keys := make([]uint64, h.nv)
+// keyOrder is vertices 0..n-1 sorted by key: a random order that the seed,
+// not the scheduler, decides.
+func keyOrder(n int, key func(uint32) uint64) []uint32 {
+	order := make([]uint32, n)
+	keys := make([]uint64, n)
 	for v := range order {
 		order[v] = uint32(v)
 		keys[v] = key(uint32(v))
 	}
 	slices.SortFunc(order, func(x, y uint32) int { return cmp.Compare(keys[x], keys[y]) })
+	return order
+}
+
+// randomSplit puts vertices in a random order on side 0 until it holds
+// target0 users, the rest on side 1.
+func randomSplit(h *hgraph, target0 int64, key func(uint32) uint64) []uint8 {
+	order := keyOrder(h.nv, key)
 	side := make([]uint8, h.nv)
 	w0 := int64(0)
 	for _, v := range order {

@@ -418,17 +418,18 @@ func (c *Cluster) FleetHot() []HotHash {
 // SetState changes the node's own state (draining on shutdown) and gossips
 // it.
 func (c *Cluster) SetState(s NodeState) {
-	c.mu.Lock()
-	c.state.State = s
-	err := c.publishMeta()
-	c.mu.Unlock()
-	c.gossipMeta(err)
+	c.updateMeta(func(m *Meta) { m.State = s })
 }
 
 // SetMapVersion gossips the bucket-map version this node routes by.
 func (c *Cluster) SetMapVersion(v uint64) {
+	c.updateMeta(func(m *Meta) { m.MapVersion = v })
+}
+
+// updateMeta changes this node's metadata under the lock, then gossips it.
+func (c *Cluster) updateMeta(change func(*Meta)) {
 	c.mu.Lock()
-	c.state.MapVersion = v
+	change(&c.state)
 	err := c.publishMeta()
 	c.mu.Unlock()
 	c.gossipMeta(err)

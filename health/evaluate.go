@@ -46,11 +46,7 @@ func (c *Cluster) evaluateLoop(ctx context.Context) {
 			if !any {
 				r = nil
 			}
-			c.mu.Lock()
-			c.state.Rates = r
-			err := c.publishMeta()
-			c.mu.Unlock()
-			c.gossipMeta(err)
+			c.updateMeta(func(m *Meta) { m.Rates = r })
 		}
 		c.evaluate()
 	}
