@@ -182,12 +182,20 @@ func (b *Breaker) Ready() bool {
 // Do runs call if the breaker lets it through, and counts its error (nil is
 // a success) toward opening the breaker. It returns ErrBreakerOpen without
 // running call when rejected.
-func (b *Breaker) Do(call func() error) error {
+func (b *Breaker) Do(call func() error) error { return b.DoAt(time.Time{}, call) }
+
+// DoAt is Do for a caller that has read the clock already: at, about when
+// the call started, dates its outcome in the failure window, whose buckets
+// are a second wide. The zero time means the clock is read after the call.
+func (b *Breaker) DoAt(at time.Time, call func() error) error {
 	if gobreaker.State(b.state.Load()) != gobreaker.StateClosed {
 		return b.guarded(call)
 	}
 	err := call()
-	sec := b.now().Unix()
+	if at.IsZero() {
+		at = b.now()
+	}
+	sec := at.Unix()
 	b.count(sec, err != nil)
 	if err == nil {
 		if b.consecutive.Load() != 0 {

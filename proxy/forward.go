@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/socialroute/socialroute/health"
 	"github.com/valyala/fasthttp"
@@ -130,10 +131,17 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			err = errNoUpstream
 			continue
 		}
+		// Each attempt gets the whole upstream timeout. The first counts
+		// from the request's start, which fasthttp's server read already:
+		// the proxy spent microseconds of it.
+		start := ctx.Time()
 		if tries++; tries > 1 {
 			s.stats.Retries.Add(1)
+			start = time.Now()
+		} else if start.IsZero() { // a ctx no server stamped
+			start = time.Now()
 		}
-		err = u.breaker.Do(func() error { return send(u, req, resp, st) })
+		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, st, start.Add(st.timeout), retryable) })
 		if err == nil {
 			return dc, nil
 		}
@@ -155,10 +163,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	return dc, err
 }
 
-// send makes one attempt on upstream u. A gateway-error status is returned
-// as errUpstreamStatus with the response kept.
-func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state) error {
-	if err := u.client.DoTimeout(req, resp, st.timeout); err != nil {
+// send makes one attempt on upstream u, due by deadline. A gateway-error
+// status is returned as errUpstreamStatus with the response kept.
+func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state, deadline time.Time, idempotent bool) error {
+	if err := u.do(req, resp, deadline, st.timeout, idempotent); err != nil {
 		return err
 	}
 	switch resp.StatusCode() {

@@ -399,8 +399,11 @@ func TestTimeoutWithoutRetryIs504(t *testing.T) {
 	h := newHarness(t, func(c *configs.Config) { zero := 0; c.Upstream.Retries = &zero })
 	id, _ := h.userWhosePlanStartsWith("us-c")
 	h.setDC("us-c", modeHang)
-	if r := h.getUser(id); r.StatusCode() != 504 {
-		t.Fatalf("status %d, want 504", r.StatusCode())
+	for _, method := range []string{"GET", "POST"} { // both end the same, whether or not they may be retried
+		r := h.do(method, "/feed", func(req *fasthttp.Request) { req.Header.Set("X-User-ID", strconv.Itoa(id)) })
+		if r.StatusCode() != 504 {
+			t.Fatalf("%s: status %d, want 504", method, r.StatusCode())
+		}
 	}
 }
 

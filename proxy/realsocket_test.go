@@ -183,3 +183,47 @@ func startSizedBackend(t *testing.T) string {
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
 }
+
+// An upstream that closes keep-alive connections after a short idle time
+// leaves dead connections in the proxy's pool. An idempotent request that
+// draws one is sent again on a fresh connection to the same upstream: it
+// costs the client nothing and counts as no failure, so it neither moves
+// to another datacenter nor tells a breaker the datacenter is unwell.
+func TestIdempotentRequestOutlivesAnUpstreamsIdleClose(t *testing.T) {
+	cfg := testConfig(t, func(c *configs.Config) {
+		for i := range c.Datacenters {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &fasthttp.Server{Logger: quiet{}, IdleTimeout: 20 * time.Millisecond, Handler: func(ctx *fasthttp.RequestCtx) {}}
+			go srv.Serve(ln) //nolint:errcheck // ends with Close
+			t.Cleanup(func() { ln.Close() })
+			c.Datacenters[i].Upstreams = []string{ln.Addr().String()}
+		}
+		c.Upstream.MaxIdleConnDuration = time.Minute
+	})
+	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, s := net.Pipe()
+	go srv.http.ServeConn(s) //nolint:errcheck // ends when the pipe closes
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 6 {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 7\r\n\r\n")
+		var resp fasthttp.Response
+		if err := resp.Read(br); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode() != 200 {
+			t.Fatalf("request %d after the upstream closed its idle connection: %d %s", i, resp.StatusCode(), resp.Body())
+		}
+		time.Sleep(60 * time.Millisecond) // the upstream closes its side meanwhile
+	}
+	if st := srv.Stats(); st.Retries.Load() != 0 || st.Failed.Load() != 0 {
+		t.Fatalf("%d retries on another datacenter and %d failures for connections closed while idle", st.Retries.Load(), st.Failed.Load())
+	}
+}

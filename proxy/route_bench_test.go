@@ -127,8 +127,10 @@ func handleFixture(tb testing.TB) (*Server, *fasthttp.RequestCtx) {
 }
 
 // serveAgain serves ctx once more as if it had just come off the wire: the
-// Via the last run added goes first.
+// Via the last run added goes first, and the request time is now, as a
+// server would set it (the upstream deadline counts from it).
 func serveAgain(s *Server, ctx *fasthttp.RequestCtx) {
+	ctx.Init2(ctx.Conn(), quiet{}, true)
 	ctx.Request.Header.Del("Via")
 	s.handle(ctx)
 }
