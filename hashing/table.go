@@ -119,6 +119,7 @@ func newTable(n uint32, hashes []uint64, buckets []uint16) *Table {
 	}
 
 	slots := make([]uint64, dir[tableGroups])
+	adviseHugePages(slots)
 	pl := newPlacer(biggest)
 	for i, j := 0, 0; i < len(hashes); i = j {
 		run := hashes[i] >> slotHashBits
@@ -352,4 +353,30 @@ func (t *Table) SizeBytes() int {
 		return 0
 	}
 	return int(unsafe.Sizeof(*t)) + cap(t.slots)*8 + int(unsafe.Sizeof(*t.dir))
+}
+
+// Lookup reads two places that no cache keeps when every request names
+// another user: the directory entry of h's group and the slot it points
+// to. A caller with other work to do first can start both loads early, a
+// few hundred nanoseconds of that work apart: PrefetchGroup(h), then
+// PrefetchSlot(h), which reads the directory entry, then Lookup(h).
+// Neither changes what Lookup returns.
+
+// PrefetchGroup starts loading the directory entry Lookup(h) reads.
+func (t *Table) PrefetchGroup(h uint64) {
+	if t != nil {
+		prefetch(unsafe.Pointer(&t.dir[h>>slotHashBits]))
+	}
+}
+
+// PrefetchSlot starts loading the slot Lookup(h) reads first.
+func (t *Table) PrefetchSlot(h uint64) {
+	if t == nil {
+		return
+	}
+	g := h >> slotHashBits
+	lo, hi := t.dir[g], t.dir[g+1]
+	if p := lo + slotOf(h, hi-lo); p < hi {
+		prefetch(unsafe.Pointer(&t.slots[p]))
+	}
 }

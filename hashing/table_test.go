@@ -139,6 +139,8 @@ func TestLookupNonUniformHashes(t *testing.T) {
 		t.Fatalf("slot 0 holds %d users, test needs more than %d", got, linearScanMax)
 	}
 	for h := uint64(0); h <= 3010; h++ {
+		tb.PrefetchGroup(h) // in range for every hash, and no change to the answer
+		tb.PrefetchSlot(h)
 		got, ok := tb.Lookup(h)
 		wantOK := h%3 == 0 && h >= 3 && h <= 3000
 		if ok != wantOK || (ok && got != uint32(h%10)) {
@@ -155,6 +157,10 @@ func TestLookupNonUniformHashes(t *testing.T) {
 	checkInvariants(t, tb)
 	if got, ok := tb.Lookup(0); !ok || got != 1 {
 		t.Fatalf("Lookup(0) = %d, %v", got, ok)
+	}
+	for _, h := range []uint64{0, 1 << 48, ^uint64(0)} { // the first, an empty and the last group
+		tb.PrefetchGroup(h)
+		tb.PrefetchSlot(h)
 	}
 	if got, ok := tb.Lookup(^uint64(0)); !ok || got != 2 {
 		t.Fatalf("Lookup(max) = %d, %v", got, ok)
@@ -229,6 +235,8 @@ func TestLookupHugeGroup(t *testing.T) {
 
 func TestNilTable(t *testing.T) {
 	var tb *Table
+	tb.PrefetchGroup(1)
+	tb.PrefetchSlot(1)
 	if _, ok := tb.Lookup(HashString("x")); ok {
 		t.Fatal("nil table Lookup hit")
 	}
