@@ -119,7 +119,8 @@ func TestFleetMoveUnderLoad(t *testing.T) {
 	users := map[uint32]string{}
 	for id := 0; len(moving) < 8; id++ {
 		var d Decision
-		f.nodes[0].Router().route([]byte(strconv.Itoa(id)), nil, &d, false, false)
+		key := []byte(strconv.Itoa(id))
+		f.nodes[0].Router().route(key, hashKey(key), nil, &d, false, false)
 		if _, seen := users[d.Bucket]; !seen && snap.Home(d.Bucket) == 0 {
 			users[d.Bucket] = strconv.Itoa(id)
 			moving = append(moving, d.Bucket)

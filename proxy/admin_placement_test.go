@@ -22,7 +22,8 @@ func usUser(t *testing.T, h *harness) (int, uint32) {
 	snap := h.srv.Placement().Load()
 	for id := 0; id < 10_000; id++ {
 		var d Decision
-		h.srv.Router().route([]byte(strconv.Itoa(id)), nil, &d, false, false)
+		key := []byte(strconv.Itoa(id))
+		h.srv.Router().route(key, hashKey(key), nil, &d, false, false)
 		if snap.Topology().Continents[snap.Home(d.Bucket)].Name == "us" {
 			return id, d.Bucket
 		}

@@ -56,7 +56,7 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 		}
 	}
 	var d Decision
-	st.router.route(key, req.Header.Peek(st.viewer), &d, false, isWrite(&req.Header))
+	st.router.route(key, hashKey(key), req.Header.Peek(st.viewer), &d, false, isWrite(&req.Header))
 	snap := d.Snapshot
 	topo := snap.Topology()
 	e.Bucket, e.Source, e.MapVersion = d.Bucket, d.Source.String(), snap.Version()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/socialroute/socialroute/hashing"
 	"github.com/socialroute/socialroute/health"
 	"github.com/valyala/fasthttp"
 )
@@ -26,6 +27,23 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
+	// The routing key first. Its table entry is in memory no cache holds
+	// (each request names another user), so its loads start now and the
+	// checks and header rewrite below run while they arrive. The key and
+	// viewer are copied: the rewrite may reuse the bytes they came from.
+	key, _ := st.rules.extract(req)
+	var h uint64
+	if key != nil {
+		sc.key = append(sc.key[:0], key...)
+		key = sc.key
+		h = hashing.HashKey(key)
+		st.router.prefetchGroup(h)
+	}
+	var viewer []byte
+	if v := req.Header.Peek(st.viewer); len(v) > 0 {
+		sc.viewer = append(sc.viewer[:0], v...)
+		viewer = sc.viewer
+	}
 	if code, reason := screen(&req.Header, st.screen, sc); code != 0 {
 		ctx.SetConnectionClose() // the connection's framing can no longer be trusted
 		s.reject(ctx, code, reason)
@@ -35,7 +53,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	for _, n := range sc.names { // underscore headers the policy drops
 		req.Header.DelBytes(n)
 	}
-	key, _ := st.rules.extract(req)
 	switch {
 	case key != nil && !validKey(key, st.maxKeyLen):
 		s.reject(ctx, fasthttp.StatusBadRequest, "malformed routing key")
@@ -46,15 +63,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		st.metrics.observe(ctx, -1, false, nil)
 		return
 	}
-	var d Decision
-	// key and the viewer alias req: they must not be used after the header
-	// rewrite below.
-	st.router.RouteMethod(key, req.Header.Peek(st.viewer), isWrite(&req.Header), &d)
-	if d.Next < 0 {
-		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no usable datacenter")
-		st.metrics.observe(ctx, -1, false, &d)
-		return
+	if key != nil {
+		st.router.prefetchSlot(h)
 	}
+	write := isWrite(&req.Header)
 
 	clientClose := req.Header.ConnectionClose()
 	req.Header.ResetConnectionClose() // keep the pooled upstream connection alive
@@ -66,6 +78,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		// upstream connection; the scheme of the hop to the web tier is
 		// ours to choose (X-Forwarded-Proto tells the client's).
 		u.SetSchemeBytes(httpScheme)
+	}
+
+	var d Decision
+	st.router.route(key, h, viewer, &d, true, write)
+	if d.Next < 0 {
+		if clientClose {
+			ctx.SetConnectionClose()
+		}
+		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no usable datacenter")
+		st.metrics.observe(ctx, -1, false, &d)
+		return
 	}
 	if d.Source != SourceNone {
 		sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)

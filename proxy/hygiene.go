@@ -45,6 +45,10 @@ var (
 type scratch struct {
 	names [][]byte
 	buf   []byte
+	// key and viewer are copies of the request's routing key and viewer,
+	// which outlive the header rewrite that may reuse the bytes they came
+	// from.
+	key, viewer []byte
 }
 
 // stripRequestHeaders removes hop-by-hop headers, headers the Connection

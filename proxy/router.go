@@ -99,19 +99,35 @@ func (d *Decision) DC() int {
 // Route fills d for a request with routing key key (nil: no key) and no
 // known viewer. Not knowing the method, it routes as for a write: a
 // moving bucket's single write home.
-func (r *Router) Route(key []byte, d *Decision) { r.route(key, nil, d, true, true) }
+func (r *Router) Route(key []byte, d *Decision) { r.route(key, hashKey(key), nil, d, true, true) }
 
 // RouteViewer fills d for a request with routing key key, made by viewer
 // (nil: unknown): a hot key's requests stick to one sibling per viewer.
 // It routes as for a write, like Route.
-func (r *Router) RouteViewer(key, viewer []byte, d *Decision) { r.route(key, viewer, d, true, true) }
+func (r *Router) RouteViewer(key, viewer []byte, d *Decision) {
+	r.route(key, hashKey(key), viewer, d, true, true)
+}
 
 // RouteMethod is RouteViewer for a request known to be a write (write) or
 // a read: a moving bucket's reads go to its new home first and fall back
 // to the old one, its writes to the one home its move's phase names.
 func (r *Router) RouteMethod(key, viewer []byte, write bool, d *Decision) {
-	r.route(key, viewer, d, true, write)
+	r.route(key, hashKey(key), viewer, d, true, write)
 }
+
+// hashKey is hashing.HashKey, or 0 for no key.
+func hashKey(key []byte) uint64 {
+	if key == nil {
+		return 0
+	}
+	return hashing.HashKey(key)
+}
+
+// prefetchGroup and prefetchSlot start loading the table memory routing a
+// key of hash h will read: the first as soon as the key is known, the
+// second some work later (hashing.Table.PrefetchGroup).
+func (r *Router) prefetchGroup(h uint64) { r.assigner.Table().PrefetchGroup(h) }
+func (r *Router) prefetchSlot(h uint64)  { r.assigner.Table().PrefetchSlot(h) }
 
 // isWrite reports whether a request may change data: any method but GET,
 // HEAD, OPTIONS and TRACE.
@@ -119,9 +135,10 @@ func isWrite(h *fasthttp.RequestHeader) bool {
 	return !(h.IsGet() || h.IsHead() || h.IsOptions() || h.IsTrace())
 }
 
-// route is Route; observe counts the request toward hot-key detection and
-// the bucket's access statistics (explanations do not).
-func (r *Router) route(key, viewer []byte, d *Decision, observe, write bool) {
+// route is Route for a key of hash h; observe counts the request toward
+// hot-key detection and the bucket's access statistics (explanations do
+// not).
+func (r *Router) route(key []byte, h uint64, viewer []byte, d *Decision, observe, write bool) {
 	snap := r.placement.Load()
 	d.Snapshot = snap
 	d.Spread, d.Sibling, d.Write = 1, 0, write
@@ -129,7 +146,6 @@ func (r *Router) route(key, viewer []byte, d *Decision, observe, write bool) {
 		d.Bucket, d.Source = 0, SourceNone
 		d.Plan = snap.LocalPlan(r.localDC)
 	} else {
-		h := hashing.HashKey(key)
 		var fromTable bool
 		d.Bucket, fromTable = r.assigner.Bucket(h)
 		d.Source = SourceHash
