@@ -225,6 +225,24 @@ func TestHopByHopAndInternalHeadersAreStripped(t *testing.T) {
 	}
 }
 
+// The proxy speaks for the client, so the client's User-Agent reaches the
+// web tier as it was sent, and none is made up for a client that sent
+// none (fasthttp's client would add its own name).
+func TestUserAgentPassesThroughUntouched(t *testing.T) {
+	for _, ua := range []string{"", "Instagram 312.0 Android"} {
+		h := newHarness(t, nil) // lastRequest: the datacenter's first upstream that was sent one
+		r := h.do("GET", "/feed", func(r *fasthttp.Request) {
+			r.Header.Set("X-User-ID", "5")
+			if ua != "" {
+				r.Header.SetUserAgent(ua)
+			}
+		})
+		if got := string(h.lastRequest(datacenterOf(r)).Header.UserAgent()); got != ua {
+			t.Errorf("client sent User-Agent %q, upstream received %q", ua, got)
+		}
+	}
+}
+
 // The upstream's Connection: close is about its own connection; the
 // client's keep-alive connection survives it, and a client's own
 // Connection: close does not reach the pooled upstream connection.
