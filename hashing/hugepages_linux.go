@@ -7,22 +7,33 @@ import (
 
 const hugePage = 2 << 20
 
-// adviseHugePages asks the kernel to back the 2 MiB pages that lie wholly
-// inside words with transparent huge pages (where THP is "madvise" or
-// "always"; elsewhere the advice is ignored). A lookup touches one random
-// slot of the table; with 4 KiB pages that is also a TLB miss, whose page
-// walk costs as much as the slot's own cache miss and more under a
-// hypervisor's nested paging, and which a prefetch cannot hide. It must
-// run before words is first written: pages already faulted in stay small.
-// Best effort: an error leaves the table on small pages, just slower.
-func adviseHugePages(words []uint64) {
-	if len(words)*8 < 2*hugePage {
-		return
+// newSlots returns n zeroed words for a table's slots, and the mapping to
+// unmap once the table is garbage (nil: the words are on the Go heap).
+//
+// Every lookup touches one random slot. With 4 KiB pages that is a TLB
+// miss as well as a cache miss, and the page walk, nested under a
+// hypervisor, costs as much again and is not hidden by a prefetch. So a
+// table of a few huge pages or more gets a mapping of its own, aligned
+// to 2 MiB and advised onto transparent huge pages (used where THP is
+// "madvise" or "always"; elsewhere the advice is ignored) before it is
+// first written. It lives outside the Go heap because the advice would
+// outlive the table there: after a reload the range would hold other
+// objects on huge pages, and advising it back splits the heap's mapping
+// for good. Any error falls back to the Go heap, only slower.
+func newSlots(n int) ([]uint64, []byte) {
+	size := n * 8
+	if size < 2*hugePage {
+		return make([]uint64, n), nil
 	}
-	start := uintptr(unsafe.Pointer(&words[0]))
-	end := start + uintptr(len(words))*8
-	first := (start + hugePage - 1) &^ (hugePage - 1)
-	last := end &^ (hugePage - 1)
-	region := unsafe.Slice((*byte)(unsafe.Pointer(&words[(first-start)/8])), last-first)
-	_ = syscall.Madvise(region, 14) // MADV_HUGEPAGE; the syscall package has no name for it
+	whole := (size + hugePage - 1) &^ (hugePage - 1)
+	mem, err := syscall.Mmap(-1, 0, whole+hugePage, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
+	if err != nil {
+		return make([]uint64, n), nil
+	}
+	off := int(-uintptr(unsafe.Pointer(&mem[0])) & (hugePage - 1))
+	_ = syscall.Madvise(mem[off:off+whole], 14) // MADV_HUGEPAGE, which the syscall package does not name
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&mem[off])), n), mem
 }
+
+// freeSlots unmaps what newSlots mapped.
+func freeSlots(mem []byte) { _ = syscall.Munmap(mem) }

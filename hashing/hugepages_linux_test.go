@@ -4,41 +4,53 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
-	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
-// The table's slots are advised onto huge pages: without the advice a
-// lookup's page walk costs as much as its cache miss. Tested on memory of
-// its own mapping, so smaps reports its pages alone.
-func TestAdviseHugePagesBacksTheSlotsWithHugePages(t *testing.T) {
+// A large table's slots are a mapping of their own on huge pages (a
+// lookup's page walk would otherwise cost as much as its cache miss), and
+// the mapping goes when the table does, so reloads do not leak it.
+func TestLargeTableSlotsAreOnHugePagesAndFreedWithTheTable(t *testing.T) {
 	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil || strings.Contains(string(mode), "[never]") {
 		t.Skipf("transparent huge pages are off on this machine (%q)", strings.TrimSpace(string(mode)))
 	}
-	const size = 16 << 20
-	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
-	if err != nil {
-		t.Fatal(err)
+	tb := randomTable(t, 4096, 1_000_000, 7) // 10 MB of slots
+	addr := uintptr(unsafe.Pointer(&tb.slots[0]))
+	size := len(tb.slots) * 8
+	huge, found := anonHugeKiB(t, addr)
+	if !found {
+		t.Fatal("no mapping holds the slots")
 	}
-	defer syscall.Munmap(mem)
-	words := unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), size/8)
-	adviseHugePages(words)
-	for i := range words { // first touch, after the advice
-		words[i] = uint64(i)
+	// All the 2 MiB pages the slots cover but one, which a fragmented
+	// machine may fail to find room for.
+	if want := (size/hugePage - 1) * (hugePage >> 10); huge < want {
+		t.Fatalf("%d KiB of the %d KiB of slots are on huge pages, want at least %d", huge, size>>10, want)
 	}
-	huge := anonHugeKiB(t, uintptr(unsafe.Pointer(&mem[0])))
-	// At least the 2 MiB pages wholly inside the mapping but one, which a
-	// fragmented machine may fail to find room for.
-	if want := (size/hugePage - 2) * (hugePage >> 10); huge < want {
-		t.Fatalf("%d KiB of the advised %d MiB are on huge pages, want at least %d", huge, size>>20, want)
+	if b, ok := tb.Lookup(tb.slots[0] >> groupBits); !ok || b != uint32(tb.slots[0]&slotBucket) {
+		t.Fatalf("lookup of the first user: %d, %v", b, ok)
+	}
+
+	tb = nil
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		runtime.GC()
+		if _, found := anonHugeKiB(t, addr); !found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slots' mapping outlived the table by 10 s of garbage collections")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// anonHugeKiB is smaps' AnonHugePages of the mapping that holds addr.
-func anonHugeKiB(t *testing.T, addr uintptr) int {
+// anonHugeKiB is smaps' AnonHugePages of the mapping that holds addr, and
+// whether there is one.
+func anonHugeKiB(t *testing.T, addr uintptr) (int, bool) {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Skipf("no /proc/self/smaps: %v", err)
@@ -55,9 +67,8 @@ func anonHugeKiB(t *testing.T, addr uintptr) int {
 		var kib int
 		if in && strings.HasPrefix(line, "AnonHugePages:") {
 			fmt.Sscanf(strings.TrimPrefix(line, "AnonHugePages:"), "%d", &kib)
-			return kib
+			return kib, true
 		}
 	}
-	t.Fatalf("no mapping holds %#x", addr)
-	return 0
+	return 0, false
 }

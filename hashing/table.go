@@ -3,6 +3,7 @@ package hashing
 import (
 	"iter"
 	"math"
+	"runtime"
 	"slices"
 	"unsafe"
 )
@@ -118,8 +119,7 @@ func newTable(n uint32, hashes []uint64, buckets []uint16) *Table {
 		dir[g] = uint32(u + u*gap/16)
 	}
 
-	slots := make([]uint64, dir[tableGroups])
-	adviseHugePages(slots)
+	slots, mapped := newSlots(int(dir[tableGroups]))
 	pl := newPlacer(biggest)
 	for i, j := 0, 0; i < len(hashes); i = j {
 		run := hashes[i] >> slotHashBits
@@ -127,7 +127,12 @@ func newTable(n uint32, hashes []uint64, buckets []uint16) *Table {
 		}
 		pl.place(slots[dir[run]:dir[run+1]], hashes[i:j], buckets[i:j])
 	}
-	return &Table{slots: slots, dir: dir, users: len(hashes), n: n}
+	t := &Table{slots: slots, dir: dir, users: len(hashes), n: n}
+	if mapped != nil {
+		// The slots are used only through t, so they go when t goes.
+		runtime.AddCleanup(t, freeSlots, mapped)
+	}
+	return t
 }
 
 // placer lays out groups, with scratch space for the largest.
@@ -240,6 +245,12 @@ func (t *Table) Lookup(h uint64) (bucket uint32, ok bool) {
 	if t == nil {
 		return 0, false
 	}
+	bucket, ok = t.lookup(h)
+	runtime.KeepAlive(t) // the slots may be t's own mapping, unmapped when t is garbage
+	return bucket, ok
+}
+
+func (t *Table) lookup(h uint64) (bucket uint32, ok bool) {
 	g := h >> slotHashBits
 	lo, hi := t.dir[g], t.dir[g+1]
 	p := lo + slotOf(h, hi-lo)
