@@ -159,22 +159,16 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		dial = tlsDial(dial, ut.conf, addr, u.ConnectTimeout)
 		up.tlsKey = ut.key
 	}
+	// The HostClient is the connection pool only: requests go through do,
+	// which arms the attempt's deadline and does its own header handling
+	// (the path and header names as the client wrote them, no User-Agent
+	// of its own), so none of HostClient.Do's settings are set here.
 	up.client = &fasthttp.HostClient{
-		Addr: addr,
-		Name: "socialroute",
-		// The client's own User-Agent passes through; without this
-		// fasthttp would add "fasthttp" to requests that had none.
-		NoDefaultUserAgentHeader: true,
-		Dial:                     dial,
-		MaxConns:                 u.MaxConnsPerHost,
-		MaxIdleConnDuration:      u.MaxIdleConnDuration,
-		MaxConnWaitTimeout:       u.MaxConnWaitTimeout,
-		// No ReadTimeout/WriteTimeout: do arms the attempt's deadline.
-		// Requests go through do, not HostClient.Do, which the fields
-		// below configure for tests and tools that call it.
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		MaxIdemponentCallAttempts:     2,
+		Addr:                addr,
+		Dial:                dial,
+		MaxConns:            u.MaxConnsPerHost,
+		MaxIdleConnDuration: u.MaxIdleConnDuration,
+		MaxConnWaitTimeout:  u.MaxConnWaitTimeout,
 	}
 	up.breaker = health.NewBreaker(dc+"/"+addr, health.BreakerSettings{
 		Failures:     u.Breaker.ConsecutiveFailures,
