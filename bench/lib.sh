@@ -125,13 +125,14 @@ bench_build() {
 # WORK; sets SR_BIN, SR_CONFIG, or SR_SKIP with the reason.
 build_socialroute() {
 	SR_BIN="" SR_CONFIG="" SR_SKIP=""
-	if ! have go; then
-		SR_SKIP="go is not installed"
+	local gocmd=${SR_GO:-go}
+	if ! have "$gocmd"; then
+		SR_SKIP="$gocmd is not installed"
 		return 1
 	fi
-	note "building socialroute from $ROOT and a ${USERS}-user social-hash table"
-	if ! (cd "$ROOT" && go build -o "$WORK/bin/socialroute" ./cmd/socialroute) >"$WORK/build.log" 2>&1; then
-		SR_SKIP="go build ./cmd/socialroute failed"
+	note "building socialroute from $ROOT with $gocmd ($("$gocmd" env GOROOT)) and a ${USERS}-user social-hash table"
+	if ! (cd "$ROOT" && "$gocmd" build -o "$WORK/bin/socialroute" ./cmd/socialroute) >"$WORK/build.log" 2>&1; then
+		SR_SKIP="$gocmd build ./cmd/socialroute failed"
 		cat "$WORK/build.log" >&2
 		return 1
 	fi

@@ -72,6 +72,8 @@ usage: bash bench/run.sh [--quick] [options]
   --backend KIND       nginx or go (default: nginx when installed, else go)
   --users N            user ids 1..N, all in the social-hash table (default $USERS)
   --src DIR            build socialroute from this module instead (e.g. a worktree with a fix)
+  --go CMD             build socialroute with this go command (e.g. a toolchain with a patched
+                       runtime: bench/fifo-go.sh makes one); the header names its version
   --sr-config FILE     socialroute config instead of bench/socialroute.yaml
   --proxy-cpu N        core for the proxy under test (default $PROXY_CPU)
   --load-cpu N         core for wrk and the backends (default $LOAD_CPU)
@@ -98,6 +100,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift ;;
 	--users) USERS=$2; shift ;;
 	--src) ROOT=$(cd "$2" && pwd) || exit 2; shift ;;
+	--go) SR_GO=$2; shift ;;
 	--sr-config) SR_CONFIG_SRC=$(cd "$(dirname "$2")" && pwd)/$(basename "$2") || exit 2; shift ;;
 	--proxy-cpu) PROXY_CPU=$2; shift ;;
 	--load-cpu) LOAD_CPU=$2; shift ;;
@@ -369,7 +372,8 @@ cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null
 v_haproxy=$(have haproxy && haproxy -v 2>/dev/null | awk 'NR==1{print $3}')
 v_nginx=$(have nginx && nginx -v 2>&1 | sed 's|.*nginx/||')
 v_wrk=$(wrk -v 2>&1 | awk 'NR==1{print $2}')
-v_go=$(have go && go env GOVERSION 2>/dev/null)
+v_go=$(have "${SR_GO:-go}" && "${SR_GO:-go}" env GOVERSION 2>/dev/null)
+[ -n "${SR_GO:-}" ] && v_go+=" (${SR_GO})"
 pinning="proxy on core $PROXY_CPU, wrk and backends on core $LOAD_CPU"
 [ ${#PIN_PROXY[@]} -eq 0 ] && pinning="none"
 [ -n "$KTHREADS_NOTE" ] && pinning="$pinning; kernel threads moved there too: $KTHREADS_NOTE"
