@@ -164,7 +164,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		} else if start.IsZero() { // a ctx no server stamped
 			start = time.Now()
 		}
-		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, st, start.Add(st.timeout), retryable) })
+		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, st, start, retryable) })
 		if err == nil {
 			return dc, nil
 		}
@@ -186,10 +186,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	return dc, err
 }
 
-// send makes one attempt on upstream u, due by deadline. A gateway-error
-// status is returned as errUpstreamStatus with the response kept.
-func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state, deadline time.Time, idempotent bool) error {
-	if err := u.do(req, resp, deadline, st.timeout, idempotent); err != nil {
+// send makes one attempt on upstream u, due st.timeout after start. A
+// gateway-error status is returned as errUpstreamStatus with the response
+// kept.
+func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state, start time.Time, idempotent bool) error {
+	if err := u.do(req, resp, start, st.timeout, idempotent); err != nil {
 		return err
 	}
 	switch resp.StatusCode() {

@@ -101,6 +101,38 @@ func turnDial(dial func(addr string) (net.Conn, error)) func(addr string) (net.C
 	}
 }
 
+// peerClosed reports whether the peer has closed or reset the connection,
+// looking without blocking and without taking any bytes. It is for an
+// idle pooled connection about to carry a request: the upstream may have
+// closed it while it idled, and a request that is not idempotent must not
+// be sent into a connection that is already gone.
+//
+// The caller sets the deadline for its use first: the one armed on an
+// idle connection has usually passed, and the runtime would not run the
+// look at all; it is re-armed to the wanted one as a Read would.
+func (c *turnConn) peerClosed() bool {
+	closed := false
+	peek := func(fd uintptr) bool {
+		closed = sockPeekClosed(int(fd))
+		return true // never wait
+	}
+	err := c.raw.Read(peek)
+	if err != nil && c.rd.firedEarly(err, c.Conn.SetReadDeadline) {
+		err = c.raw.Read(peek)
+	}
+	return err == nil && closed
+}
+
+// peekSaysClosed reads a MSG_PEEK|MSG_DONTWAIT receive: end of stream (0
+// bytes, no error) or an error other than "nothing yet" means the peer is
+// gone. Bytes waiting (a TLS session ticket, say) do not.
+func peekSaysClosed(n int, e syscall.Errno) bool {
+	if e != 0 {
+		return e != syscall.EAGAIN && e != syscall.EWOULDBLOCK && e != syscall.EINTR
+	}
+	return n == 0
+}
+
 func (c *turnConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -32,3 +32,11 @@ func sockRecv(fd int, b []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// sockPeekClosed reports, without blocking or taking any bytes, whether
+// the peer of socket fd has closed or reset it.
+func sockPeekClosed(fd int) bool {
+	var b [1]byte
+	n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	return peekSaysClosed(int(n), e)
+}

@@ -14,3 +14,5 @@ var errNoTurnConn = errors.New("proxy: turnConn is Unix-only")
 func sockSend(int, []byte) (int, error) { return 0, errNoTurnConn }
 
 func sockRecv(int, []byte) (int, error) { return 0, errNoTurnConn }
+
+func sockPeekClosed(int) bool { return false }

@@ -231,6 +231,35 @@ func TestTurnConnPeerGone(t *testing.T) {
 	}
 }
 
+// peerClosed tells an open connection, with or without bytes waiting,
+// from one the peer closed, takes no bytes, and looks even when the
+// connection's armed deadline passed while it idled.
+func TestTurnConnPeerClosed(t *testing.T) {
+	c, peer := turnPair(t)
+	if c.peerClosed() {
+		t.Fatal("an open, quiet connection looked closed")
+	}
+	io.WriteString(peer, "ticket")
+	time.Sleep(20 * time.Millisecond)
+	if c.peerClosed() {
+		t.Fatal("an open connection with bytes waiting looked closed")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	time.Sleep(30 * time.Millisecond) // the armed deadline passes, as on an idle pooled connection
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if got := string(readN(t, c, 6)); got != "ticket" {
+		t.Fatalf("after looking, the waiting bytes read %q", got)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	time.Sleep(30 * time.Millisecond)
+	peer.Close()
+	time.Sleep(20 * time.Millisecond)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if !c.peerClosed() {
+		t.Fatal("a connection the peer closed looked open")
+	}
+}
+
 // Connections the runtime does not poll (in-memory pipes) are left alone.
 func TestTurnConnLeavesPipesAlone(t *testing.T) {
 	a, b := net.Pipe()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -72,23 +73,26 @@ func (p *pool) pick(skip *upstream) *upstream {
 	return a
 }
 
-// do sends req to u and reads the answer into resp, both by deadline. An
-// idempotent request that fails on a pooled connection is sent once more
-// on another: the upstream may have closed the connection while it idled.
-// Real failures are retried by the caller, on another datacenter.
+// do sends req to u and reads the answer into resp, both within timeout
+// of start. A pooled connection that idled is looked at first, and one
+// the upstream closed meanwhile is dropped unused (peerClosed): a request
+// that is not idempotent cannot be sent twice. An idempotent request that
+// still fails on a pooled connection (the upstream closed it as the
+// request left) is sent once more on another. Real failures are retried
+// by the caller, on another datacenter.
 //
 // It is fasthttp's HostClient.Do cut down to what the proxy uses, because
 // Do reads the clock five times per request (three for the deadline it
 // derives from a timeout, two for idle bookkeeping), about 1% of the
-// proxy's CPU; do takes a deadline the caller derived from the request's
-// start time, which fasthttp's server read already, and leaves one read,
-// in ReleaseConn. maxWait bounds the wait for a free connection, as does
+// proxy's CPU; do takes start from the request's start time, which
+// fasthttp's server read already, and leaves one read, in ReleaseConn.
+// timeout also bounds the wait for a free connection, as does
 // upstream.max_conn_wait_timeout.
-func (u *upstream) do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, maxWait time.Duration, idempotent bool) error {
+func (u *upstream) do(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, idempotent bool) error {
 	u.inflight.Add(1)
-	reused, err := u.attempt(req, resp, deadline, maxWait)
+	reused, err := u.attempt(req, resp, start, timeout)
 	if err != nil && reused && idempotent && !errors.Is(err, fasthttp.ErrTimeout) && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		_, err = u.attempt(req, resp, deadline, maxWait)
+		_, err = u.attempt(req, resp, start, timeout)
 	}
 	u.inflight.Add(-1)
 	if errors.Is(err, io.EOF) {
@@ -97,23 +101,36 @@ func (u *upstream) do(req *fasthttp.Request, resp *fasthttp.Response, deadline t
 	return err
 }
 
+// idlePeekAfter is how long a pooled connection may idle before do looks
+// at it before use. Under load connections are reused within
+// milliseconds and pay nothing; upstreams close idle connections after
+// seconds (keep-alive timeouts), so a tenth of a second catches them at
+// the cost of one system call per request on a quiet upstream.
+const idlePeekAfter = 100 * time.Millisecond
+
 // attempt is one exchange on one connection; reused says whether the
 // connection had served a request before, so that a failure may be the
 // upstream's idle close rather than the upstream failing.
-func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, maxWait time.Duration) (reused bool, err error) {
+func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration) (reused bool, err error) {
 	c := u.client
-	cc, err := c.AcquireConn(maxWait, req.ConnectionClose())
+	cc, err := c.AcquireConn(timeout, req.ConnectionClose())
+	for ; err == nil; cc, err = c.AcquireConn(timeout, req.ConnectionClose()) {
+		reused = !cc.LastUseTime().IsZero()
+		// One deadline for both directions: a turnConn sends the request
+		// when it first reads, so the write is bounded by the read anyway.
+		if err = cc.Conn().SetDeadline(start.Add(timeout)); err != nil {
+			c.CloseConn(cc)
+			return reused, err
+		}
+		if !reused || start.Sub(cc.LastUseTime()) <= idlePeekAfter || !peerClosed(cc.Conn()) {
+			break
+		}
+		c.CloseConn(cc) // gone while it idled; the pool holds finitely many
+	}
 	if err != nil {
 		return false, err
 	}
-	reused = !cc.LastUseTime().IsZero()
 	conn := cc.Conn()
-	// One deadline for both directions: a turnConn sends the request
-	// when it first reads, so the write is bounded by the read anyway.
-	if err = conn.SetDeadline(deadline); err != nil {
-		c.CloseConn(cc)
-		return reused, err
-	}
 	req.URI().DisablePathNormalizing = true // forward the path as the client wrote it
 	bw := c.AcquireWriter(conn)
 	err = req.Write(bw)
@@ -143,6 +160,17 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, deadl
 		c.ReleaseConn(cc)
 	}
 	return reused, nil
+}
+
+// peerClosed reports whether the upstream has closed c, a pooled
+// connection: a turnConn, or TLS over one. Connections it cannot look into
+// (in-memory pipes in tests) are taken as open.
+func peerClosed(c net.Conn) bool {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	tc, ok := c.(*turnConn)
+	return ok && tc.peerClosed()
 }
 
 // newUpstream makes the pooled client and breaker for one address.
