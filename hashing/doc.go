@@ -5,8 +5,10 @@
 // two sources. The first is the social-hash Table: an immutable assignment,
 // computed offline by a graph partitioner, that puts friends in the same
 // bucket; it holds millions of users in about 10 bytes each (plus a fixed
-// 256 KiB directory, which stays in cache) and answers a Lookup with one
-// random memory access, without allocating. The second, for users the
+// 256 KiB directory) and answers a Lookup with one random memory access
+// after the directory's, without allocating. A large table's slots sit on
+// transparent huge pages, and a caller with other work can start both
+// accesses early (PrefetchGroup, PrefetchSlot). The second, for users the
 // table does not know, is the fallback FallbackBucket(h, N) = h mod N,
 // where N is the deployment's fixed bucket count. An Assigner combines the
 // two for one deployment; TableBuilder makes a Table.

@@ -8,7 +8,9 @@
 // and the plan to the first datacenter that is not drained, is up (package
 // health) and has an upstream whose breaker is ready; the request, with
 // hop-by-hop and client-supplied internal headers removed, goes to one of
-// that datacenter's upstreams over a pooled keep-alive connection. An
+// that datacenter's upstreams over a pooled keep-alive connection (one
+// that idled is looked at first, so no request is sent into a connection
+// the upstream closed meanwhile). An
 // idempotent request that fails (connection error, timeout, 502/503/504) is
 // retried on the next usable datacenter of its plan; a request that never
 // left (connection refused, breaker open) may go elsewhere whatever its
@@ -20,4 +22,7 @@
 // state, allocates nothing. Client and upstream sockets are turnConns: each
 // message is read with one system call, not Go's usual failed read before
 // parking, and socket deadlines are armed only when they must move earlier.
+// The routing key's table memory is prefetched as soon as the key is
+// known, and the request is routed after its headers are rewritten, by
+// when that memory has arrived.
 package proxy
