@@ -67,11 +67,14 @@ const (
 // the users around them allow (see placer.place), and each slot left over
 // holds a copy of the user before it (of the first user, before the
 // group's first user), so each group is a non-decreasing sequence of slot
-// values. A lookup reads the directory, which is small enough to stay in
-// cache, computes the same aim and walks from it, usually not at all and
-// seldom out of that slot's 64-byte cache line, to the first slot not
-// below the hash: one random memory access, where a directory large enough
-// to point at a user's own cache line would be a second one.
+// values. A lookup reads the directory, computes the same aim and walks
+// from it, usually not at all and seldom out of that slot's 64-byte cache
+// line, to the first slot not below the hash: one random memory access
+// after the directory's, where a directory large enough to point at a
+// user's own cache line would miss the cache every time. The directory
+// stays in cache while lookups come back to back; between a proxy's
+// requests, microseconds of other work apart, it does not, which is what
+// PrefetchGroup is for.
 type Table struct {
 	// slots holds group after group; slot values ascend within a group.
 	slots []uint64
