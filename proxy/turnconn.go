@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -349,25 +350,53 @@ func (c *turnConn) SetWriteDeadline(t time.Time) error {
 
 // lazyDeadline is one direction's deadline: the one the caller wants and
 // the one armed on the socket, never later than wanted while one is
-// wanted.
+// wanted. Both are deadlineNanos, 0 for none, in atomics: a deadline moved
+// later, which is most of fasthttp's moves, is one store and one load, no
+// lock. mu orders the arming.
 type lazyDeadline struct {
-	mu    sync.Mutex
-	want  time.Time // zero: none
-	armed time.Time // zero: none
+	want, armed atomic.Int64
+	mu          sync.Mutex
+}
+
+// deadlineEpoch is the origin of deadlineNanos: a reading of the monotonic
+// clock, so that deadlines kept as numbers still ignore wall-clock steps.
+var deadlineEpoch = time.Now()
+
+// deadlineNanos is t as lazyDeadline keeps it: nanoseconds after
+// deadlineEpoch (at least 1: a deadline before it has passed anyway), 0
+// for the zero time.
+func deadlineNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(deadlineEpoch)), 1)
+}
+
+// deadlineTime is the inverse of deadlineNanos.
+func deadlineTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return deadlineEpoch.Add(time.Duration(n))
 }
 
 // set records t and arms it on the socket only if the armed deadline would
 // not fire first. A deadline armed earlier than wanted, or armed when none
 // is wanted any more, fires spuriously and firedEarly handles it.
 func (d *lazyDeadline) set(t time.Time, arm func(time.Time) error) error {
+	w := deadlineNanos(t)
+	d.want.Store(w)
+	if a := d.armed.Load(); w == 0 || a != 0 && w >= a {
+		return nil // a firedEarly arming meanwhile sees this want and arms it
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.want = t
-	if t.IsZero() || !d.armed.IsZero() && !t.Before(d.armed) {
+	w = d.want.Load() // a later set may have moved it
+	if a := d.armed.Load(); w == 0 || a != 0 && w >= a {
 		return nil
 	}
-	d.armed = t
-	return arm(t)
+	d.armed.Store(w)
+	return arm(deadlineTime(w))
 }
 
 // firedEarly reports whether err is the socket's deadline firing before
@@ -378,9 +407,19 @@ func (d *lazyDeadline) firedEarly(err error, arm func(time.Time) error) bool {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.want.IsZero() && !time.Now().Before(d.want) {
-		return false // the wanted deadline passed: a real timeout
+	for {
+		w := d.want.Load()
+		if w != 0 && int64(time.Since(deadlineEpoch)) >= w {
+			return false // the wanted deadline passed: a real timeout
+		}
+		d.armed.Store(w)
+		if err := arm(deadlineTime(w)); err != nil {
+			return false
+		}
+		// A set on the fast path compared its want with the armed value
+		// this replaced; if it moved the want meanwhile, arm that one.
+		if d.want.Load() == w {
+			return true
+		}
 	}
-	d.armed = d.want
-	return arm(d.want) == nil
 }
