@@ -14,8 +14,9 @@ import (
 
 // tlsBackend is a web server on a real loopback socket that speaks only
 // TLS, with a certificate from ca for "web.us-a.internal", and, when
-// clients is set, demands a client certificate signed by it.
-func tlsBackend(t *testing.T, ca *testCA, clients *testCA) string {
+// clients is set, demands a client certificate signed by it. opts adjust
+// the fasthttp server.
+func tlsBackend(t *testing.T, ca *testCA, clients *testCA, opts ...func(*fasthttp.Server)) string {
 	t.Helper()
 	certPEM, keyPEM := ca.issue(t, "web", "web.us-a.internal")
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -44,6 +45,9 @@ func tlsBackend(t *testing.T, ca *testCA, clients *testCA) string {
 		ctx.Response.Header.Set("X-Client-Cert", peer)
 		ctx.SetBodyString("ok over tls")
 	}}
+	for _, o := range opts {
+		o(srv)
+	}
 	go srv.Serve(tls.NewListener(ln, conf)) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
@@ -99,6 +103,38 @@ func TestUpstreamMutualTLS(t *testing.T) {
 	}
 	if got := string(resp.Header.Peek("X-Client-Cert")); got != "socialroute-proxy" {
 		t.Errorf("upstream saw client certificate %q, want socialroute-proxy", got)
+	}
+}
+
+// A TLS upstream that closes an idle connection sends close_notify before
+// its FIN, so bytes wait on the dead connection: the look before use must
+// still see it closed, or a POST drawn onto it fails.
+func TestUpstreamTLSIdleCloseCostsNoPOST(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	addr := tlsBackend(t, ca, nil, func(s *fasthttp.Server) { s.IdleTimeout = 20 * time.Millisecond })
+	srv, c, _ := upstreamTLSProxy(t, addr, &configs.UpstreamTLS{
+		CAFile:     writeFile(t, t.TempDir(), "ca.pem", ca.pem),
+		ServerName: "web.us-a.internal",
+	})
+	for i := range 3 {
+		req := fasthttp.AcquireRequest()
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://proxy.test/upload")
+		req.SetBodyString("photo")
+		resp := &fasthttp.Response{}
+		err := c.DoTimeout(req, resp, 10*time.Second)
+		fasthttp.ReleaseRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode() != 200 {
+			t.Fatalf("POST %d after the upstream closed its idle connection: %d %s", i, resp.StatusCode(), resp.Body())
+		}
+		time.Sleep(2 * idlePeekAfter) // the upstream closes its side after 20 ms
+	}
+	if st := srv.Stats(); st.Failed.Load() != 0 {
+		t.Fatalf("%d failures for connections closed while idle", st.Failed.Load())
 	}
 }
 

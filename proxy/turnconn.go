@@ -103,7 +103,9 @@ func turnDial(dial func(addr string) (net.Conn, error)) func(addr string) (net.C
 }
 
 // peerClosed reports whether the peer has closed or reset the connection,
-// looking without blocking and without taking any bytes. It is for an
+// looking without blocking and without taking any bytes (on Linux by the
+// socket's TCP state, elsewhere by a peek, which takes a TLS peer's
+// close_notify for data and the connection for open). It is for an
 // idle pooled connection about to carry a request: the upstream may have
 // closed it while it idled, and a request that is not idempotent must not
 // be sent into a connection that is already gone.
@@ -122,16 +124,6 @@ func (c *turnConn) peerClosed() bool {
 		err = c.raw.Read(peek)
 	}
 	return err == nil && closed
-}
-
-// peekSaysClosed reads a MSG_PEEK|MSG_DONTWAIT receive: end of stream (0
-// bytes, no error) or an error other than "nothing yet" means the peer is
-// gone. Bytes waiting (a TLS session ticket, say) do not.
-func peekSaysClosed(n int, e syscall.Errno) bool {
-	if e != 0 {
-		return e != syscall.EAGAIN && e != syscall.EWOULDBLOCK && e != syscall.EINTR
-	}
-	return n == 0
 }
 
 func (c *turnConn) Write(b []byte) (int, error) {
