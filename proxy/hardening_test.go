@@ -27,6 +27,7 @@ func TestSmugglingAndMalformedRequestsNeverReachTheWire(t *testing.T) {
 		{"non-chunked Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip\r\n\r\n", "400"},
 		{"chunked, then something", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "400"},
 		{"repeated Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+		{"a chunk larger than the body limit", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: chunked\r\n\r\ncccccccc0\r\n\r\n", "413 socialroute: request body too large"},
 		{"obs-fold", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Fold: a\r\n b\r\n\r\n", "400 socialroute: folded header line"},
 		{"NUL in a value", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Nul: a\x00b\r\n\r\n", "400"},
 		{"control byte in a value", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Ctl: a\x1bb\r\n\r\n", "400"},
