@@ -560,10 +560,11 @@ type Placement struct {
 	// copies the bucket's data to the new home) before writes are fenced.
 	// Default 10m.
 	CopyTime time.Duration `yaml:"copy_time"`
-	// FenceSettle is the least time a move stays fenced, and every node
-	// must hold the fence, before writes cut over to the new home. Keep it
-	// above upstream.timeout, so that writes routed before the fence have
-	// finished. Default 15s.
+	// FenceSettle is the least time a move stays fenced, counted both from
+	// the fence and from the moment the last node was seen holding it,
+	// before writes cut over to the new home. Keep it above
+	// upstream.timeout, so that writes any node routed before the fence
+	// have finished. Default 15s.
 	FenceSettle time.Duration `yaml:"fence_settle"`
 	// CutoverTime is how long reads keep falling back to the old home after
 	// the cutover, before the move is done. Default 10m.

@@ -43,7 +43,13 @@ type placer struct {
 	evaluated time.Time
 	reports   int                     // access reports in the last evaluation
 	phaseAt   map[uint32]phaseSeen    // when this node first saw each move's phase
+	fleetAt   map[uint32]versionSeen  // when this node first saw every node hold a fence
 	lastMoves map[uint32]buckets.Move // the moves at the last look
+}
+
+type versionSeen struct {
+	version uint64
+	at      time.Time
 }
 
 type phaseSeen struct {
@@ -52,7 +58,7 @@ type phaseSeen struct {
 }
 
 func newPlacer(s *Server, fleet PlacementFleet) *placer {
-	return &placer{s: s, fleet: fleet, now: time.Now, phaseAt: map[uint32]phaseSeen{}}
+	return &placer{s: s, fleet: fleet, now: time.Now, phaseAt: map[uint32]phaseSeen{}, fleetAt: map[uint32]versionSeen{}}
 }
 
 // counters returns the access counters for cfg's shape: the ones in use if
@@ -194,7 +200,11 @@ func (s *Server) AbortMove(b uint32) (*buckets.Snapshot, error) {
 }
 
 // fenceHeld checks that every node holds snap's version (in which b is
-// fenced) and that the fence has stood for placement.fence_settle here.
+// fenced) and that the fence has stood for placement.fence_settle on every
+// node: here, and since this node first saw the last of the others hold
+// it. A node that took the fence up a moment ago may still have writes in
+// flight that it routed by the map before; settling from this node's own
+// fence alone let one of them land after the cutover's first write.
 func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 	p.mu.Lock()
 	seen, settle := p.seenPhase(b, snap), p.opts.FenceSettle
@@ -209,6 +219,17 @@ func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 		if m.MapVersion != snap.Version() {
 			return fmt.Errorf("%w: node %s routes by map version %d, this node by %d", errFenceNotHeld, m.Name, m.MapVersion, snap.Version())
 		}
+	}
+	now := p.now()
+	p.mu.Lock()
+	held, ok := p.fleetAt[b]
+	if !ok || held.version != snap.Version() {
+		held = versionSeen{snap.Version(), now}
+		p.fleetAt[b] = held
+	}
+	p.mu.Unlock()
+	if wait := settle - now.Sub(held.at); wait > 0 {
+		return fmt.Errorf("%w: every node has held the fence for %v of %v", errFenceNotHeld, settle-wait, settle)
 	}
 	return nil
 }
