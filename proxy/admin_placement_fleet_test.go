@@ -70,7 +70,9 @@ func newMoveFleet(t *testing.T, dcs []string) *moveFleet {
 	for i, dc := range dcs {
 		cfg := testConfig(t, func(c *configs.Config) {
 			c.Node.Name, c.Node.Datacenter = "node-"+strconv.Itoa(i), dc
-			c.Placement.FenceSettle = 50 * time.Millisecond // longer than any write in flight here
+			// Longer than any write in flight here, with room for a 2-core CI
+			// machine running other packages' tests alongside.
+			c.Placement.FenceSettle = 200 * time.Millisecond
 		})
 		i := i
 		s, err := New(cfg, nil, Options{
