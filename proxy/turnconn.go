@@ -378,17 +378,24 @@ func deadlineTime(n int64) time.Time {
 func (d *lazyDeadline) set(t time.Time, arm func(time.Time) error) error {
 	w := deadlineNanos(t)
 	d.want.Store(w)
-	if a := d.armed.Load(); w == 0 || a != 0 && w >= a {
+	if d.armedCovers(w) {
 		return nil // a firedEarly arming meanwhile sees this want and arms it
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	w = d.want.Load() // a later set may have moved it
-	if a := d.armed.Load(); w == 0 || a != 0 && w >= a {
+	if d.armedCovers(w) {
 		return nil
 	}
 	d.armed.Store(w)
 	return arm(deadlineTime(w))
+}
+
+// armedCovers reports whether wanting w needs no arming: none is wanted,
+// or the armed deadline comes first and firedEarly will move it on.
+func (d *lazyDeadline) armedCovers(w int64) bool {
+	a := d.armed.Load()
+	return w == 0 || a != 0 && w >= a
 }
 
 // firedEarly reports whether err is the socket's deadline firing before
