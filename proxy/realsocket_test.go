@@ -86,6 +86,26 @@ func TestOverRealSockets(t *testing.T) {
 		}
 	})
 
+	// The second request arrives while the first is upstream, after the
+	// proxy read the first and before it writes the response: it must be
+	// served then, not when the client sends more or the idle timeout
+	// ends the connection.
+	t.Run("pipelined while the first is upstream", func(t *testing.T) {
+		c, br := dial(t)
+		io.WriteString(c, "GET /feed?size=5&delay_ms=100 HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\n\r\n")
+		time.Sleep(30 * time.Millisecond)
+		io.WriteString(c, get(2, 7))
+		start := time.Now()
+		for i, n := range []int{5, 7} {
+			if body := read(t, br).Body(); !bytes.Equal(body, sizedBody(n)) {
+				t.Fatalf("response %d: %d bytes, want %d of the pattern", i, len(body), n)
+			}
+		}
+		if el := time.Since(start); el > 3*time.Second {
+			t.Fatalf("the two responses took %v: the second request waited for a wakeup that never came", el)
+		}
+	})
+
 	t.Run("large bodies both ways", func(t *testing.T) {
 		c, br := dial(t)
 		for _, n := range []int{300_000, 5, 2 * maxHeldWrite} {
@@ -176,6 +196,9 @@ func startSizedBackend(t *testing.T) string {
 	}
 	srv := &fasthttp.Server{Logger: quiet{}, MaxRequestBodySize: 1 << 20, Handler: func(ctx *fasthttp.RequestCtx) {
 		n, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("size")))
+		if ms, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("delay_ms"))); ms > 0 {
+			time.Sleep(time.Duration(ms) * time.Millisecond)
+		}
 		ctx.Response.Header.Set("X-Body-Crc", strconv.FormatUint(uint64(crc32.ChecksumIEEE(ctx.Request.Body())), 10))
 		ctx.SetBody(sizedBody(n))
 	}}

@@ -259,8 +259,8 @@ type turn struct {
 }
 
 // readStep is the syscall.RawConn.Read callback: on its first call it
-// sends the held-back bytes and asks to wait for readiness; then it reads.
-// Returning true ends the Read.
+// sends the held-back bytes, then it reads, waiting for readiness while
+// there is nothing. Returning true ends the Read.
 func (c *turnConn) readStep(fd uintptr) bool {
 	t := &c.turn
 	if t.sending {
@@ -280,7 +280,11 @@ func (c *turnConn) readStep(fd uintptr) bool {
 		t.sending = false
 		c.releaseHeld()
 		c.wmu.Unlock()
-		return false // wait for readiness: the answer cannot be there yet
+		// Look before waiting. The answer cannot be there yet, but bytes
+		// that arrived before this Read may be: a pipelined request sent
+		// while the response to the one before was being written. Their
+		// readiness is gone (RawRead reset it before calling this), and
+		// nothing would raise it again.
 	}
 	for {
 		m, err := sockRecv(int(fd), t.p)

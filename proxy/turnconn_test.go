@@ -325,3 +325,46 @@ func BenchmarkTurnConn(b *testing.B) {
 		})
 	}
 }
+
+// Bytes that arrived before a Read that sends held bytes are read at once,
+// not after the next arrival or the deadline: a pipelined request sent
+// while the response to the one before was being written, and the rest of
+// a message longer than the last Read's buffer (that Read waited for it,
+// so no wakeup is left to say more is there).
+func TestTurnConnReadsWhatArrivedBeforeTheSend(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		first, early string // the peer sends first, then early before the Read that sends
+	}{
+		{"pipelined", "GET1", "GET2"},
+		{"longer than the buffer", "0123456789", ""},
+	} {
+		c, peer := turnPair(t)
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 4)
+		go func() {
+			time.Sleep(20 * time.Millisecond) // the Read below waits for it
+			io.WriteString(peer, tc.first)
+		}()
+		if n, err := io.ReadFull(c, buf); err != nil || string(buf[:n]) != tc.first[:4] {
+			t.Fatalf("%s: first read = %q, %v", tc.name, buf[:n], err)
+		}
+		want := tc.first[4:] + tc.early
+		io.WriteString(peer, tc.early)
+		time.Sleep(20 * time.Millisecond) // it is in the socket buffer
+		if _, err := c.Write([]byte("response")); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%s: the Read that sends = %v after %v, with %q waiting", tc.name, err, time.Since(start), want)
+		}
+		if got := string(buf[:n]); got != want[:n] {
+			t.Fatalf("%s: read %q, want the start of %q", tc.name, got, want)
+		}
+		if got := readN(t, peer, len("response")); string(got) != "response" {
+			t.Fatalf("%s: peer got %q", tc.name, got)
+		}
+	}
+}
