@@ -25,6 +25,9 @@ import (
 var leakOptions = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+	// The proxy's wake-order dispatchers start with its first connection
+	// and live as long as the process, as the runtime's poller does.
+	goleak.IgnoreAnyFunction("github.com/socialroute/socialroute/proxy.(*readyOrder).run"),
 }
 
 // noLeaks fails t if goroutines other than those leakOptions and extra

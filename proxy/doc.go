@@ -19,9 +19,14 @@
 // Configuration and the assignment table are published together as one
 // immutable state through an atomic.Pointer: Reload swaps it without
 // dropping a request, and the request path takes no lock and, in steady
-// state, allocates nothing. Client and upstream sockets are turnConns: each
-// message is read with one system call, not Go's usual failed read before
-// parking, and socket deadlines are armed only when they must move earlier.
+// state, allocates nothing. Client and upstream sockets are turnConns: a
+// write is held back and sent by the next Read, and socket deadlines are
+// armed only when they must move earlier. On Linux their reads wait in a
+// readyOrder rather than the runtime's poller: it wakes them in the order
+// their sockets became readable, first ready first served as in an event
+// loop (the runtime serves each batch of ready goroutines last first), and
+// it says when a wakeup is pending, so that each message is read with one
+// system call, not Go's usual failed read before parking.
 // The routing key's table memory is prefetched as soon as the key is
 // known, and the request is routed after its headers are rewritten, by
 // when that memory has arrived.

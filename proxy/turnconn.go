@@ -54,6 +54,31 @@ type turnConn struct {
 	step func(uintptr) bool // c.readStep, bound once
 
 	rd, wd lazyDeadline
+	armRd  func(time.Time) error // arms rd: the socket's deadline, or inOrder's timer
+
+	// inOrder is set when reads wait for readyOrder's permits rather than
+	// in the runtime's poller (Linux); nil otherwise.
+	inOrder *orderedWait
+}
+
+// orderedWait is a turnConn's part in readyOrder: where its permits
+// arrive, and the read deadline, which the runtime's poller no longer
+// watches for this connection's reads.
+type orderedWait struct {
+	order *readyOrder
+	slot  int32
+	fd    int
+	ready chan struct{} // one permit at most: "look again"
+
+	timer  *time.Timer // the armed read deadline; guarded by rd.mu
+	fired  atomic.Bool // the armed read deadline has passed
+	closed atomic.Bool
+
+	// unread: the last recv filled its buffer, so more may be waiting,
+	// and no wakeup will say so. Only the one Read at a time touches it.
+	unread bool
+
+	sendStep, recvStep func(uintptr) // bound once, on c.turn
 }
 
 // maxHeldWrite bounds what a turnConn holds back. Responses and requests
@@ -66,7 +91,11 @@ var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &
 // newTurnConn wraps c if it is a socket the runtime polls (it has a
 // syscall.RawConn); anything else, such as an in-memory pipe, is returned
 // as it is.
-func newTurnConn(c net.Conn) net.Conn {
+func newTurnConn(c net.Conn) net.Conn { return newTurnConnWaiting(c, waitsInOrder) }
+
+// newTurnConnWaiting is newTurnConn with the choice of where reads wait:
+// in readyOrder (inOrder, where supported) or in the runtime's poller.
+func newTurnConnWaiting(c net.Conn, inOrder bool) net.Conn {
 	sc, ok := c.(syscall.Conn)
 	if !ok || !turnConnSupported {
 		return c
@@ -77,6 +106,10 @@ func newTurnConn(c net.Conn) net.Conn {
 	}
 	tc := &turnConn{Conn: c, raw: raw}
 	tc.step = tc.readStep
+	tc.armRd = c.SetReadDeadline
+	if inOrder {
+		tc.waitInOrder()
+	}
 	return tc
 }
 
@@ -119,8 +152,12 @@ func (c *turnConn) peerClosed() bool {
 		closed = sockPeekClosed(int(fd))
 		return true // never wait
 	}
+	if c.inOrder != nil {
+		err := c.raw.Control(func(fd uintptr) { peek(fd) })
+		return err == nil && closed
+	}
 	err := c.raw.Read(peek)
-	if err != nil && c.rd.firedEarly(err, c.Conn.SetReadDeadline) {
+	if err != nil && c.rd.firedEarly(err, c.armRd) {
 		err = c.raw.Read(peek)
 	}
 	return err == nil && closed
@@ -185,7 +222,7 @@ func (c *turnConn) write(b []byte) (int, error) {
 func (c *turnConn) Read(p []byte) (int, error) {
 	for {
 		n, err := c.read(p)
-		if err == nil || !c.rd.firedEarly(err, c.Conn.SetReadDeadline) {
+		if err == nil || !c.rd.firedEarly(err, c.armRd) {
 			return n, err
 		}
 	}
@@ -194,6 +231,9 @@ func (c *turnConn) Read(p []byte) (int, error) {
 // read is one Read attempt: it sends what is held back, waits for the
 // answer and reads it.
 func (c *turnConn) read(p []byte) (int, error) {
+	if c.inOrder != nil {
+		return c.readInOrder(p)
+	}
 	c.wmu.Lock()
 	c.readers++
 	if c.held == nil || len(p) == 0 {
@@ -256,6 +296,7 @@ type turn struct {
 	n       int
 	werr    error // the send failed
 	rerr    error // the read failed (io.EOF at the end of the stream)
+	again   bool  // the read found nothing yet (readInOrder)
 }
 
 // readStep is the syscall.RawConn.Read callback: on its first call it
@@ -284,7 +325,8 @@ func (c *turnConn) readStep(fd uintptr) bool {
 		// that arrived before this Read may be: a pipelined request sent
 		// while the response to the one before was being written. Their
 		// readiness is gone (RawRead reset it before calling this), and
-		// nothing would raise it again.
+		// nothing would raise it again. readInOrder knows when it can
+		// skip this recv; the runtime's poller does not say.
 	}
 	for {
 		m, err := sockRecv(int(fd), t.p)
@@ -326,7 +368,21 @@ func (c *turnConn) Close() error {
 		_ = c.sendHeld()
 		c.wmu.Unlock()
 	}
-	return c.Conn.Close()
+	w := c.inOrder
+	if w == nil || w.closed.Swap(true) {
+		return c.Conn.Close()
+	}
+	// Out of readyOrder while the descriptor is still this socket's: its
+	// number, reused, must never wake c.
+	w.order.remove(w.slot, w.fd)
+	err := c.Conn.Close()
+	c.rd.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	c.rd.mu.Unlock()
+	w.permit() // a Read waiting finds the connection closed
+	return err
 }
 
 func (c *turnConn) SetDeadline(t time.Time) error {
@@ -337,7 +393,7 @@ func (c *turnConn) SetDeadline(t time.Time) error {
 }
 
 func (c *turnConn) SetReadDeadline(t time.Time) error {
-	return c.rd.set(t, c.Conn.SetReadDeadline)
+	return c.rd.set(t, c.armRd)
 }
 
 func (c *turnConn) SetWriteDeadline(t time.Time) error {

@@ -6,12 +6,28 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
 
-// turnPair returns a turnConn dialed to a plain TCP connection on loopback.
-func turnPair(t *testing.T) (*turnConn, net.Conn) {
+// waitKinds are the two places a turnConn's reads can wait: every turnConn
+// test runs with both.
+var waitKinds = []struct {
+	name    string
+	inOrder bool
+}{{"runtime-poller", false}, {"in-order", true}}
+
+func eachWait(t *testing.T, test func(t *testing.T, inOrder bool)) {
+	for _, k := range waitKinds {
+		t.Run(k.name, func(t *testing.T) { test(t, k.inOrder) })
+	}
+}
+
+// turnPair returns a turnConn dialed to a plain TCP connection on loopback,
+// its reads waiting in readyOrder (inOrder, where supported) or in the
+// runtime's poller.
+func turnPair(t *testing.T, inOrder bool) (*turnConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -23,10 +39,11 @@ func turnPair(t *testing.T) (*turnConn, net.Conn) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	c, err := turnDial(func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) })(ln.Addr().String())
+	plain, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := newTurnConnWaiting(plain, inOrder)
 	peer := <-accepted
 	if peer == nil {
 		t.Fatal("accept failed")
@@ -37,6 +54,9 @@ func turnPair(t *testing.T) (*turnConn, net.Conn) {
 			t.Skip("turnConn is not used on this platform")
 		}
 		t.Fatalf("a TCP connection was not wrapped: %T", c)
+	}
+	if want := inOrder && runtime.GOOS == "linux"; (tc.inOrder != nil) != want {
+		t.Fatalf("reads wait in order: %v, want %v", tc.inOrder != nil, want)
 	}
 	t.Cleanup(func() { tc.Close(); peer.Close() })
 	return tc, peer
@@ -70,62 +90,68 @@ func readN(t *testing.T, c net.Conn, n int) []byte {
 // and sent at the next Read, several writes coalesced, writes over the
 // hold limit sent at once behind what was held.
 func TestTurnConnTurnsArriveInOrder(t *testing.T) {
-	c, peer := turnPair(t)
-	go echo(peer, 1<<20)
-	for _, sizes := range [][]int{{5}, {100, 200, 300}, {4096}, {maxHeldWrite}, {10, maxHeldWrite + 1}, {3 * maxHeldWrite}, {1, 1, 1}} {
-		var want []byte
-		for i, n := range sizes {
-			msg := bytes.Repeat([]byte{byte('a' + i)}, n)
-			want = append(want, msg...)
-			if m, err := c.Write(msg); err != nil || m != n {
-				t.Fatalf("sizes %v: Write = %d, %v", sizes, m, err)
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		go echo(peer, 1<<20)
+		for _, sizes := range [][]int{{5}, {100, 200, 300}, {4096}, {maxHeldWrite}, {10, maxHeldWrite + 1}, {3 * maxHeldWrite}, {1, 1, 1}} {
+			var want []byte
+			for i, n := range sizes {
+				msg := bytes.Repeat([]byte{byte('a' + i)}, n)
+				want = append(want, msg...)
+				if m, err := c.Write(msg); err != nil || m != n {
+					t.Fatalf("sizes %v: Write = %d, %v", sizes, m, err)
+				}
+			}
+			got := make([]byte, len(want))
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("sizes %v: read the echo: %v", sizes, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("sizes %v: the echo differs from what was written", sizes)
 			}
 		}
-		got := make([]byte, len(want))
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, got); err != nil {
-			t.Fatalf("sizes %v: read the echo: %v", sizes, err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("sizes %v: the echo differs from what was written", sizes)
-		}
-	}
+	})
 }
 
 // A write the next Read would have sent still goes out when the
 // connection closes instead (a response with Connection: close).
 func TestTurnConnCloseSendsHeldBytes(t *testing.T) {
-	c, peer := turnPair(t)
-	if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := io.ReadAll(peer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" {
-		t.Fatalf("peer got %q", got)
-	}
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" {
+			t.Fatalf("peer got %q", got)
+		}
+	})
 }
 
 // A Read whose deadline has already passed still sends what was held: the
 // peer sees what a plain connection's Write would have sent.
 func TestTurnConnExpiredReadStillSends(t *testing.T) {
-	c, peer := turnPair(t)
-	if _, err := c.Write([]byte("request")); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(-time.Second))
-	_, err := c.Read(make([]byte, 10))
-	var ne net.Error
-	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("Read past its deadline = %v, want a timeout", err)
-	}
-	if got := readN(t, peer, 7); string(got) != "request" {
-		t.Fatalf("peer got %q", got)
-	}
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		if _, err := c.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(-time.Second))
+		_, err := c.Read(make([]byte, 10))
+		var ne net.Error
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("Read past its deadline = %v, want a timeout", err)
+		}
+		if got := readN(t, peer, 7); string(got) != "request" {
+			t.Fatalf("peer got %q", got)
+		}
+	})
 }
 
 // Deadlines are armed lazily, but the caller's deadline is the one that
@@ -133,131 +159,139 @@ func TestTurnConnExpiredReadStillSends(t *testing.T) {
 // it, an earlier one replacing a later one fires, and clearing it lets a
 // slow answer through.
 func TestTurnConnDeadlines(t *testing.T) {
-	c, peer := turnPair(t)
-	buf := make([]byte, 16)
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		buf := make([]byte, 16)
 
-	// Earlier, then later: the read lasts until the later one.
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(30 * time.Millisecond))
-	_ = c.SetReadDeadline(start.Add(250 * time.Millisecond))
-	_, err := c.Read(buf)
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Read = %v, want a timeout", err)
-	}
-	if el := time.Since(start); el < 250*time.Millisecond {
-		t.Fatalf("the read timed out after %v, before the deadline asked for last (250ms)", el)
-	}
-
-	// Later, then earlier: the earlier one ends the read.
-	start = time.Now()
-	_ = c.SetReadDeadline(start.Add(time.Hour))
-	_ = c.SetReadDeadline(start.Add(50 * time.Millisecond))
-	done := make(chan error, 1)
-	go func() { _, err := c.Read(buf); done <- err }()
-	select {
-	case err := <-done:
+		// Earlier, then later: the read lasts until the later one.
+		start := time.Now()
+		_ = c.SetReadDeadline(start.Add(30 * time.Millisecond))
+		_ = c.SetReadDeadline(start.Add(250 * time.Millisecond))
+		_, err := c.Read(buf)
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("Read = %v, want a timeout", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an earlier deadline set after a later one did not end the read")
-	}
+		if el := time.Since(start); el < 250*time.Millisecond {
+			t.Fatalf("the read timed out after %v, before the deadline asked for last (250ms)", el)
+		}
 
-	// A deadline, then none: an answer after the old deadline is read.
-	_ = c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	_ = c.SetReadDeadline(time.Time{})
-	go func() {
-		time.Sleep(150 * time.Millisecond)
-		_, _ = peer.Write([]byte("late"))
-	}()
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "late" {
-		t.Fatalf("Read with the deadline cleared = %q, %v", buf[:n], err)
-	}
+		// Later, then earlier: the earlier one ends the read.
+		start = time.Now()
+		_ = c.SetReadDeadline(start.Add(time.Hour))
+		_ = c.SetReadDeadline(start.Add(50 * time.Millisecond))
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(buf); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read = %v, want a timeout", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("an earlier deadline set after a later one did not end the read")
+		}
 
-	// Write deadlines too: a peer that does not read blocks a large write
-	// until the write deadline asked for last, not an earlier one.
-	start = time.Now()
-	_ = c.SetWriteDeadline(start.Add(30 * time.Millisecond))
-	_ = c.SetWriteDeadline(start.Add(200 * time.Millisecond))
-	_, err = c.Write(make([]byte, 64<<20))
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Write to a peer that does not read = %v, want a timeout", err)
-	}
-	if el := time.Since(start); el < 200*time.Millisecond {
-		t.Fatalf("the write timed out after %v, before its deadline (200ms)", el)
-	}
+		// A deadline, then none: an answer after the old deadline is read.
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+		_ = c.SetReadDeadline(time.Time{})
+		go func() {
+			time.Sleep(150 * time.Millisecond)
+			_, _ = peer.Write([]byte("late"))
+		}()
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != "late" {
+			t.Fatalf("Read with the deadline cleared = %q, %v", buf[:n], err)
+		}
+
+		// Write deadlines too: a peer that does not read blocks a large write
+		// until the write deadline asked for last, not an earlier one.
+		start = time.Now()
+		_ = c.SetWriteDeadline(start.Add(30 * time.Millisecond))
+		_ = c.SetWriteDeadline(start.Add(200 * time.Millisecond))
+		_, err = c.Write(make([]byte, 64<<20))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write to a peer that does not read = %v, want a timeout", err)
+		}
+		if el := time.Since(start); el < 200*time.Millisecond {
+			t.Fatalf("the write timed out after %v, before its deadline (200ms)", el)
+		}
+	})
 }
 
 // Full-duplex use: a write while another goroutine waits in Read goes out
 // at once instead of waiting for that Read to end.
 func TestTurnConnWriteDuringRead(t *testing.T) {
-	c, peer := turnPair(t)
-	reading := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		close(reading)
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, err := c.Read(make([]byte, 8))
-		done <- err
-	}()
-	<-reading
-	time.Sleep(50 * time.Millisecond) // let the Read block
-	if _, err := c.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readN(t, peer, 4); string(got) != "ping" {
-		t.Fatalf("peer got %q", got)
-	}
-	_, _ = peer.Write([]byte("pong"))
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		reading := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			close(reading)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := c.Read(make([]byte, 8))
+			done <- err
+		}()
+		<-reading
+		time.Sleep(50 * time.Millisecond) // let the Read block
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readN(t, peer, 4); string(got) != "ping" {
+			t.Fatalf("peer got %q", got)
+		}
+		_, _ = peer.Write([]byte("pong"))
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // A peer that goes away ends the turn with EOF or an error, never a hang.
 func TestTurnConnPeerGone(t *testing.T) {
-	c, peer := turnPair(t)
-	peer.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	var err error
-	for i := 0; i < 3 && err == nil; i++ {
-		if _, err = c.Write([]byte("request")); err == nil {
-			_, err = c.Read(make([]byte, 8))
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		peer.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		var err error
+		for i := 0; i < 3 && err == nil; i++ {
+			if _, err = c.Write([]byte("request")); err == nil {
+				_, err = c.Read(make([]byte, 8))
+			}
 		}
-	}
-	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("a turn with a closed peer ended with %v, want EOF or a reset", err)
-	}
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a turn with a closed peer ended with %v, want EOF or a reset", err)
+		}
+	})
 }
 
 // peerClosed tells an open connection, with or without bytes waiting,
 // from one the peer closed, takes no bytes, and looks even when the
 // connection's armed deadline passed while it idled.
 func TestTurnConnPeerClosed(t *testing.T) {
-	c, peer := turnPair(t)
-	if c.peerClosed() {
-		t.Fatal("an open, quiet connection looked closed")
-	}
-	io.WriteString(peer, "ticket")
-	time.Sleep(20 * time.Millisecond)
-	if c.peerClosed() {
-		t.Fatal("an open connection with bytes waiting looked closed")
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	time.Sleep(30 * time.Millisecond) // the armed deadline passes, as on an idle pooled connection
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if got := string(readN(t, c, 6)); got != "ticket" {
-		t.Fatalf("after looking, the waiting bytes read %q", got)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-	time.Sleep(30 * time.Millisecond)
-	peer.Close()
-	time.Sleep(20 * time.Millisecond)
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if !c.peerClosed() {
-		t.Fatal("a connection the peer closed looked open")
-	}
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		if c.peerClosed() {
+			t.Fatal("an open, quiet connection looked closed")
+		}
+		io.WriteString(peer, "ticket")
+		time.Sleep(20 * time.Millisecond)
+		if c.peerClosed() {
+			t.Fatal("an open connection with bytes waiting looked closed")
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		time.Sleep(30 * time.Millisecond) // the armed deadline passes, as on an idle pooled connection
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if got := string(readN(t, c, 6)); got != "ticket" {
+			t.Fatalf("after looking, the waiting bytes read %q", got)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		time.Sleep(30 * time.Millisecond)
+		peer.Close()
+		time.Sleep(20 * time.Millisecond)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if !c.peerClosed() {
+			t.Fatal("a connection the peer closed looked open")
+		}
+	})
 }
 
 // Connections the runtime does not poll (in-memory pipes) are left alone.
@@ -326,45 +360,67 @@ func BenchmarkTurnConn(b *testing.B) {
 	}
 }
 
+// Close from another goroutine ends a Read that waits with no deadline:
+// the connection-closed error, at once, whichever poller it waits in.
+func TestTurnConnCloseEndsWaitingRead(t *testing.T) {
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, _ := turnPair(t, inOrder)
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 8)); done <- err }()
+		time.Sleep(50 * time.Millisecond) // let the Read wait
+		c.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Read ended by Close = %v, want net.ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not end a waiting Read")
+		}
+	})
+}
+
 // Bytes that arrived before a Read that sends held bytes are read at once,
 // not after the next arrival or the deadline: a pipelined request sent
 // while the response to the one before was being written, and the rest of
 // a message longer than the last Read's buffer (that Read waited for it,
 // so no wakeup is left to say more is there).
 func TestTurnConnReadsWhatArrivedBeforeTheSend(t *testing.T) {
-	for _, tc := range []struct {
-		name         string
-		first, early string // the peer sends first, then early before the Read that sends
-	}{
-		{"pipelined", "GET1", "GET2"},
-		{"longer than the buffer", "0123456789", ""},
-	} {
-		c, peer := turnPair(t)
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 4)
-		go func() {
-			time.Sleep(20 * time.Millisecond) // the Read below waits for it
-			io.WriteString(peer, tc.first)
-		}()
-		if n, err := io.ReadFull(c, buf); err != nil || string(buf[:n]) != tc.first[:4] {
-			t.Fatalf("%s: first read = %q, %v", tc.name, buf[:n], err)
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		for _, tc := range []struct {
+			name         string
+			first, early string // the peer sends first, then early before the Read that sends
+		}{
+			{"pipelined", "GET1", "GET2"},
+			{"longer than the buffer", "0123456789", ""},
+		} {
+			c, peer := turnPair(t, inOrder)
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 4)
+			go func() {
+				time.Sleep(20 * time.Millisecond) // the Read below waits for it
+				io.WriteString(peer, tc.first)
+			}()
+			if n, err := io.ReadFull(c, buf); err != nil || string(buf[:n]) != tc.first[:4] {
+				t.Fatalf("%s: first read = %q, %v", tc.name, buf[:n], err)
+			}
+			want := tc.first[4:] + tc.early
+			io.WriteString(peer, tc.early)
+			time.Sleep(20 * time.Millisecond) // it is in the socket buffer
+			if _, err := c.Write([]byte("response")); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("%s: the Read that sends = %v after %v, with %q waiting", tc.name, err, time.Since(start), want)
+			}
+			if got := string(buf[:n]); got != want[:n] {
+				t.Fatalf("%s: read %q, want the start of %q", tc.name, got, want)
+			}
+			if got := readN(t, peer, len("response")); string(got) != "response" {
+				t.Fatalf("%s: peer got %q", tc.name, got)
+			}
 		}
-		want := tc.first[4:] + tc.early
-		io.WriteString(peer, tc.early)
-		time.Sleep(20 * time.Millisecond) // it is in the socket buffer
-		if _, err := c.Write([]byte("response")); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatalf("%s: the Read that sends = %v after %v, with %q waiting", tc.name, err, time.Since(start), want)
-		}
-		if got := string(buf[:n]); got != want[:n] {
-			t.Fatalf("%s: read %q, want the start of %q", tc.name, got, want)
-		}
-		if got := readN(t, peer, len("response")); string(got) != "response" {
-			t.Fatalf("%s: peer got %q", tc.name, got)
-		}
-	}
+	})
 }

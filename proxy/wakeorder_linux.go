@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// readyOrder wakes the goroutines waiting on turnConns in the order their
+// sockets became readable, first ready first served, as an event loop such
+// as HAProxy's serves them.
+//
+// Why not leave it to the runtime: Go's netpoller walks each batch of
+// epoll events in order but pushes every readied goroutine onto a list
+// whose head is the last pushed, and the scheduler runs that list from its
+// head. Under saturation every poll returns a batch, so the connection
+// that became ready first waits for the whole batch after having waited
+// for the one before: the same mean latency, a wider spread, and a p99
+// about 20% above an event loop's (bench/README.md has the measurements,
+// and bench/fifo-go.sh the one-line runtime patch that showed it).
+//
+// How: every turnConn's socket is also in an epoll instance of its own
+// (edge-triggered, readable and peer-closed only), and that instance's
+// descriptor is itself polled by the runtime. One goroutine, woken by the
+// runtime when any of the sockets has news, takes the events in the
+// kernel's order with a non-blocking epoll_wait and gives each waiting
+// turnConn a permit through its one-slot channel. A receive on a channel
+// whose sender readies it goes to the scheduler's "run next" slot and
+// pushes the previous one to the back of the run queue, so the permits go
+// out second to last and then the first: the queue runs in epoll's order.
+//
+// A permit means "look again", never "data is there": one left over from
+// a segment that arrived while nobody waited costs a recv that finds
+// nothing and a wait for the next. Writes that find the socket buffer
+// full still wait in the runtime's poller, with the socket's own write
+// deadline; only reads wait here, with a timer of the turnConn's for the
+// read deadline.
+type readyOrder struct {
+	epfd int
+	file *os.File // epfd, polled by the runtime
+	raw  syscall.RawConn
+
+	mu    sync.RWMutex   // the dispatcher reads slots under RLock, once per batch
+	slots []*orderedWait // index is the epoll event's data; nil when free
+	free  []int32
+
+	events [128]syscall.EpollEvent // the dispatcher's alone
+}
+
+// readyOrders are started with the first turnConn, one per P (GOMAXPROCS
+// then; later changes are not followed), and live as long as the process,
+// as the runtime's own poller does. One for the whole process would send
+// every read wakeup through one goroutine on one P, a ceiling on a large
+// machine; with one per P the runtime's poller hands the dispatchers out
+// to the Ps as it hands out any goroutine, and each connection keeps to
+// one of them (by descriptor number), so its wakeups stay in order. Empty
+// when epoll could not be set up: turnConns then wait in the runtime's
+// poller as before.
+var (
+	readyOrders     []*readyOrder
+	readyOrdersOnce sync.Once
+)
+
+// readyOrderFor returns the readyOrder that serves the socket fd, or nil.
+func readyOrderFor(fd int) *readyOrder {
+	readyOrdersOnce.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			r, err := newReadyOrder()
+			if err != nil {
+				break
+			}
+			readyOrders = append(readyOrders, r)
+			go r.run()
+		}
+	})
+	if len(readyOrders) == 0 || fd < 0 {
+		return nil
+	}
+	return readyOrders[fd%len(readyOrders)]
+}
+
+func newReadyOrder() (*readyOrder, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	// os.NewFile registers a non-blocking descriptor with the runtime's
+	// poller, so that RawConn.Read parks until the epoll instance has
+	// events to give.
+	f := os.NewFile(uintptr(epfd), "socialroute-ready-order")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &readyOrder{epfd: epfd, file: f, raw: raw}, nil
+}
+
+// add registers w's socket fd and returns its slot.
+func (r *readyOrder) add(w *orderedWait, fd int) (int32, error) {
+	r.mu.Lock()
+	var slot int32
+	if n := len(r.free); n > 0 {
+		slot = r.free[n-1]
+		r.free = r.free[:n-1]
+		r.slots[slot] = w
+	} else {
+		slot = int32(len(r.slots))
+		r.slots = append(r.slots, w)
+	}
+	r.mu.Unlock()
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: slot}
+	if err := syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		r.release(slot)
+		return 0, os.NewSyscallError("epoll_ctl", err)
+	}
+	return slot, nil
+}
+
+// remove takes fd out of the epoll instance and frees its slot; the caller
+// does this before the descriptor is closed, so that its number, reused,
+// can never wake w.
+func (r *readyOrder) remove(slot int32, fd int) {
+	_ = syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_DEL, fd, nil)
+	r.release(slot)
+}
+
+func (r *readyOrder) release(slot int32) {
+	r.mu.Lock()
+	r.slots[slot] = nil
+	r.free = append(r.free, slot)
+	r.mu.Unlock()
+}
+
+// epollET is EPOLLET as the uint32 EpollEvent.Events wants (syscall
+// declares it negative).
+const epollET = 1 << 31
+
+// run is the dispatcher: it never returns while the process lives.
+func (r *readyOrder) run() {
+	for {
+		// dispatch returns false every time, so Read waits for the runtime
+		// to see the epoll instance readable again and calls it once more;
+		// readiness that arrives while dispatch runs is not lost, the
+		// runtime keeps it for the next wait.
+		if err := r.raw.Read(r.dispatch); err != nil {
+			return
+		}
+	}
+}
+
+func (r *readyOrder) dispatch(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&r.events[0])), uintptr(len(r.events)), 0, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 || n == 0 {
+			return false
+		}
+		r.mu.RLock()
+		// Second to last first, the first last: see the type's comment.
+		for i := 1; i < int(n); i++ {
+			r.permit(r.events[i].Fd)
+		}
+		r.permit(r.events[0].Fd)
+		r.mu.RUnlock()
+		if int(n) < len(r.events) {
+			return false
+		}
+		// A full array may have left events behind, and an edge-triggered
+		// instance will not report them again: take the rest now.
+	}
+}
+
+func (r *readyOrder) permit(slot int32) {
+	if slot < 0 || int(slot) >= len(r.slots) {
+		return
+	}
+	if w := r.slots[slot]; w != nil {
+		w.permit()
+	}
+}

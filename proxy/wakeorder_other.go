@@ -1,0 +1,13 @@
+//go:build !linux
+
+package proxy
+
+// readyOrder is Linux-only (it needs epoll); elsewhere turnConns wait in
+// the runtime's poller. See wakeorder_linux.go.
+type readyOrder struct{}
+
+func readyOrderFor(int) *readyOrder { return nil }
+
+func (r *readyOrder) add(*orderedWait, int) (int32, error) { return 0, nil }
+
+func (r *readyOrder) remove(int32, int) {}
