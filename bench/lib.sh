@@ -5,7 +5,9 @@
 # BACKEND (nginx or go), PIN_PROXY and PIN_LOAD (taskset prefixes or empty).
 
 BACKEND_PORTS=(18101 18102 18103 18104)
-declare -A PORT=([direct]=18101 [haproxy]=18201 [nginx]=18202 [socialroute]=18203)
+# baseline is socialroute built from another checkout (run.sh --baseline):
+# never running beside socialroute, it takes the same port.
+declare -A PORT=([direct]=18101 [haproxy]=18201 [nginx]=18202 [socialroute]=18203 [baseline]=18203)
 
 have() { command -v "$1" >/dev/null 2>&1; }
 note() { echo "${0##*/}: $*" >&2; }
@@ -144,6 +146,14 @@ build_socialroute() {
 	fi
 	SR_BIN="$WORK/bin/socialroute"
 	SR_CONFIG="$WORK/socialroute.yaml"
+	if [ -n "${BASE_ROOT:-}" ]; then
+		note "building the baseline from $BASE_ROOT with $gocmd"
+		if ! (cd "$BASE_ROOT" && "$gocmd" build -o "$WORK/bin/baseline" ./cmd/socialroute) >>"$WORK/build.log" 2>&1; then
+			BASE_SKIP="$gocmd build ./cmd/socialroute in $BASE_ROOT failed"
+			cat "$WORK/build.log" >&2
+		fi
+		BASE_BIN="$WORK/bin/baseline"
+	fi
 	cp "${SR_CONFIG_SRC:-$BENCH/socialroute.yaml}" "$SR_CONFIG"
 }
 
@@ -201,8 +211,10 @@ start_proxy() {
 		"${PIN_PROXY[@]}" nginx -p "$dir/" -c nginx.conf -e "$dir/error.log" -g 'daemon off;' \
 			>"$dir/stdout.log" 2>&1 &
 		;;
-	socialroute)
-		if [ $# -eq 0 ]; then set -- "$SR_BIN" serve --config "$SR_CONFIG"; fi
+	socialroute | baseline)
+		local bin=$SR_BIN
+		[ "$t" = baseline ] && bin=$BASE_BIN
+		if [ $# -eq 0 ]; then set -- "$bin" serve --config "$SR_CONFIG"; fi
 		GOMAXPROCS=1 "${PIN_PROXY[@]}" "$@" >"$dir/stdout.log" 2>&1 &
 		;;
 	esac

@@ -25,7 +25,10 @@
 # With --runs N every target is measured N times, interleaved, and the run
 # with the median proxy CPU per request is shown (all runs go to the JSON);
 # a last line gives socialroute's ratios to HAProxy round by round, the
-# steadier comparison on a noisy machine.
+# steadier comparison on a noisy machine. --baseline DIR adds a target,
+# socialroute built from another checkout with the same config, measured in
+# the same rounds: the way to see what a change does on a machine whose
+# speed drifts between runs.
 #
 # It installs nothing. It uses what is there and says what is missing:
 #   wrk              required (Debian: wrk)
@@ -57,6 +60,8 @@ NOISE_MAX=10
 MAX_TRIES=3
 QUIET_WAIT=60
 REPORT=""
+BASE_ROOT=""
+BASE_SKIP=""
 
 usage() {
 	cat <<EOF
@@ -72,6 +77,9 @@ usage: bash bench/run.sh [--quick] [options]
   --backend KIND       nginx or go (default: nginx when installed, else go)
   --users N            user ids 1..N, all in the social-hash table (default $USERS)
   --src DIR            build socialroute from this module instead (e.g. a worktree with a fix)
+  --baseline DIR       also measure socialroute built from DIR (e.g. a worktree of the commit
+                       before a change), in the same rounds, as target "baseline"; the summary
+                       gives socialroute's ratios to it as well
   --go CMD             build socialroute with this go command (e.g. a toolchain with a patched
                        runtime: bench/fifo-go.sh makes one); the header names its version
   --sr-config FILE     socialroute config instead of bench/socialroute.yaml
@@ -100,6 +108,7 @@ while [ $# -gt 0 ]; do
 	--backend) BACKEND=$2; shift ;;
 	--users) USERS=$2; shift ;;
 	--src) ROOT=$(cd "$2" && pwd) || exit 2; shift ;;
+	--baseline) BASE_ROOT=$(cd "$2" && pwd) || exit 2; shift ;;
 	--go) SR_GO=$2; shift ;;
 	--sr-config) SR_CONFIG_SRC=$(cd "$(dirname "$2")" && pwd)/$(basename "$2") || exit 2; shift ;;
 	--proxy-cpu) PROXY_CPU=$2; shift ;;
@@ -118,6 +127,7 @@ for n in "$DURATION" "$WARMUP" "$RUNS" "$CONNS" "$USERS" "$PROXY_CPU" "$LOAD_CPU
 	case "$n" in '' | *[!0-9]*) echo "run.sh: not a whole number: $n" >&2; exit 2 ;; esac
 done
 [ "$DURATION" -ge 1 ] && [ "$RUNS" -ge 1 ] || { echo "run.sh: --duration and --runs must be at least 1" >&2; exit 2; }
+if [ -n "$BASE_ROOT" ] && [[ ",$TARGETS," != *,baseline,* ]]; then TARGETS+=",baseline"; fi
 
 # Per target and run ("t#r"): figures; per target: a note.
 declare -A R_RPS R_P50 R_P99 R_ERR R_PCPU R_PUSR R_PSYS R_CORE R_PUTIL R_WCPU R_RATIO R_BCPU R_NOISE NOTE
@@ -133,6 +143,7 @@ if [ -n "$REPORT" ]; then
 	DURATION=$(jget duration_s) WARMUP=$(jget warmup_s) RUNS=$(jget runs) CONNS=$(jget connections)
 	BACKEND=$(jget backend) USERS=$(jget users) REPORT_COMMIT=$(jget commit) REPORT_TIME=$(jget time)
 	NCPU=$(jget cores) REPORT_PINNING=$(jget pinning)
+	REPORT_BASE=$(jget baseline_commit) REPORT_BASE_ROOT=$(jget baseline_dir)
 	want=()
 	while IFS=, read -r t r _ rps p50 p99 err pc pu ps core util wc ratio bc noise; do
 		[ "$t" = target ] && continue
@@ -188,7 +199,7 @@ check_ports_free || exit 2
 keep_kthreads_off_proxy_cpu
 
 SR_SKIP=""
-if [[ ",$TARGETS," == *,socialroute,* ]]; then build_socialroute; fi
+if [[ ",$TARGETS," == *,socialroute,* || ",$TARGETS," == *,baseline,* ]]; then build_socialroute; fi
 if [ "$BACKEND" = go ]; then build_go_backend || exit 1; fi
 
 # ---- measuring ------------------------------------------------------------------
@@ -216,6 +227,10 @@ measure() { # target run: measure_once, again (up to MAX_TRIES) while other proc
 	case "$t" in
 	haproxy | nginx) have "$t" || { NOTE[$t]="skipped: $t is not installed"; return; } ;;
 	socialroute) [ -z "$SR_SKIP" ] || { NOTE[$t]="skipped: $SR_SKIP"; return; } ;;
+	baseline)
+		[ -n "$BASE_ROOT" ] || { NOTE[$t]="skipped: no --baseline DIR"; return; }
+		[ -z "$SR_SKIP$BASE_SKIP" ] || { NOTE[$t]="skipped: $SR_SKIP$BASE_SKIP"; return; }
+		;;
 	direct) ;;
 	*) NOTE[$t]="skipped: unknown target"; return ;;
 	esac
@@ -362,12 +377,19 @@ spread() { # target: "min-max" of proxy CPU per request over the runs
 }
 
 # ---- report -------------------------------------------------------------------------
-if [ -n "$ROOT" ] && git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-	commit=$(git -C "$ROOT" rev-parse --short HEAD)
-	if [ -n "$(git -C "$ROOT" status --porcelain -- . ':!bench' 2>/dev/null)" ]; then commit="$commit+dirty"; fi
-else
-	commit="(not a git checkout)"
-fi
+describe_commit() { # dir: its short commit, +dirty when code outside bench/ is changed
+	if [ -n "$1" ] && git -C "$1" rev-parse --git-dir >/dev/null 2>&1; then
+		local c
+		c=$(git -C "$1" rev-parse --short HEAD)
+		if [ -n "$(git -C "$1" status --porcelain -- . ':!bench' 2>/dev/null)" ]; then c="$c+dirty"; fi
+		printf '%s' "$c"
+	else
+		printf '(not a git checkout)'
+	fi
+}
+commit=$(describe_commit "$ROOT")
+base_commit=""
+[ -n "$BASE_ROOT" ] && base_commit=$(describe_commit "$BASE_ROOT")
 cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null)
 v_haproxy=$(have haproxy && haproxy -v 2>/dev/null | awk 'NR==1{print $3}')
 v_nginx=$(have nginx && nginx -v 2>&1 | sed 's|.*nginx/||')
@@ -378,7 +400,9 @@ pinning="proxy on core $PROXY_CPU, wrk and backends on core $LOAD_CPU"
 [ ${#PIN_PROXY[@]} -eq 0 ] && pinning="none"
 [ -n "$KTHREADS_NOTE" ] && pinning="$pinning; kernel threads moved there too: $KTHREADS_NOTE"
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-if [ -n "$REPORT" ]; then now=$REPORT_TIME commit=$REPORT_COMMIT pinning=$REPORT_PINNING; fi
+if [ -n "$REPORT" ]; then
+	now=$REPORT_TIME commit=$REPORT_COMMIT pinning=$REPORT_PINNING base_commit=$REPORT_BASE BASE_ROOT=$REPORT_BASE_ROOT
+fi
 
 echo
 where=" ($ROOT)"
@@ -388,6 +412,7 @@ echo "  $NCPU cores ($cpu_model), kernel $(uname -r); pinning: $pinning"
 echo "  wrk $v_wrk: 1 thread, $CONNS connections, ${DURATION}s per run after ${WARMUP}s warm-up, $RUNS run(s) per target"
 echo "  X-User-ID random in 1..$USERS; backends: 4 x $BACKEND static 200"
 echo "  haproxy ${v_haproxy:-absent}, nginx ${v_nginx:-absent}, ${v_go:-go absent}"
+[ -n "$base_commit" ] && echo "  baseline: socialroute at commit $base_commit ($BASE_ROOT), same config"
 echo
 fmt='%-12s %7s %7s %7s %5s %10s %11s %12s %9s %6s %8s %7s %9s %7s\n'
 # shellcheck disable=SC2059
@@ -410,40 +435,41 @@ done
 for t in "${want[@]}"; do
 	if [ -n "${PICK[$t]:-}" ] && [ -n "${NOTE[$t]:-}" ]; then echo "note: $t: ${NOTE[$t]}"; fi
 done
-h=${PICK[haproxy]:-} s=${PICK[socialroute]:-}
-if [ -n "$h" ] && [ -n "$s" ]; then
-	awk -v sc="${R_PCPU[socialroute#$s]}" -v hc="${R_PCPU[haproxy#$h]}" -v sr="${R_RATIO[socialroute#$s]}" \
-		-v hr="${R_RATIO[haproxy#$h]}" -v sp="${R_P99[socialroute#$s]}" -v hp="${R_P99[haproxy#$h]}" 'BEGIN {
-		printf "\nsocialroute / haproxy: CPU per request x%.2f (proxy/wrk x%.2f), p99 x%.2f  (goal: <= 1, <= 1)\n",
-			sc / hc, sr / hr, sp / hp }'
+# compare a b goal: a's ratios to b, the shown runs and round by round.
+compare() {
+	local a=$1 b=$2 goal=$3 pa=${PICK[$1]:-} pb=${PICK[$2]:-} r x y rounds="" n cpu p99 best
+	[ -n "$pa" ] && [ -n "$pb" ] || return 0
+	awk -v ac="${R_PCPU[$a#$pa]}" -v bc="${R_PCPU[$b#$pb]}" -v ar="${R_RATIO[$a#$pa]}" \
+		-v br="${R_RATIO[$b#$pb]}" -v ap="${R_P99[$a#$pa]}" -v bp="${R_P99[$b#$pb]}" -v t="$a / $b" -v g="$goal" 'BEGIN {
+		printf "\n%s: CPU per request x%.2f (proxy/wrk x%.2f), p99 x%.2f%s\n", t, ac / bc, ar / br, ap / bp, g }'
 	# The rows above are each target's median run, which may come from
 	# different rounds; a round measures every target at one moment of the
 	# machine, so its ratios are the steadier comparison.
-	rounds=""
 	for ((r = 1; r <= RUNS; r++)); do
-		a=${R_PCPU[socialroute#$r]:-} b=${R_PCPU[haproxy#$r]:-}
-		[ -n "$a" ] && [ -n "$b" ] || continue
-		rounds+="$a ${R_P99[socialroute#$r]} $b ${R_P99[haproxy#$r]}"$'\n'
+		x=${R_PCPU[$a#$r]:-} y=${R_PCPU[$b#$r]:-}
+		[ -n "$x" ] && [ -n "$y" ] || continue
+		rounds+="$x ${R_P99[$a#$r]} $y ${R_P99[$b#$r]}"$'\n'
 	done
 	n=$(printf '%s' "$rounds" | grep -c .)
-	if [ "$n" -gt 1 ]; then
-		median_range() {
-			sort -g | awk '{v[NR] = $1} END {
-				m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-				printf "x%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
-		}
-		cpu=$(printf '%s' "$rounds" | awk 'NF {printf "%.4f\n", $1 / $3}' | median_range)
-		p99=$(printf '%s' "$rounds" | awk 'NF {printf "%.4f\n", $2 / $4}' | median_range)
-		echo "round by round, median (range) of $n: CPU per request $cpu, p99 $p99"
-		# A busy host only ever adds time, so each target's best run is the
-		# least disturbed measure of what it costs.
-		best=$(printf '%s' "$rounds" | awk 'NF {
-			if (!sc || $1 < sc) sc = $1; if (!sp || $2 < sp) sp = $2
-			if (!hc || $3 < hc) hc = $3; if (!hp || $4 < hp) hp = $4 }
-			END { printf "CPU per request x%.2f, p99 x%.2f", sc / hc, sp / hp }')
-		echo "best run of each of $n: $best"
-	fi
-fi
+	[ "$n" -gt 1 ] || return 0
+	cpu=$(printf '%s' "$rounds" | awk 'NF {printf "%.4f\n", $1 / $3}' | median_range)
+	p99=$(printf '%s' "$rounds" | awk 'NF {printf "%.4f\n", $2 / $4}' | median_range)
+	echo "round by round, median (range) of $n: CPU per request $cpu, p99 $p99"
+	# A busy host only ever adds time, so each target's best run is the
+	# least disturbed measure of what it costs.
+	best=$(printf '%s' "$rounds" | awk 'NF {
+		if (!sc || $1 < sc) sc = $1; if (!sp || $2 < sp) sp = $2
+		if (!hc || $3 < hc) hc = $3; if (!hp || $4 < hp) hp = $4 }
+		END { printf "CPU per request x%.2f, p99 x%.2f", sc / hc, sp / hp }')
+	echo "best run of each of $n: $best"
+}
+median_range() {
+	sort -g | awk '{v[NR] = $1} END {
+		m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		printf "x%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
+}
+compare socialroute haproxy "  (goal: <= 1, <= 1)"
+compare socialroute baseline "  (below 1: the change helps)"
 cat <<'EOF'
 
 proxy_us/rq  the proxy's own CPU time (user+system, all its threads and processes) per request;
@@ -481,6 +507,7 @@ esc() { local s=${1//\\/\\\\}; printf '%s' "${s//\"/\\\"}"; }
 {
 	printf '{\n  "time": "%s", "commit": "%s", "cores": %s, "cpu": "%s", "kernel": "%s",\n' \
 		"$now" "$commit" "$NCPU" "$(esc "$cpu_model")" "$(uname -r)"
+	printf '  "baseline_commit": "%s", "baseline_dir": "%s",\n' "$base_commit" "$(esc "$BASE_ROOT")"
 	printf '  "pinning": "%s", "backend": "%s", "connections": %s, "duration_s": %s, "warmup_s": %s, "runs": %s, "users": %s,\n' \
 		"$pinning" "$BACKEND" "$CONNS" "$DURATION" "$WARMUP" "$RUNS" "$USERS"
 	printf '  "versions": {"wrk": "%s", "haproxy": "%s", "nginx": "%s", "go": "%s"},\n' \
