@@ -53,8 +53,10 @@ type turnConn struct {
 	turn turn               // the Read in progress
 	step func(uintptr) bool // c.readStep, bound once
 
-	rd, wd lazyDeadline
-	armRd  func(time.Time) error // arms rd: the socket's deadline, or inOrder's timer
+	rd, wd       lazyDeadline
+	armRd, armWd func(time.Time) error // arm rd and wd: the socket's deadlines, or inOrder's timers
+
+	wturn wturn // the write in progress when writes wait in order; guarded by wmu
 
 	// inOrder is set when reads wait for readyOrder's permits rather than
 	// in the runtime's poller (Linux); nil otherwise.
@@ -62,23 +64,26 @@ type turnConn struct {
 }
 
 // orderedWait is a turnConn's part in readyOrder: where its permits
-// arrive, and the read deadline, which the runtime's poller no longer
-// watches for this connection's reads.
+// arrive, and the deadlines the runtime's poller no longer watches: the
+// read deadline always, the write deadline too when the socket left the
+// runtime's poller (sole).
 type orderedWait struct {
 	order *readyOrder
 	slot  int32
 	fd    int
-	ready chan struct{} // one permit at most: "look again"
 
-	timer  *time.Timer // the armed read deadline; guarded by rd.mu
-	fired  atomic.Bool // the armed read deadline has passed
+	rd, wr waitSide
 	closed atomic.Bool
+
+	// sole: the socket is in readyOrder's epoll instance only, out of the
+	// runtime's, so writes that find the socket buffer full wait here too.
+	sole bool
 
 	// unread: the last recv filled its buffer, so more may be waiting,
 	// and no wakeup will say so. Only the one Read at a time touches it.
 	unread bool
 
-	sendStep, recvStep func(uintptr) // bound once, on c.turn
+	sendStep, recvStep, writeStep func(uintptr) // bound once, on c.turn and c.wturn
 }
 
 // maxHeldWrite bounds what a turnConn holds back. Responses and requests
@@ -106,7 +111,7 @@ func newTurnConnWaiting(c net.Conn, inOrder bool) net.Conn {
 	}
 	tc := &turnConn{Conn: c, raw: raw}
 	tc.step = tc.readStep
-	tc.armRd = c.SetReadDeadline
+	tc.armRd, tc.armWd = c.SetReadDeadline, c.SetWriteDeadline
 	if inOrder {
 		tc.waitInOrder()
 	}
@@ -210,9 +215,15 @@ func (c *turnConn) releaseHeld() {
 func (c *turnConn) write(b []byte) (int, error) {
 	total := 0
 	for {
-		n, err := c.Conn.Write(b)
+		var n int
+		var err error
+		if c.inOrder != nil && c.inOrder.sole {
+			n, err = c.writeInOrder(b)
+		} else {
+			n, err = c.Conn.Write(b)
+		}
 		total += n
-		if err == nil || !c.wd.firedEarly(err, c.Conn.SetWriteDeadline) {
+		if err == nil || !c.wd.firedEarly(err, c.armWd) {
 			return total, err
 		}
 		b = b[n:]
@@ -377,11 +388,13 @@ func (c *turnConn) Close() error {
 	w.order.remove(w.slot, w.fd)
 	err := c.Conn.Close()
 	c.rd.mu.Lock()
-	if w.timer != nil {
-		w.timer.Stop()
-	}
+	w.rd.stop()
 	c.rd.mu.Unlock()
-	w.permit() // a Read waiting finds the connection closed
+	c.wd.mu.Lock()
+	w.wr.stop()
+	c.wd.mu.Unlock()
+	w.rd.permit() // a Read or Write waiting finds the connection closed
+	w.wr.permit()
 	return err
 }
 
@@ -397,7 +410,7 @@ func (c *turnConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *turnConn) SetWriteDeadline(t time.Time) error {
-	return c.wd.set(t, c.Conn.SetWriteDeadline)
+	return c.wd.set(t, c.armWd)
 }
 
 // lazyDeadline is one direction's deadline: the one the caller wants and

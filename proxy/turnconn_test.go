@@ -57,6 +57,8 @@ func turnPair(t *testing.T, inOrder bool) (*turnConn, net.Conn) {
 	}
 	if want := inOrder && runtime.GOOS == "linux"; (tc.inOrder != nil) != want {
 		t.Fatalf("reads wait in order: %v, want %v", tc.inOrder != nil, want)
+	} else if want && !tc.inOrder.sole {
+		t.Fatal("the socket is still in the runtime's poller: writes wait there, and every arrival wakes two epoll instances")
 	}
 	t.Cleanup(func() { tc.Close(); peer.Close() })
 	return tc, peer
@@ -421,6 +423,26 @@ func TestTurnConnReadsWhatArrivedBeforeTheSend(t *testing.T) {
 			if got := readN(t, peer, len("response")); string(got) != "response" {
 				t.Fatalf("%s: peer got %q", tc.name, got)
 			}
+		}
+	})
+}
+
+// Close from another goroutine ends a Write blocked on a peer that does
+// not read, with no deadline: closing is what unblocks it.
+func TestTurnConnCloseEndsBlockedWrite(t *testing.T) {
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, _ := turnPair(t, inOrder)
+		done := make(chan error, 1)
+		go func() { _, err := c.Write(make([]byte, 64<<20)); done <- err }()
+		time.Sleep(100 * time.Millisecond) // the socket buffers fill
+		c.Close()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("a 64 MiB Write to a peer that does not read succeeded")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not end a blocked Write")
 		}
 	})
 }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -21,22 +23,24 @@ import (
 // about 20% above an event loop's (bench/README.md has the measurements,
 // and bench/fifo-go.sh the one-line runtime patch that showed it).
 //
-// How: every turnConn's socket is also in an epoll instance of its own
-// (edge-triggered, readable and peer-closed only), and that instance's
-// descriptor is itself polled by the runtime. One goroutine, woken by the
-// runtime when any of the sockets has news, takes the events in the
-// kernel's order with a non-blocking epoll_wait and gives each waiting
-// turnConn a permit through its one-slot channel. A receive on a channel
-// whose sender readies it goes to the scheduler's "run next" slot and
-// pushes the previous one to the back of the run queue, so the permits go
-// out second to last and then the first: the queue runs in epoll's order.
+// How: every turnConn's socket is in an epoll instance of a readyOrder
+// (edge-triggered: readable, writable, peer closed) and, where
+// takeFromRuntime manages it, no longer in the runtime's, so that each
+// arrival wakes one instance, not two. The readyOrder's descriptor is
+// itself polled by the runtime. Its goroutine, woken when any of its
+// sockets has news, takes the events in the kernel's order with a
+// non-blocking epoll_wait and gives each waiting turnConn a permit
+// through a one-slot channel, one for reads and one for writes. A
+// receive on a channel whose sender readies it goes to the scheduler's
+// "run next" slot and pushes the previous one to the back of the run
+// queue, so the permits go out second to last first and then the first:
+// the queue runs in epoll's order.
 //
-// A permit means "look again", never "data is there": one left over from
-// a segment that arrived while nobody waited costs a recv that finds
-// nothing and a wait for the next. Writes that find the socket buffer
-// full still wait in the runtime's poller, with the socket's own write
-// deadline; only reads wait here, with a timer of the turnConn's for the
-// read deadline.
+// A permit means "look again", never "data is there" or "there is room":
+// one left over costs a system call that finds nothing and a wait for the
+// next. Deadlines of waits here are timers of the turnConn's, as the
+// runtime's poller no longer ends them (reads always; writes when the
+// socket left the runtime's poller, which otherwise still waits for room).
 type readyOrder struct {
 	epfd int
 	file *os.File // epfd, polled by the runtime
@@ -115,7 +119,7 @@ func (r *readyOrder) add(w *orderedWait, fd int) (int32, error) {
 		r.slots = append(r.slots, w)
 	}
 	r.mu.Unlock()
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | epollET, Fd: slot}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET, Fd: slot}
 	if err := syscall.EpollCtl(r.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		r.release(slot)
 		return 0, os.NewSyscallError("epoll_ctl", err)
@@ -167,9 +171,9 @@ func (r *readyOrder) dispatch(fd uintptr) bool {
 		r.mu.RLock()
 		// Second to last first, the first last: see the type's comment.
 		for i := 1; i < int(n); i++ {
-			r.permit(r.events[i].Fd)
+			r.permit(&r.events[i])
 		}
-		r.permit(r.events[0].Fd)
+		r.permit(&r.events[0])
 		r.mu.RUnlock()
 		if int(n) < len(r.events) {
 			return false
@@ -179,11 +183,89 @@ func (r *readyOrder) dispatch(fd uintptr) bool {
 	}
 }
 
-func (r *readyOrder) permit(slot int32) {
+// Readable, peer closed or failed: a reason to look for reads; writable or
+// failed: for writes.
+const (
+	readEvents  = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+	writeEvents = syscall.EPOLLOUT | syscall.EPOLLHUP | syscall.EPOLLERR
+)
+
+func (r *readyOrder) permit(ev *syscall.EpollEvent) {
+	slot := ev.Fd
 	if slot < 0 || int(slot) >= len(r.slots) {
 		return
 	}
-	if w := r.slots[slot]; w != nil {
-		w.permit()
+	w := r.slots[slot]
+	if w == nil {
+		return
 	}
+	if ev.Events&readEvents != 0 {
+		w.rd.permit()
+	}
+	if ev.Events&writeEvents != 0 {
+		w.wr.permit()
+	}
+}
+
+// takeFromRuntime takes the socket fd out of the runtime's epoll instance,
+// so that its arrivals wake readyOrder's alone, and reports whether it
+// did. The socket then must never wait in the runtime's poller (nothing
+// would wake it): its turnConn reads and writes through readyOrder.
+//
+// The runtime does not say which descriptor its epoll instance is, and
+// its Close of the socket deletes it from there regardless (ignoring the
+// error), so it is found once, from /proc: the epoll instance that is not
+// a readyOrder's and watches this socket. Without /proc, or if the
+// runtime ever stops using epoll, it is not found and sockets stay in
+// both instances, as correct as before and a wakeup dearer.
+func (r *readyOrder) takeFromRuntime(fd int) bool {
+	runtimeEpollOnce.Do(func() { runtimeEpoll = findRuntimeEpoll(fd) })
+	if runtimeEpoll < 0 {
+		return false
+	}
+	return syscall.EpollCtl(runtimeEpoll, syscall.EPOLL_CTL_DEL, fd, nil) == nil
+}
+
+var (
+	runtimeEpoll     = -1
+	runtimeEpollOnce sync.Once
+)
+
+// findRuntimeEpoll returns the descriptor of the epoll instance, other
+// than the readyOrders', that watches the socket fd, or -1.
+func findRuntimeEpoll(fd int) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	watched := strconv.Itoa(fd)
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || isReadyOrderEpoll(n) {
+			continue
+		}
+		if link, _ := os.Readlink("/proc/self/fd/" + e.Name()); link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue
+		}
+		// One line per watched descriptor: "tfd:        7 events: ...".
+		for _, line := range strings.Split(string(info), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "tfd:" && f[1] == watched {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+func isReadyOrderEpoll(fd int) bool {
+	for _, r := range readyOrders {
+		if r.epfd == fd {
+			return true
+		}
+	}
+	return false
 }

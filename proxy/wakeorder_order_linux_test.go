@@ -61,7 +61,9 @@ func serveOrder(t *testing.T, r *readyOrder, n int) []int {
 		}
 		reader, writer := fds[0], fds[1]
 		writers[i] = writer
-		w := &orderedWait{order: r, fd: reader, ready: make(chan struct{}, 1)}
+		w := &orderedWait{order: r, fd: reader}
+		w.rd.init()
+		w.wr.init()
 		slot, err := r.add(w, reader)
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +74,7 @@ func serveOrder(t *testing.T, r *readyOrder, n int) []int {
 		go func() {
 			defer ran.Done()
 			waiting.Done()
-			<-w.ready
+			<-w.rd.ready
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()

@@ -11,3 +11,5 @@ func readyOrderFor(int) *readyOrder { return nil }
 func (r *readyOrder) add(*orderedWait, int) (int32, error) { return 0, nil }
 
 func (r *readyOrder) remove(int32, int) {}
+
+func (r *readyOrder) takeFromRuntime(int) bool { return false }
