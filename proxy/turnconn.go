@@ -310,24 +310,36 @@ type turn struct {
 	again   bool  // the read found nothing yet (readInOrder)
 }
 
+// sendSome sends what it can of b on the non-blocking socket fd: n bytes,
+// and full when the socket buffer filled before all of b went out. It is
+// the sending part of every turnConn callback.
+func sendSome(fd uintptr, b []byte) (n int, full bool, err error) {
+	for n < len(b) {
+		m, err := sockSend(int(fd), b[n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return n, true, nil
+		case err != nil:
+			return n, false, os.NewSyscallError("write", err)
+		}
+		n += m
+	}
+	return n, false, nil
+}
+
 // readStep is the syscall.RawConn.Read callback: on its first call it
 // sends the held-back bytes, then it reads, waiting for readiness while
 // there is nothing. Returning true ends the Read.
 func (c *turnConn) readStep(fd uintptr) bool {
 	t := &c.turn
 	if t.sending {
-		for t.sent < len(t.held) {
-			m, err := sockSend(int(fd), t.held[t.sent:])
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil {
-				if err != syscall.EAGAIN {
-					t.werr = os.NewSyscallError("write", err)
-				}
-				return true // the socket buffer is full or broken: the caller finishes
-			}
-			t.sent += m
+		n, full, err := sendSome(fd, t.held[t.sent:])
+		t.sent += n
+		if full || err != nil {
+			t.werr = err
+			return true // the socket buffer is full or broken: the caller finishes
 		}
 		t.sending = false
 		c.releaseHeld()

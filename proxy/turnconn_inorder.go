@@ -154,7 +154,7 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 		}
 		if err == nil && t.sent < len(t.held) {
 			// The socket buffer filled: send the rest as a plain Write
-			// would, waiting in the runtime's poller.
+			// would (c.write waits for room where this socket waits).
 			_, err = c.write(t.held[t.sent:])
 		}
 		*t = turn{}
@@ -207,19 +207,9 @@ func (c *turnConn) recvInOrder(p []byte, wait bool) (int, error) {
 // a full socket buffer (t.sent < len(t.held)) or an error (t.werr).
 func (c *turnConn) sendHeldStep(fd uintptr) {
 	t := &c.turn
-	for t.sent < len(t.held) {
-		m, err := sockSend(int(fd), t.held[t.sent:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			if err != syscall.EAGAIN {
-				t.werr = os.NewSyscallError("write", err)
-			}
-			return
-		}
-		t.sent += m
-	}
+	n, _, err := sendSome(fd, t.held[t.sent:])
+	t.sent += n
+	t.werr = err
 }
 
 // recvStep is the raw.Control callback that reads once into t.p: t.n
@@ -290,19 +280,8 @@ func (c *turnConn) writeInOrder(b []byte) (int, error) {
 // can of t.b.
 func (c *turnConn) writeStep(fd uintptr) {
 	t := &c.wturn
-	for t.n < len(t.b) {
-		m, err := sockSend(int(fd), t.b[t.n:])
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			t.again = true
-			return
-		}
-		if err != nil {
-			t.err = os.NewSyscallError("write", err)
-			return
-		}
-		t.n += m
-	}
+	n, full, err := sendSome(fd, t.b[t.n:])
+	t.n += n
+	t.again = full
+	t.err = err
 }
