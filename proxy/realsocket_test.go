@@ -147,7 +147,14 @@ func TestOverRealSockets(t *testing.T) {
 		_ = c.(*net.TCPConn).SetReadBuffer(256 << 10)
 		const size = 16 << 20
 		io.WriteString(c, get(3, size))
-		time.Sleep(300 * time.Millisecond)
+		// The write timeout runs from when the response starts going out,
+		// and the proxy first reads all 16 MiB from the upstream (seconds
+		// under -race): wait for the first byte, so that the pause below
+		// is a pause of a response being written.
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := br.ReadByte(); err != nil {
+			t.Fatalf("no response began: %v", err)
+		}
 		other, obr := dial(t)
 		io.WriteString(other, get(4, 10))
 		if body := read(t, obr).Body(); len(body) != 10 {
