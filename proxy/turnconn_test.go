@@ -446,3 +446,48 @@ func TestTurnConnCloseEndsBlockedWrite(t *testing.T) {
 		}
 	})
 }
+
+// Close waits for a system call that is using the descriptor before it
+// closes the socket, and every call after it finds the connection closed:
+// a descriptor number, once closed, can be another socket's, and a send
+// on it then would go to that socket's peer.
+func TestTurnConnCloseWaitsForTheDescriptorsUsers(t *testing.T) {
+	c, peer := turnPair(t, true)
+	w := c.inOrder
+	if w == nil {
+		t.Skip("reads wait in the runtime's poller on this platform: raw.Control guards the descriptor")
+	}
+	if !w.enter() {
+		t.Fatal("an open connection's descriptor could not be entered")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a system call was using the descriptor", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// The descriptor is still this socket's: the peer sees no end yet.
+	_ = peer.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the peer's read while Close waited = %v, want its deadline", err)
+	}
+	w.exit()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not finish after the last user left")
+	}
+	if w.enter() {
+		t.Fatal("a closed connection's descriptor could still be entered")
+	}
+	if _, err := c.Write(make([]byte, maxHeldWrite+1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write after Close = %v, want net.ErrClosed", err)
+	}
+	if _, err := c.Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read after Close = %v, want net.ErrClosed", err)
+	}
+}
