@@ -56,6 +56,8 @@ type turnConn struct {
 	rd, wd       lazyDeadline
 	armRd, armWd func(time.Time) error // arm rd and wd: the socket's deadlines, or inOrder's timers
 
+	wturn wturn // the write in progress when writes wait in order; guarded by wmu
+
 	// inOrder is set when reads wait for readyOrder's permits rather than
 	// in the runtime's poller (Linux); nil otherwise.
 	inOrder *orderedWait
@@ -69,7 +71,6 @@ type orderedWait struct {
 	order *readyOrder
 	slot  int32
 	fd    int
-	inUse atomic.Int32 // system calls on fd in progress, and fdClosing; see enter
 
 	rd, wr waitSide
 	closed atomic.Bool
@@ -81,6 +82,8 @@ type orderedWait struct {
 	// unread: the last recv filled its buffer, so more may be waiting,
 	// and no wakeup will say so. Only the one Read at a time touches it.
 	unread bool
+
+	sendStep, recvStep, writeStep func(uintptr) // bound once, on c.turn and c.wturn
 }
 
 // maxHeldWrite bounds what a turnConn holds back. Responses and requests
@@ -149,17 +152,14 @@ func turnDial(dial func(addr string) (net.Conn, error)) func(addr string) (net.C
 // idle connection has usually passed, and the runtime would not run the
 // look at all; it is re-armed to the wanted one as a Read would.
 func (c *turnConn) peerClosed() bool {
-	if w := c.inOrder; w != nil {
-		if !w.enter() {
-			return false
-		}
-		defer w.exit()
-		return sockPeekClosed(w.fd)
-	}
 	closed := false
 	peek := func(fd uintptr) bool {
 		closed = sockPeekClosed(int(fd))
 		return true // never wait
+	}
+	if c.inOrder != nil {
+		err := c.raw.Control(func(fd uintptr) { peek(fd) })
+		return err == nil && closed
 	}
 	err := c.raw.Read(peek)
 	if err != nil && c.rd.firedEarly(err, c.armRd) {
@@ -297,9 +297,8 @@ func (c *turnConn) read(p []byte) (int, error) {
 	return n, rerr
 }
 
-// turn is the state of one Read through the runtime's poller (readStep)
-// that sends held-back bytes first; it lives in the turnConn so that the
-// callback allocates nothing.
+// turn is the state of one Read that sends held-back bytes first; it
+// lives in the turnConn so that the callback allocates nothing.
 type turn struct {
 	held    []byte // the bytes to send
 	sent    int
@@ -308,14 +307,15 @@ type turn struct {
 	n       int
 	werr    error // the send failed
 	rerr    error // the read failed (io.EOF at the end of the stream)
+	again   bool  // the read found nothing yet (readInOrder)
 }
 
 // sendSome sends what it can of b on the non-blocking socket fd: n bytes,
 // and full when the socket buffer filled before all of b went out. It is
-// the sending part of readStep and of the in-order sends.
-func sendSome(fd int, b []byte) (n int, full bool, err error) {
+// the sending part of every turnConn callback.
+func sendSome(fd uintptr, b []byte) (n int, full bool, err error) {
 	for n < len(b) {
-		m, err := sockSend(fd, b[n:])
+		m, err := sockSend(int(fd), b[n:])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -335,7 +335,7 @@ func sendSome(fd int, b []byte) (n int, full bool, err error) {
 func (c *turnConn) readStep(fd uintptr) bool {
 	t := &c.turn
 	if t.sending {
-		n, full, err := sendSome(int(fd), t.held[t.sent:])
+		n, full, err := sendSome(fd, t.held[t.sent:])
 		t.sent += n
 		if full || err != nil {
 			t.werr = err
@@ -398,7 +398,7 @@ func (c *turnConn) Close() error {
 	// Out of readyOrder while the descriptor is still this socket's: its
 	// number, reused, must never wake c.
 	w.order.remove(w.slot, w.fd)
-	err := w.closeFD(c.Conn)
+	err := c.Conn.Close()
 	c.rd.mu.Lock()
 	w.rd.stop()
 	c.rd.mu.Unlock()

@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"io"
-	"math"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,6 +34,9 @@ func (c *turnConn) waitInOrder() {
 		return
 	}
 	w.slot = slot
+	w.sendStep = c.sendHeldStep
+	w.recvStep = c.recvStep
+	w.writeStep = c.writeStep
 	c.inOrder = w
 	c.armRd = w.rd.arm
 	// Out of the runtime's poller, every arrival wakes one epoll instance
@@ -129,77 +130,13 @@ func (s *waitSide) wait(w *orderedWait) error {
 	return nil
 }
 
-// fdClosing is orderedWait.inUse's sign bit: Close has begun.
-const fdClosing = math.MinInt32
-
-// enter reports whether w.fd is still this socket's, and keeps it so
-// until exit: Close waits for every call that entered. It does for the
-// in-order paths what syscall.RawConn.Control does with the descriptor's
-// reference count, without a closure call and the runtime's checks around
-// each system call (Control and its fdMutex were 2.3% of the proxy's CPU
-// at four system calls a request).
-func (w *orderedWait) enter() bool {
-	if w.inUse.Add(1) < 0 {
-		w.inUse.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (w *orderedWait) exit() { w.inUse.Add(-1) }
-
-// closeFD closes c's socket once no call is using its descriptor. The
-// calls that entered run one non-blocking system call each, so the wait
-// is short; the ones that come later find the socket closed.
-func (w *orderedWait) closeFD(c net.Conn) error {
-	w.inUse.Add(fdClosing)
-	for w.inUse.Load() != fdClosing {
-		runtime.Gosched()
-	}
-	return c.Close()
-}
-
-// send sends what it can of b without waiting, as sendSome does, unless
-// the connection is closed.
-func (w *orderedWait) send(b []byte) (n int, full bool, err error) {
-	if !w.enter() {
-		return 0, false, net.ErrClosed
-	}
-	n, full, err = sendSome(w.fd, b)
-	w.exit()
-	return n, full, err
-}
-
-// recv reads once into p without waiting: n bytes, io.EOF at the end of
-// the stream, or again when there is nothing yet.
-func (w *orderedWait) recv(p []byte) (n int, again bool, err error) {
-	if !w.enter() {
-		return 0, false, net.ErrClosed
-	}
-	for {
-		n, err = sockRecv(w.fd, p)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	w.exit()
-	switch {
-	case err == syscall.EAGAIN:
-		return 0, true, nil
-	case err != nil:
-		return 0, false, os.NewSyscallError("read", err)
-	case n == 0 && len(p) > 0:
-		return 0, false, io.EOF
-	}
-	return n, false, nil
-}
-
 // readInOrder is read for a turnConn whose reads wait for permits: it
 // sends what is held back, then waits for a permit before the first recv
 // when nothing can be waiting yet, and after each recv that finds
 // nothing.
 func (c *turnConn) readInOrder(p []byte) (int, error) {
 	w := c.inOrder
+	t := &c.turn
 	c.wmu.Lock()
 	c.readers++
 	wait := false
@@ -210,13 +147,17 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 		// the response to the one before was being written), or the rest
 		// of a message the last recv had no room for.
 		pending := w.rd.take()
-		held := *c.held
-		sent, _, err := w.send(held)
-		if err == nil && sent < len(held) {
+		*t = turn{held: *c.held, sending: true}
+		err := c.raw.Control(w.sendStep)
+		if err == nil {
+			err = t.werr
+		}
+		if err == nil && t.sent < len(t.held) {
 			// The socket buffer filled: send the rest as a plain Write
 			// would (c.write waits for room where this socket waits).
-			_, err = c.write(held[sent:])
+			_, err = c.write(t.held[t.sent:])
 		}
+		*t = turn{}
 		c.releaseHeld()
 		c.wmu.Unlock()
 		if err != nil {
@@ -237,6 +178,7 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 
 func (c *turnConn) recvInOrder(p []byte, wait bool) (int, error) {
 	w := c.inOrder
+	t := &c.turn
 	for {
 		if w.rd.fired.Load() {
 			return 0, os.ErrDeadlineExceeded
@@ -246,13 +188,60 @@ func (c *turnConn) recvInOrder(p []byte, wait bool) (int, error) {
 				return 0, err
 			}
 		}
-		n, again, err := w.recv(p)
+		*t = turn{p: p}
+		if err := c.raw.Control(w.recvStep); err != nil {
+			*t = turn{}
+			return 0, err // closed
+		}
+		n, rerr, again := t.n, t.rerr, t.again
+		*t = turn{}
 		if !again {
 			w.unread = n == len(p)
-			return n, err
+			return n, rerr
 		}
 		wait = true
 	}
+}
+
+// sendHeldStep is the raw.Control callback that sends t.held; it stops at
+// a full socket buffer (t.sent < len(t.held)) or an error (t.werr).
+func (c *turnConn) sendHeldStep(fd uintptr) {
+	t := &c.turn
+	n, _, err := sendSome(fd, t.held[t.sent:])
+	t.sent += n
+	t.werr = err
+}
+
+// recvStep is the raw.Control callback that reads once into t.p: t.n
+// bytes, t.rerr (io.EOF at the end of the stream), or t.again when there
+// is nothing yet.
+func (c *turnConn) recvStep(fd uintptr) {
+	t := &c.turn
+	for {
+		m, err := sockRecv(int(fd), t.p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			t.again = true
+		case err != nil:
+			t.rerr = os.NewSyscallError("read", err)
+		case m == 0 && len(t.p) > 0:
+			t.rerr = io.EOF
+		default:
+			t.n = m
+		}
+		return
+	}
+}
+
+// wturn is the state of one writeInOrder step, in the turnConn so that
+// the callback allocates nothing.
+type wturn struct {
+	b     []byte
+	n     int
+	err   error
+	again bool // the socket buffer is full
 }
 
 // writeInOrder is a plain Write for a socket out of the runtime's poller:
@@ -260,22 +249,39 @@ func (c *turnConn) recvInOrder(p []byte, wait bool) (int, error) {
 // write deadline's timer). The caller holds wmu.
 func (c *turnConn) writeInOrder(b []byte) (int, error) {
 	w := c.inOrder
+	t := &c.wturn
 	total := 0
 	for len(b) > 0 {
 		if w.wr.fired.Load() {
 			return total, c.opError("write", os.ErrDeadlineExceeded)
 		}
-		n, full, err := w.send(b)
+		*t = wturn{b: b}
+		err := c.raw.Control(w.writeStep)
+		n, again := t.n, t.again
+		if err == nil {
+			err = t.err
+		}
+		*t = wturn{}
 		total += n
 		b = b[n:]
 		if err != nil {
 			return total, c.opError("write", err)
 		}
-		if full {
+		if again {
 			if err := w.wr.wait(w); err != nil {
 				return total, c.opError("write", err)
 			}
 		}
 	}
 	return total, nil
+}
+
+// writeStep is the raw.Control callback of writeInOrder: it sends what it
+// can of t.b.
+func (c *turnConn) writeStep(fd uintptr) {
+	t := &c.wturn
+	n, full, err := sendSome(fd, t.b[t.n:])
+	t.n += n
+	t.again = full
+	t.err = err
 }
