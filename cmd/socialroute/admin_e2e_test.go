@@ -25,7 +25,8 @@ type adminNode struct {
 }
 
 // writeAdminFleetConfig is the fleet test's config with the admin endpoint
-// on, and drains that act at once (drain_ramp 1ms).
+// on, and drains that act at once (drain_ramp 1ns: a ramp of 1ms was long
+// enough for a node that had just adopted a drain to report "draining").
 func writeAdminFleetConfig(t *testing.T, n *adminNode, dcs map[string]*killableDC, lanSeeds, wanSeeds []string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node:\n  name: edge-%s\n  datacenter: %s\nlisten:\n  address: %s\n  shutdown_timeout: 5s\n", n.dc, n.dc, n.listen)
@@ -34,7 +35,7 @@ func writeAdminFleetConfig(t *testing.T, n *adminNode, dcs map[string]*killableD
 	for _, d := range fleetTopology {
 		fmt.Fprintf(&b, "  - name: %s\n    continent: %s\n    capacity: %d\n    upstreams: [%q]\n", d.name, d.continent, d.capacity, dcs[d.name].addr)
 	}
-	b.WriteString("routing:\n  drain_ramp: 1ms\n  rules:\n    - path: /users/{key}\n")
+	b.WriteString("routing:\n  drain_ramp: 1ns\n  rules:\n    - path: /users/{key}\n")
 	b.WriteString("gossip:\n  label: admin-e2e\n  check_interval: 200ms\n  check_timeout: 150ms\n")
 	fmt.Fprintf(&b, "  lan:\n    bind: %s\n    probe_interval: 200ms\n    probe_timeout: 100ms\n    suspicion_mult: 2\n    join: [%s]\n", n.lan, strings.Join(lanSeeds, ", "))
 	fmt.Fprintf(&b, "  wan:\n    bind: %s\n    probe_interval: 300ms\n    probe_timeout: 150ms\n    suspicion_mult: 2\n    join: [%s]\n", n.wan, strings.Join(wanSeeds, ", "))

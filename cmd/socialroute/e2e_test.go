@@ -94,7 +94,7 @@ func writeConfig(t *testing.T, path, listen string, web map[string]*webServer, e
 	for _, d := range e2eDatacenters {
 		fmt.Fprintf(&b, "  - name: %s\n    continent: %s\n    capacity: %d\n    upstreams: [%q]\n", d.name, d.continent, d.capacity, web[d.name].addr)
 	}
-	b.WriteString("routing:\n  drain_ramp: 1ms\n  rules:\n    - path: /users/{key}\n    - header: X-User-ID\nlog:\n  level: info\n")
+	b.WriteString("routing:\n  drain_ramp: 1ns\n  rules:\n    - path: /users/{key}\n    - header: X-User-ID\nlog:\n  level: info\n")
 	b.WriteString(extra)
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
