@@ -92,7 +92,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if d.Source != SourceNone {
 		sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
-		req.Header.SetBytesV(headerBucket, sc.buf)
+		req.Header.SetCanonical(keyBucket, sc.buf)
 	}
 
 	dc, err := s.forward(ctx, st, &d)
@@ -106,15 +106,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if st.respHeaders {
 			if d.Source != SourceNone {
 				sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
-				resp.Header.SetBytesV(headerBucket, sc.buf)
+				resp.Header.SetCanonical(keyBucket, sc.buf)
 			}
-			resp.Header.Set(headerDC, st.pools[dc].name)
+			sc.buf = append(sc.buf[:0], st.pools[dc].name...)
+			resp.Header.SetCanonical(keyDC, sc.buf)
 			if d.Spread > 1 {
 				// "sibling/spread": which of the hot key's buckets served it.
 				sc.buf = strconv.AppendInt(sc.buf[:0], int64(d.Sibling), 10)
 				sc.buf = append(sc.buf, '/')
 				sc.buf = strconv.AppendInt(sc.buf, int64(d.Spread), 10)
-				resp.Header.SetBytesV(headerSpread, sc.buf)
+				resp.Header.SetCanonical(keySpread, sc.buf)
 			}
 		}
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
@@ -228,11 +229,11 @@ func setForwardedHeaders(ctx *fasthttp.RequestCtx, sc *scratch) {
 	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
 		sc.buf = ip.Unmap().AppendTo(sc.buf)
 	}
-	h.SetBytesV(headerXFF, sc.buf)
+	h.SetCanonical(keyXFF, sc.buf)
 	if ctx.IsTLS() {
-		h.Set(headerXFP, "https")
+		h.SetCanonical(keyXFP, valueHTTPS)
 	} else {
-		h.Set(headerXFP, "http")
+		h.SetCanonical(keyXFP, valueHTTP)
 	}
 }
 
