@@ -133,7 +133,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 var errNoUpstream = errors.New("proxy: no upstream ready")
 
-var httpScheme = []byte("http")
+// Scheme names as bytes: the upstream hop's scheme, and X-Forwarded-Proto's
+// values.
+var (
+	httpScheme  = []byte("http")
+	httpsScheme = []byte("https")
+)
 
 // forward sends the request along d's plan: to an upstream of the chosen
 // datacenter, and, when that fails and the request may be retried, to the
@@ -231,9 +236,9 @@ func setForwardedHeaders(ctx *fasthttp.RequestCtx, sc *scratch) {
 	}
 	h.SetCanonical(keyXFF, sc.buf)
 	if ctx.IsTLS() {
-		h.SetCanonical(keyXFP, valueHTTPS)
+		h.SetCanonical(keyXFP, httpsScheme)
 	} else {
-		h.SetCanonical(keyXFP, valueHTTP)
+		h.SetCanonical(keyXFP, httpScheme)
 	}
 }
 

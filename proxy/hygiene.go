@@ -36,13 +36,11 @@ const (
 // The same names as bytes for SetCanonical: they are in canonical form
 // already, and Set would copy and normalize the name on every request.
 var (
-	keyBucket  = []byte(headerBucket)
-	keyDC      = []byte(headerDC)
-	keySpread  = []byte(headerSpread)
-	keyXFF     = []byte(headerXFF)
-	keyXFP     = []byte(headerXFP)
-	valueHTTP  = []byte("http")
-	valueHTTPS = []byte("https")
+	keyBucket = []byte(headerBucket)
+	keyDC     = []byte(headerDC)
+	keySpread = []byte(headerSpread)
+	keyXFF    = []byte(headerXFF)
+	keyXFP    = []byte(headerXFP)
 )
 
 var (
