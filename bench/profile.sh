@@ -9,6 +9,10 @@
 #     and context switches per request for socialroute, HAProxy and nginx
 #     under the same load, which is where a Go proxy and an event-loop
 #     proxy differ most.
+#  3. With bpftrace (Debian: bpftrace) and root: where requests wait, by
+#     station (the proxy, wrk, the backends), from bench/waits.bt, for the
+#     same targets under the same load. At a saturated closed loop the
+#     latency is mostly this queueing, so it shows where a p99 comes from.
 #
 # It installs nothing; it needs go and wrk, and nginx (or go) for the
 # backends. Files go to --out (default bench/results/profile-TIMESTAMP).
@@ -28,6 +32,7 @@ PROXY_CPU=0
 LOAD_CPU=1
 OUT=""
 SYSCALLS=1
+WAITS=1
 TARGETS=haproxy,nginx,socialroute
 
 usage() {
@@ -36,8 +41,9 @@ usage: bash bench/profile.sh [options]
 
   --seconds S        profile this long (default $SECONDS_PROF)
   --connections N    wrk connections (default $CONNS)
-  --targets LIST     proxies for the system-call count (default $TARGETS)
+  --targets LIST     proxies for the system-call count and waits (default $TARGETS)
   --no-syscalls      skip the perf system-call count
+  --no-waits         skip the bpftrace waits
   --backend KIND     nginx or go (default: nginx when installed)
   --src DIR          profile socialroute as built from this module (default: this checkout)
   --out DIR          where profiles go (default bench/results/profile-TIMESTAMP)
@@ -49,6 +55,7 @@ while [ $# -gt 0 ]; do
 	--connections) CONNS=$2; shift ;;
 	--targets) TARGETS=$2; shift ;;
 	--no-syscalls) SYSCALLS=0 ;;
+	--no-waits) WAITS=0 ;;
 	--backend) BACKEND=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	--src) ROOT=$(cd "$2" && pwd) || exit 2; shift ;;
@@ -124,12 +131,44 @@ grep -h 'sprof:' "$WORK/socialroute/stdout.log" >&2
 } | tee "$OUT/pprof-summary.txt"
 grep '^WRK_RESULT' "$OUT/wrk-pprof.out" | sed 's/^/load during the profile: /'
 
+# under_load TARGET COMMAND...: start TARGET and the backends, warm up, and
+# run COMMAND (in the background; it reads $LOAD_PID, the process to watch)
+# while wrk sends ${SECONDS_PROF}s of load. Sets LOAD_REQS, the requests wrk
+# completed; fails when there were none or TARGET could not start.
+under_load() {
+	local t=$1 cmd_pid url f st
+	shift
+	LOAD_REQS=0
+	case "$t" in haproxy | nginx) have "$t" || { note "$t is not installed"; return 1; } ;; esac
+	start_backends || return 1
+	start_proxy "$t" || { stop_backends; return 1; }
+	LOAD_PID=$PROXY_PID
+	if [ "$t" = nginx ]; then # watch the worker, not the master
+		for f in /proc/[0-9]*/stat; do
+			{ read -r st <"$f"; } 2>/dev/null || continue
+			[[ "${st##*) }" == ?" $PROXY_PID "* ]] && LOAD_PID=${f//[!0-9]/}
+		done
+	fi
+	url="http://127.0.0.1:${PORT[$t]}/feed"
+	run_wrk "$url" "$WARMUP" "$WORK/$t.warm.out"
+	"$@" &
+	cmd_pid=$!
+	run_wrk "$url" "$SECONDS_PROF" "$WORK/$t.load.out"
+	wait "$cmd_pid"
+	stop_pid "$PROXY_PID"
+	stop_backends
+	LOAD_REQS=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$WORK/$t.load.out")
+	[ -n "$LOAD_REQS" ] && [ "$LOAD_REQS" -gt 0 ]
+}
+IFS=, read -r -a want <<<"$TARGETS"
+
 # ---- 2. system calls per request -------------------------------------------------
+count_syscalls() { perf stat -x, -e "$events" -p "$LOAD_PID" -o "$WORK/$1.perf" -- sleep "$SECONDS_PROF"; }
 if [ "$SYSCALLS" = 1 ]; then
 	if ! have perf; then
 		note "missing: perf (Debian: linux-perf): no system-call count"
 	elif ! perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
-		note "perf cannot read the syscall tracepoints here (perf_event_paranoid, tracefs): no system-call count"
+		note "perf cannot read the syscall tracepoints here: no system-call count (perf_event_paranoid, or tracefs: mount -t tracefs nodev /sys/kernel/tracing)"
 	else
 		events="raw_syscalls:sys_enter,context-switches"
 		for sc in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait futex nanosleep getsockopt; do
@@ -137,29 +176,9 @@ if [ "$SYSCALLS" = 1 ]; then
 		done
 		echo
 		echo "== system calls per request (perf stat, ${SECONDS_PROF}s of load, after ${WARMUP}s warm-up)" | tee -a "$OUT/syscalls.txt"
-		IFS=, read -r -a want <<<"$TARGETS"
 		for t in "${want[@]}"; do
-			case "$t" in haproxy | nginx) have "$t" || { note "$t is not installed"; continue; } ;; esac
-			start_backends || exit 1
-			start_proxy "$t" || { stop_backends; continue; }
-			pid=$PROXY_PID
-			if [ "$t" = nginx ]; then # count the worker
-				for f in /proc/[0-9]*/stat; do
-					{ read -r st <"$f"; } 2>/dev/null || continue
-					[[ "${st##*) }" == ?" $PROXY_PID "* ]] && pid=${f//[!0-9]/}
-				done
-			fi
-			url="http://127.0.0.1:${PORT[$t]}/feed"
-			run_wrk "$url" "$WARMUP" "$WORK/$t.warm.out"
-			perf stat -x, -e "$events" -p "$pid" -o "$WORK/$t.perf" -- sleep "$SECONDS_PROF" &
-			perf_pid=$!
-			run_wrk "$url" "$SECONDS_PROF" "$WORK/$t.sc.out"
-			wait "$perf_pid"
-			stop_pid "$PROXY_PID"
-			stop_backends
-			n=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$WORK/$t.sc.out")
-			[ -n "$n" ] && [ "$n" -gt 0 ] || continue
-			awk -F, -v t="$t" -v n="$n" '
+			under_load "$t" count_syscalls "$t" || continue
+			awk -F, -v t="$t" -v n="$LOAD_REQS" '
 				$1 ~ /^[0-9]+$/ { e = $3; sub(/^(syscalls:sys_enter_|raw_syscalls:sys_enter)/, "", e); if (e == "") e = "all"; v[e] = $1 / n }
 				END {
 					line = sprintf("%-12s all %.2f", t, v["all"])
@@ -167,6 +186,47 @@ if [ "$SYSCALLS" = 1 ]; then
 					for (i = 1; i in ks; i++) if ((ks[i] in v) && v[ks[i]] >= 0.005) line = line sprintf("  %s %.2f", ks[i], v[ks[i]])
 					print line
 				}' "$WORK/$t.perf" | tee -a "$OUT/syscalls.txt"
+		done
+	fi
+fi
+
+# ---- 3. where requests wait ------------------------------------------------------
+trace_waits() { bpftrace "$BENCH/waits.bt" "$LOAD_PID" "$SECONDS_PROF" >"$WORK/$1.waits" 2>"$WORK/$1.waits.err"; }
+if [ "$WAITS" = 1 ]; then
+	if ! have bpftrace; then
+		note "missing: bpftrace (Debian: bpftrace): no waits"
+	elif ! bpftrace -e 'tracepoint:sock:sk_data_ready { exit(); } interval:ms:100 { exit(); }' >/dev/null 2>&1; then
+		note "bpftrace cannot attach the sock tracepoints here: no waits (it needs root, and tracefs: mount -t tracefs nodev /sys/kernel/tracing)"
+	else
+		echo
+		echo "== where requests wait: time from data ready on a socket to its owner's read (bpftrace, us)" | tee -a "$OUT/waits.txt"
+		printf '%-12s %-9s %8s %6s %6s %6s %6s\n' target station reads mean p50 p90 p99 | tee -a "$OUT/waits.txt"
+		for t in "${want[@]}"; do
+			under_load "$t" trace_waits "$t" || continue
+			cp "$WORK/$t.waits" "$OUT/waits-$t.txt"
+			# lhist rows are "[lo, hi)  count |@@@|", with 1024 written 1K and
+			# the last row "[2K, ...)"; percentiles are the low edge of the
+			# bucket they fall in, the mean uses bucket middles.
+			awk -v t="$t" '
+				function num(x, m) { m = (x ~ /K/) ? 1024 : (x ~ /M/) ? 1048576 : 1; gsub(/[^0-9]/, "", x); return x * m }
+				/^@[a-z]+:/ { st = substr($1, 2, length($1) - 2); order[++ns] = st; next }
+				st != "" && /^\[/ {
+					lo = num($1); hi = ($2 ~ /[0-9]/) ? num($2) : lo
+					k = ++nb[st]; blo[st, k] = lo; cnt[st, k] = $3; tot[st] += $3; sum[st] += $3 * (lo + hi) / 2
+				}
+				END {
+					for (i = 1; i <= ns; i++) {
+						s = order[i]; if (tot[s] == 0) continue
+						split("", p); c = 0
+						for (k = 1; k <= nb[s]; k++) {
+							c += cnt[s, k]
+							if (!(50 in p) && c >= 0.50 * tot[s]) p[50] = blo[s, k]
+							if (!(90 in p) && c >= 0.90 * tot[s]) p[90] = blo[s, k]
+							if (!(99 in p) && c >= 0.99 * tot[s]) p[99] = blo[s, k]
+						}
+						printf "%-12s %-9s %8d %6.0f %6d %6d %6d\n", t, s, tot[s], sum[s] / tot[s], p[50], p[90], p[99]
+					}
+				}' "$WORK/$t.waits" | tee -a "$OUT/waits.txt"
 		done
 	fi
 fi
