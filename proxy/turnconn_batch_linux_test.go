@@ -1,0 +1,108 @@
+//go:build !race
+
+// The race detector shuffles the scheduler's run queue on purpose, so what
+// runs before what says nothing there.
+
+package proxy
+
+import (
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// The sends of one batch of wakeups leave together, after every goroutine
+// of the batch has had its turn, as an event loop sends at the end of its
+// turn: a peer then wakes once for several messages, not once for each.
+// On one P, n connections get a request each at once; each handler reads
+// it, writes its reply (held back) and reads again, which sends the reply.
+// When a handler starts on its request, no reply of the batch may have
+// left yet.
+func TestTurnConnSendsOfABatchLeaveTogether(t *testing.T) {
+	const n = 8
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	want := make([]int, n) // replies already out when each handler started: none
+
+	// A timer, or the scheduler's every-61st look at its global queue,
+	// may run a send early now and then; one send per handler every time
+	// is the failure, so the test takes the best of three.
+	var got []int
+	for attempt := 0; attempt < 3 && !slices.Equal(got, want); attempt++ {
+		got = repliesOutAtEachStart(t, n)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("replies already sent when each handler of the batch started on its request: %v, want %v: the batch's sends went out one by one, each waking its peer", got, want)
+	}
+}
+
+// repliesOutAtEachStart serves one request on each of n connections in one
+// batch and returns, for each handler in the order they ran, how many of
+// the batch's replies had reached their peers when it started.
+func repliesOutAtEachStart(t *testing.T, n int) []int {
+	t.Helper()
+	conns := make([]*turnConn, n)
+	peers := make([]net.Conn, n)
+	for i := range n {
+		conns[i], peers[i] = turnPair(t, true)
+	}
+	repliesOut := func() int {
+		out := 0
+		for _, p := range peers {
+			raw, err := p.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Error(err)
+				return -1
+			}
+			var b [1]byte
+			_ = raw.Control(func(fd uintptr) {
+				if k, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT); err == nil && k > 0 {
+					out++
+				}
+			})
+		}
+		return out
+	}
+
+	var (
+		mu      sync.Mutex
+		seen    []int
+		started sync.WaitGroup
+	)
+	started.Add(n)
+	for _, c := range conns {
+		go func() {
+			buf := make([]byte, 16)
+			_, err := c.Read(buf)
+			if err == nil {
+				mu.Lock()
+				seen = append(seen, repliesOut())
+				mu.Unlock()
+			}
+			started.Done()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("reply"))
+			_, _ = c.Read(buf) // sends the reply; ends when the test closes c
+		}()
+	}
+	runtime.Gosched() // the handlers park in their first Read
+	for _, p := range peers {
+		if _, err := p.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started.Wait()
+	mu.Lock()
+	got := slices.Clone(seen)
+	mu.Unlock()
+	for _, p := range peers {
+		if b := readN(t, p, len("reply")); string(b) != "reply" {
+			t.Fatalf("peer got %q, want the reply", b)
+		}
+	}
+	return got
+}
