@@ -91,8 +91,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if d.Source != SourceNone {
-		sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
-		req.Header.SetCanonical(keyBucket, sc.buf)
+		sc.bucket = strconv.AppendUint(sc.bucket[:0], uint64(d.Bucket), 10)
+		req.Header.SetCanonical(keyBucket, sc.bucket)
 	}
 
 	dc, err := s.forward(ctx, st, &d)
@@ -105,8 +105,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		resp.Header.Add("Via", viaValue)
 		if st.respHeaders {
 			if d.Source != SourceNone {
-				sc.buf = strconv.AppendUint(sc.buf[:0], uint64(d.Bucket), 10)
-				resp.Header.SetCanonical(keyBucket, sc.buf)
+				resp.Header.SetCanonical(keyBucket, sc.bucket)
 			}
 			sc.buf = append(sc.buf[:0], st.pools[dc].name...)
 			resp.Header.SetCanonical(keyDC, sc.buf)

@@ -59,6 +59,9 @@ type scratch struct {
 	// which outlive the header rewrite that may reuse the bytes they came
 	// from.
 	key, viewer []byte
+	// bucket is the routed bucket's number in decimal, formatted once for
+	// the request's header and the response's (buf is reused between).
+	bucket []byte
 }
 
 // stripRequestHeaders removes hop-by-hop headers, headers the Connection
