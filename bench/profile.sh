@@ -133,10 +133,13 @@ grep '^WRK_RESULT' "$OUT/wrk-pprof.out" | sed 's/^/load during the profile: /'
 
 # under_load TARGET COMMAND...: start TARGET and the backends, warm up, and
 # run COMMAND (in the background; it reads $LOAD_PID, the process to watch)
-# while wrk sends ${SECONDS_PROF}s of load. Sets LOAD_REQS, the requests wrk
-# completed; fails when there were none or TARGET could not start.
+# while wrk sends ${SECONDS_PROF}s of load, and LOAD_SLACK seconds more for
+# a COMMAND that takes time to start watching. Sets LOAD_REQS, the requests
+# wrk completed; fails when there were none, TARGET could not start or
+# COMMAND failed.
+LOAD_SLACK=0
 under_load() {
-	local t=$1 cmd_pid url f st
+	local t=$1 cmd_pid url f st cmd_rc
 	shift
 	LOAD_REQS=0
 	case "$t" in haproxy | nginx) have "$t" || { note "$t is not installed"; return 1; } ;; esac
@@ -153,10 +156,13 @@ under_load() {
 	run_wrk "$url" "$WARMUP" "$WORK/$t.warm.out"
 	"$@" &
 	cmd_pid=$!
-	run_wrk "$url" "$SECONDS_PROF" "$WORK/$t.load.out"
+	PIDS+=("$cmd_pid")
+	run_wrk "$url" "$((SECONDS_PROF + LOAD_SLACK))" "$WORK/$t.load.out"
 	wait "$cmd_pid"
+	cmd_rc=$?
 	stop_pid "$PROXY_PID"
 	stop_backends
+	[ "$cmd_rc" = 0 ] || { note "$t: $1 failed (exit $cmd_rc)"; return 1; }
 	LOAD_REQS=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$WORK/$t.load.out")
 	[ -n "$LOAD_REQS" ] && [ "$LOAD_REQS" -gt 0 ]
 }
@@ -191,7 +197,12 @@ if [ "$SYSCALLS" = 1 ]; then
 fi
 
 # ---- 3. where requests wait ------------------------------------------------------
-trace_waits() { bpftrace "$BENCH/waits.bt" "$LOAD_PID" "$SECONDS_PROF" >"$WORK/$1.waits" 2>"$WORK/$1.waits.err"; }
+# bpftrace takes a second or two to attach; its window starts then, so the
+# load runs on for LOAD_SLACK seconds to cover all of it.
+trace_waits() {
+	bpftrace "$BENCH/waits.bt" "$LOAD_PID" "$SECONDS_PROF" >"$WORK/$1.waits" 2>"$WORK/$1.waits.err" ||
+		{ grep -v RLIMIT_MEMLOCK "$WORK/$1.waits.err" | head -5 >&2; return 1; }
+}
 if [ "$WAITS" = 1 ]; then
 	if ! have bpftrace; then
 		note "missing: bpftrace (Debian: bpftrace): no waits"
@@ -201,6 +212,7 @@ if [ "$WAITS" = 1 ]; then
 		echo
 		echo "== where requests wait: time from data ready on a socket to its owner's read (bpftrace, us)" | tee -a "$OUT/waits.txt"
 		printf '%-12s %-9s %8s %6s %6s %6s %6s\n' target station reads mean p50 p90 p99 | tee -a "$OUT/waits.txt"
+		LOAD_SLACK=3
 		for t in "${want[@]}"; do
 			under_load "$t" trace_waits "$t" || continue
 			cp "$WORK/$t.waits" "$OUT/waits-$t.txt"

@@ -19,22 +19,30 @@ import (
 // turn: a peer then wakes once for several messages, not once for each.
 // On one P, n connections get a request each at once; each handler reads
 // it, writes its reply (held back) and reads again, which sends the reply.
-// When a handler starts on its request, no reply of the batch may have
-// left yet.
+// When a handler starts on its request, the replies of the batch should
+// not have left yet. Sent one by one, the k-th handler finds k of them out.
 func TestTurnConnSendsOfABatchLeaveTogether(t *testing.T) {
 	const n = 8
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	want := make([]int, n) // replies already out when each handler started: none
+	// The readyOrders are made for the Ps of the first turnConn, maybe
+	// more than one; this test is the one-P case, where readInOrder yields.
+	readyOrderFor(-1)
+	defer func(was bool) { yieldsBeforeSend = was }(yieldsBeforeSend)
+	yieldsBeforeSend = true
 
-	// A timer, or the scheduler's every-61st look at its global queue,
-	// may run a send early now and then; one send per handler every time
-	// is the failure, so the test takes the best of three.
+	// Every 61st turn the scheduler takes its global queue first, where a
+	// yielded goroutine waits, so now and then one send leaves early; that
+	// is still bunched. The failure is most of the batch's replies out
+	// before its last handlers start, so the test allows fewer than half,
+	// and takes the best of three.
+	most := n
 	var got []int
-	for attempt := 0; attempt < 3 && !slices.Equal(got, want); attempt++ {
+	for attempt := 0; attempt < 3 && most >= n/2; attempt++ {
 		got = repliesOutAtEachStart(t, n)
+		most = slices.Max(got)
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("replies already sent when each handler of the batch started on its request: %v, want %v: the batch's sends went out one by one, each waking its peer", got, want)
+	if most >= n/2 {
+		t.Fatalf("replies already sent when each handler of the batch started on its request: %v, want fewer than %d: the batch's sends went out one by one, each waking its peer", got, n/2)
 	}
 }
 

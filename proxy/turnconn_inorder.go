@@ -139,6 +139,21 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 	w := c.inOrder
 	t := &c.turn
 	c.wmu.Lock()
+	if c.held != nil && len(p) > 0 && yieldsBeforeSend {
+		// Yield first, so that the send goes out after the other
+		// goroutines ready to run have had their turn: the sends of one
+		// batch of wakeups then leave together, as an event loop sends at
+		// the end of its turn. A peer (a backend, a client on the same
+		// machine) wakes once for several messages instead of once for
+		// each, and the sender, who pays for waking it, pays less. With
+		// the sends spread out, the load core of bench/run.sh switched
+		// tasks about twice as often per request as with HAProxy; with
+		// them bunched, slightly less often (bench/README, item 12).
+		// Not under wmu: a Close meanwhile sends the held bytes itself.
+		c.wmu.Unlock()
+		runtime.Gosched()
+		c.wmu.Lock()
+	}
 	c.readers++
 	wait := false
 	if c.held != nil && len(p) > 0 {
@@ -147,18 +162,6 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 		// a permit not yet taken (a pipelined request that arrived while
 		// the response to the one before was being written), or the rest
 		// of a message the last recv had no room for.
-		//
-		// First, yield: the send goes out after the other goroutines that
-		// are ready to run have had their turn, so the sends of one batch
-		// of wakeups leave together, as an event loop sends at the end of
-		// its turn. A peer (a backend, a client on the same machine) then
-		// wakes once for several messages instead of once for each, and
-		// the sender, who pays for waking it, pays less: with the sends
-		// spread out, the load core of bench/run.sh switched tasks 2-3
-		// times as often per request as with HAProxy; with them bunched,
-		// slightly less often than with HAProxy (bench/README, item 12).
-		// With nothing else ready to run, Gosched returns at once.
-		runtime.Gosched()
 		pending := w.rd.take()
 		*t = turn{held: *c.held, sending: true}
 		err := c.raw.Control(w.sendStep)

@@ -65,6 +65,16 @@ type readyOrder struct {
 var (
 	readyOrders     []*readyOrder
 	readyOrdersOnce sync.Once
+
+	// yieldsBeforeSend: a Read yields before it sends held-back bytes
+	// (readInOrder), on one P only. On one P the yield costs a trip
+	// through the scheduler and returns once the P's other ready
+	// goroutines have run. On more, Gosched also wakes an idle P, if
+	// there is one, which may take the goroutine and send at once: a
+	// thread woken twice a request and nothing bunched. And every yield
+	// takes the scheduler's one global run-queue lock. Bunching there
+	// wants a per-P outbox that the P's dispatcher flushes.
+	yieldsBeforeSend bool
 )
 
 // readyOrderFor returns the readyOrder that serves the socket fd, or nil.
@@ -78,6 +88,7 @@ func readyOrderFor(fd int) *readyOrder {
 			readyOrders = append(readyOrders, r)
 			go r.run()
 		}
+		yieldsBeforeSend = len(readyOrders) == 1
 	})
 	if len(readyOrders) == 0 || fd < 0 {
 		return nil
