@@ -107,6 +107,9 @@ func repliesOutAtEachStart(t *testing.T, n int) []int {
 	mu.Lock()
 	got := slices.Clone(seen)
 	mu.Unlock()
+	if len(got) != n {
+		t.Fatalf("%d of %d handlers read their request", len(got), n)
+	}
 	for _, p := range peers {
 		if b := readN(t, p, len("reply")); string(b) != "reply" {
 			t.Fatalf("peer got %q, want the reply", b)
