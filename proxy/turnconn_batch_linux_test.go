@@ -24,11 +24,10 @@ import (
 func TestTurnConnSendsOfABatchLeaveTogether(t *testing.T) {
 	const n = 8
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	// The readyOrders are made for the Ps of the first turnConn, maybe
-	// more than one; this test is the one-P case, where readInOrder yields.
-	readyOrderFor(-1)
-	defer func(was bool) { yieldsBeforeSend = was }(yieldsBeforeSend)
-	yieldsBeforeSend = true
+	readyOrderFor(-1) // on one P now: readInOrder yields
+	if !yieldsBeforeSend.Load() {
+		t.Fatal("on one P, a Read does not yield before it sends")
+	}
 
 	// Every 61st turn the scheduler takes its global queue first, where a
 	// yielded goroutine waits, so now and then one send leaves early; that

@@ -139,7 +139,7 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 	w := c.inOrder
 	t := &c.turn
 	c.wmu.Lock()
-	if c.held != nil && len(p) > 0 && yieldsBeforeSend {
+	if c.held != nil && len(p) > 0 && yieldsBeforeSend.Load() {
 		// Yield first, so that the send goes out after the other
 		// goroutines ready to run have had their turn: the sends of one
 		// batch of wakeups then leave together, as an event loop sends at

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -53,43 +54,51 @@ type readyOrder struct {
 	events [128]syscall.EpollEvent // the dispatcher's alone
 }
 
-// readyOrders are started with the first turnConn, one per P (GOMAXPROCS
-// then; later changes are not followed), and live as long as the process,
-// as the runtime's own poller does. One for the whole process would send
-// every read wakeup through one goroutine on one P, a ceiling on a large
-// machine; with one per P the runtime's poller hands the dispatchers out
-// to the Ps as it hands out any goroutine, and each connection keeps to
-// one of them (by descriptor number), so its wakeups stay in order. Empty
-// when epoll could not be set up: turnConns then wait in the runtime's
-// poller as before.
+// readyOrders are started as connections come, one per P: each new
+// turnConn looks at GOMAXPROCS (which the runtime may change as a
+// container's CPU limit changes) and starts the ones missing. They live as
+// long as the process, as the runtime's own poller does; after GOMAXPROCS
+// falls, the extra ones still serve their connections, with fewer Ps to
+// run them. One for the whole process would send every read wakeup
+// through one goroutine on one P, a ceiling on a large machine; with one
+// per P the runtime's poller hands the dispatchers out to the Ps as it
+// hands out any goroutine, and each connection keeps to the one it was
+// given (by descriptor number), so its wakeups stay in order. Empty when
+// epoll could not be set up: turnConns then wait in the runtime's poller
+// as before.
 var (
-	readyOrders     []*readyOrder
-	readyOrdersOnce sync.Once
+	readyOrdersMu sync.Mutex
+	readyOrders   []*readyOrder // grown under readyOrdersMu, never shrunk
+	noReadyOrder  bool          // epoll could not be set up: do not try again
 
 	// yieldsBeforeSend: a Read yields before it sends held-back bytes
-	// (readInOrder), on one P only. On one P the yield costs a trip
-	// through the scheduler and returns once the P's other ready
-	// goroutines have run. On more, Gosched also wakes an idle P, if
-	// there is one, which may take the goroutine and send at once: a
-	// thread woken twice a request and nothing bunched. And every yield
-	// takes the scheduler's one global run-queue lock. Bunching there
-	// wants a per-P outbox that the P's dispatcher flushes.
-	yieldsBeforeSend bool
+	// (readInOrder), on one P only; it follows GOMAXPROCS as the
+	// readyOrders do. On one P the yield costs a trip through the
+	// scheduler and returns once the P's other ready goroutines have run.
+	// On more, Gosched also wakes an idle P, if there is one, which may
+	// take the goroutine and send at once: a thread woken twice a request
+	// and nothing bunched. And every yield takes the scheduler's one
+	// global run-queue lock. Bunching there wants a per-P outbox that the
+	// P's dispatcher flushes.
+	yieldsBeforeSend atomic.Bool
 )
 
-// readyOrderFor returns the readyOrder that serves the socket fd, or nil.
+// readyOrderFor returns the readyOrder that serves the socket fd, or nil,
+// first starting one for each P that has none. It runs once a connection.
 func readyOrderFor(fd int) *readyOrder {
-	readyOrdersOnce.Do(func() {
-		for range runtime.GOMAXPROCS(0) {
-			r, err := newReadyOrder()
-			if err != nil {
-				break
-			}
-			readyOrders = append(readyOrders, r)
-			go r.run()
+	procs := runtime.GOMAXPROCS(0)
+	readyOrdersMu.Lock()
+	defer readyOrdersMu.Unlock()
+	for !noReadyOrder && len(readyOrders) < procs {
+		r, err := newReadyOrder()
+		if err != nil {
+			noReadyOrder = true // out of descriptors, or no epoll: as many as there are
+			break
 		}
-		yieldsBeforeSend = len(readyOrders) == 1
-	})
+		readyOrders = append(readyOrders, r)
+		go r.run()
+	}
+	yieldsBeforeSend.Store(procs == 1)
 	if len(readyOrders) == 0 || fd < 0 {
 		return nil
 	}
@@ -273,6 +282,8 @@ func findRuntimeEpoll(fd int) int {
 }
 
 func isReadyOrderEpoll(fd int) bool {
+	readyOrdersMu.Lock()
+	defer readyOrdersMu.Unlock()
 	for _, r := range readyOrders {
 		if r.epfd == fd {
 			return true

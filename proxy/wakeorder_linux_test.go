@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A closed turnConn leaves readyOrder: its slot is free for the next
@@ -57,4 +60,52 @@ func watches(t *testing.T, epfd, fd int) bool {
 		}
 	}
 	return false
+}
+
+// GOMAXPROCS raised at run time (as the runtime does when a container's
+// CPU limit changes) gets a dispatcher for each new P at the next
+// connection, and every connection, whichever dispatcher it lands on, is
+// served. A Read yields before it sends on one P only.
+func TestReadyOrderFollowsGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	readyOrderFor(-1)
+	had := readyOrderCount()
+	if had == 0 {
+		t.Skip("epoll could not be set up here")
+	}
+	want := had + 2
+	runtime.GOMAXPROCS(want)
+	for i := range want { // descriptors are spread by number: reach them all
+		c, peer := turnPair(t, true)
+		go echo(peer, 64)
+		msg := []byte("turn " + strconv.Itoa(i))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != string(msg) {
+			t.Fatalf("connection %d on %d Ps: read %q, %v; want %q", i, want, got, err, msg)
+		}
+	}
+	if got := readyOrderCount(); got != want {
+		t.Fatalf("%d dispatchers after GOMAXPROCS went from %d to %d, want %d", got, had, want, want)
+	}
+	if yieldsBeforeSend.Load() {
+		t.Fatalf("a Read yields before it sends on %d Ps", want)
+	}
+	runtime.GOMAXPROCS(1)
+	readyOrderFor(-1)
+	if !yieldsBeforeSend.Load() {
+		t.Fatal("a Read does not yield before it sends on one P")
+	}
+	if got := readyOrderCount(); got != want {
+		t.Fatalf("%d dispatchers after GOMAXPROCS fell to 1, want the %d there were: they serve their connections still", got, want)
+	}
+}
+
+func readyOrderCount() int {
+	readyOrdersMu.Lock()
+	defer readyOrdersMu.Unlock()
+	return len(readyOrders)
 }

@@ -2,6 +2,8 @@
 
 package proxy
 
+import "sync/atomic"
+
 // readyOrder is Linux-only (it needs epoll); elsewhere turnConns wait in
 // the runtime's poller. See wakeorder_linux.go.
 type readyOrder struct{}
@@ -16,4 +18,4 @@ func (r *readyOrder) takeFromRuntime(int) bool { return false }
 
 // yieldsBeforeSend: turnConns wait in order on Linux only, so readInOrder
 // never runs here.
-const yieldsBeforeSend = false
+var yieldsBeforeSend atomic.Bool
