@@ -107,18 +107,21 @@ func TestOpenLoopMeasuresAStallInFull(t *testing.T) {
 		rate  = 200 // a request every 5ms
 		stall = 300 * time.Millisecond
 	)
+	// Every request but the stalled one answers at once, so catching up
+	// on the backlog costs no sleeps: on a loaded CI machine a 1ms sleep
+	// can take several, and the backlog then ran past the end of the run.
 	service := func(seq uint64) time.Duration {
 		if seq == 20 {
 			return stall
 		}
-		return time.Millisecond
+		return 0
 	}
 	open := newTimed()
 	runOpenLoop(context.Background(), newSchedule(time.Now(), time.Second, rate), 1, open.sender(service))
 
 	closed := newTimed()
 	closedService := func(seq uint64) time.Duration { // the same system, paced as the open loop asks
-		return service(seq) + 4*time.Millisecond
+		return service(seq) + 5*time.Millisecond
 	}
 	runClosedLoop(context.Background(), 1, time.Now().Add(time.Second), 0, closed.sender(closedService))
 
