@@ -74,26 +74,32 @@ func (tm *timed) latencies() []time.Duration {
 func TestOpenLoopKeepsTheRate(t *testing.T) {
 	tm := newTimed()
 	s := newSchedule(time.Now(), 600*time.Millisecond, 500)
-	runOpenLoop(context.Background(), s, 8, tm.sender(func(uint64) time.Duration { return 0 }))
+	// 64 workers claim up to 64 requests ahead (128ms at 500/s), so a
+	// stall of the test process near the end, which CI's loaded runners
+	// have, must be that long to make the last request miss the end.
+	runOpenLoop(context.Background(), s, 64, tm.sender(func(uint64) time.Duration { return 0 }))
 	if len(tm.due) != 300 {
 		t.Fatalf("sent %d requests, want 300 (500/s for 0.6s)", len(tm.due))
 	}
 	if n := s.notSent(time.Now()); n != 0 {
 		t.Fatalf("notSent = %d", n)
 	}
-	late := 0
+	lateness := make([]time.Duration, 0, len(tm.due))
 	for seq, due := range tm.due {
 		if !due.Equal(s.at(seq)) {
 			t.Fatalf("request %d was given due time %v, scheduled %v", seq, due, s.at(seq))
 		}
 		if d := tm.sent[seq].Sub(due); d < -earlySend {
 			t.Fatalf("request %d sent %v before its time", seq, -d)
-		} else if d > 20*time.Millisecond {
-			late++ // a busy machine's timers
 		}
+		lateness = append(lateness, tm.sent[seq].Sub(due))
 	}
-	if late > 30 {
-		t.Errorf("%d of 300 requests were sent more than 20ms late", late)
+	// The median, not a count over a threshold: one stall of the machine
+	// makes every request due during it late, but a loop that paces
+	// badly (falls behind, sleeps after sending) is late for most.
+	slices.Sort(lateness)
+	if med := lateness[len(lateness)/2]; med > 10*time.Millisecond {
+		t.Errorf("the median request was sent %v late, want each close to its time", med)
 	}
 }
 
@@ -142,12 +148,18 @@ func TestOpenLoopMeasuresAStallInFull(t *testing.T) {
 	if m := slices.Max(ol); m < stall {
 		t.Errorf("open loop: slowest request %v, want at least the stall %v", m, stall)
 	}
-	if n := slow(cl); n != 1 {
-		t.Errorf("closed loop: %d slow requests, want exactly the stalled one (this is what the open loop is for)", n)
+	// Against the open loop's 30 or more: a stall of the machine itself
+	// may add a slow sample or two.
+	if n := slow(cl); n < 1 || n > 3 {
+		t.Errorf("closed loop: %d slow requests, want the stalled one (this is what the open loop is for)", n)
 	}
-	// The open loop caught up after the stall: it still sent every request.
-	if len(ol) != rate {
-		t.Errorf("open loop sent %d requests in 1s, want %d", len(ol), rate)
+	// The open loop caught up after the stall: every request due in the
+	// first 900ms was sent. The last few may fall past the end when the
+	// machine stalls there; that is the end check, not catching up.
+	for seq := uint64(0); seq < rate*9/10; seq++ {
+		if _, ok := open.sent[seq]; !ok {
+			t.Fatalf("open loop never sent request %d of %d: it did not catch up after the stall", seq, rate)
+		}
 	}
 }
 

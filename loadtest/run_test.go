@@ -34,7 +34,7 @@ func TestRunOpenLoopThroughAProxy(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	rep, err := Run(context.Background(), RunOptions{
-		Rate: 500, Workers: 32, Duration: time.Second, Warmup: 300 * time.Millisecond,
+		Rate: 500, Workers: 128, Duration: time.Second, Warmup: 300 * time.Millisecond,
 		Targets: []Target{{Addr: l.Addr}}, Workload: wl, GraphName: "test graph", Routing: l.Proxy, Out: &progress,
 	})
 	if err != nil {
