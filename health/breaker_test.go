@@ -14,9 +14,10 @@ var errUpstream = errors.New("upstream failed")
 func TestBreakerOpensRejectsAndRecovers(t *testing.T) {
 	var mu sync.Mutex
 	var transitions []string
+	const openFor = 500 * time.Millisecond // a loaded machine may pause the test for tens of ms
 	b := NewBreaker("us-east/a", BreakerSettings{
 		Failures: 3,
-		OpenFor:  500 * time.Millisecond, // a loaded machine may pause the test for tens of ms
+		OpenFor:  openFor,
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			mu.Lock()
 			transitions = append(transitions, from.String()+">"+to.String())
@@ -42,7 +43,7 @@ func TestBreakerOpensRejectsAndRecovers(t *testing.T) {
 	if err := b.Do(func() error { ran = true; return nil }); !errors.Is(err, ErrBreakerOpen) || ran {
 		t.Fatalf("open breaker: err %v, ran %v", err, ran)
 	}
-	time.Sleep(550 * time.Millisecond)
+	time.Sleep(openFor + 50*time.Millisecond)
 	if !b.Ready() {
 		t.Fatal("not ready once OpenFor has passed")
 	}

@@ -89,10 +89,11 @@ func TestOpenLoopKeepsTheRate(t *testing.T) {
 		if !due.Equal(s.at(seq)) {
 			t.Fatalf("request %d was given due time %v, scheduled %v", seq, due, s.at(seq))
 		}
-		if d := tm.sent[seq].Sub(due); d < -earlySend {
+		d := tm.sent[seq].Sub(due)
+		if d < -earlySend {
 			t.Fatalf("request %d sent %v before its time", seq, -d)
 		}
-		lateness = append(lateness, tm.sent[seq].Sub(due))
+		lateness = append(lateness, d)
 	}
 	// The median, not a count over a threshold: one stall of the machine
 	// makes every request due during it late, but a loop that paces
