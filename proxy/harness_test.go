@@ -27,7 +27,15 @@ const (
 	modeHang          // answers after hangFor
 )
 
-const hangFor = 300 * time.Millisecond
+// hangFor is how long a hanging upstream takes to answer, and
+// hangTimeout the upstream timeout a test sets when it wants that hang to
+// time out. The harness's own timeout is seconds, so that on a loaded
+// machine no upstream that answers is taken for a hung one; the gap
+// between these two is what a timeout test's margin is.
+const (
+	hangFor     = time.Second
+	hangTimeout = 200 * time.Millisecond
+)
 
 // backend is one fake web server of a datacenter, on an in-memory listener.
 type backend struct {
@@ -107,7 +115,7 @@ func testConfig(t testing.TB, mutate func(*configs.Config)) *configs.Config {
 	}
 	cfg.Routing.DrainRamp = time.Nanosecond // drains act at once unless a test ramps them
 	cfg.Hot.DetectRate = -1                 // no hot-key detection unless a test turns it on
-	cfg.Upstream.Timeout = 150 * time.Millisecond
+	cfg.Upstream.Timeout = 5 * time.Second
 	cfg.Upstream.Breaker.ConsecutiveFailures = 3
 	cfg.Upstream.Breaker.OpenFor = 10 * time.Minute // tests re-open breakers by rebuilding, never by waiting
 	if mutate != nil {

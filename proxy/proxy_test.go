@@ -286,7 +286,7 @@ func TestFailedIdempotentRequestRetriesOnNextDatacenter(t *testing.T) {
 		mode int32
 	}{{"connection refused", modeRefuse}, {"503", mode503}, {"timeout", modeHang}} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, nil)
+			h := newHarness(t, func(cfg *configs.Config) { cfg.Upstream.Timeout = hangTimeout })
 			id, plan := h.userWhosePlanStartsWith("us-b")
 			h.setDC("us-b", c.mode)
 			r := h.getUser(id)
@@ -414,7 +414,11 @@ func TestNoUsableDatacenterIs503(t *testing.T) {
 }
 
 func TestTimeoutWithoutRetryIs504(t *testing.T) {
-	h := newHarness(t, func(c *configs.Config) { zero := 0; c.Upstream.Retries = &zero })
+	h := newHarness(t, func(c *configs.Config) {
+		zero := 0
+		c.Upstream.Retries = &zero
+		c.Upstream.Timeout = hangTimeout
+	})
 	id, _ := h.userWhosePlanStartsWith("us-c")
 	h.setDC("us-c", modeHang)
 	for _, method := range []string{"GET", "POST"} { // both end the same, whether or not they may be retried

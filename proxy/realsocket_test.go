@@ -27,7 +27,6 @@ func TestOverRealSockets(t *testing.T) {
 		for i := range c.Datacenters {
 			c.Datacenters[i].Upstreams = []string{startSizedBackend(t)}
 		}
-		c.Upstream.Timeout = 5 * time.Second
 		c.Listen.WriteTimeout = 300 * time.Millisecond
 	})
 	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})

@@ -61,7 +61,6 @@ func upstreamTLSProxy(t *testing.T, addr string, ut *configs.UpstreamTLS) (*Serv
 	cfg := testConfig(t, func(c *configs.Config) {
 		c.Datacenters[0].Upstreams = []string{addr}
 		c.Datacenters[0].TLS = ut
-		c.Upstream.Timeout = 5 * time.Second
 	})
 	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
