@@ -230,13 +230,14 @@ func TestRequestsOutliveAnUpstreamsIdleClose(t *testing.T) {
 		{"GET", 2 * idlePeekAfter},
 	} {
 		t.Run(fmt.Sprintf("%s after %v idle", tc.method, tc.idle), func(t *testing.T) {
+			closed := make(closeWatch, 16)
 			cfg := testConfig(t, func(c *configs.Config) {
 				for i := range c.Datacenters {
 					ln, err := net.Listen("tcp", "127.0.0.1:0")
 					if err != nil {
 						t.Fatal(err)
 					}
-					srv := &fasthttp.Server{Logger: quiet{}, IdleTimeout: 20 * time.Millisecond, Handler: func(ctx *fasthttp.RequestCtx) {}}
+					srv := &fasthttp.Server{Logger: quiet{}, IdleTimeout: 20 * time.Millisecond, Handler: func(ctx *fasthttp.RequestCtx) {}, ConnState: closed.onState}
 					go srv.Serve(ln) //nolint:errcheck // ends with Close
 					t.Cleanup(func() { ln.Close() })
 					c.Datacenters[i].Upstreams = []string{ln.Addr().String()}
@@ -261,11 +262,38 @@ func TestRequestsOutliveAnUpstreamsIdleClose(t *testing.T) {
 				if resp.StatusCode() != 200 {
 					t.Fatalf("request %d after the upstream closed its idle connection: %d %s", i, resp.StatusCode(), resp.Body())
 				}
-				time.Sleep(tc.idle) // the upstream closes its side after 20 ms
+				closed.wait(t, time.Now(), tc.idle) // the upstream closes its side after 20 ms
 			}
 			if st := srv.Stats(); st.Retries.Load() != 0 || st.Failed.Load() != 0 {
 				t.Fatalf("%d retries on another datacenter and %d failures for connections closed while idle", st.Retries.Load(), st.Failed.Load())
 			}
 		})
 	}
+}
+
+// closeWatch hears a fake upstream close connections (its ConnState is
+// onState), so that a test waits for the upstream's idle close itself
+// rather than for a sleep a loaded machine may outrun.
+type closeWatch chan struct{}
+
+func (w closeWatch) onState(_ net.Conn, st fasthttp.ConnState) {
+	if st == fasthttp.StateClosed {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wait returns once the upstream has closed a connection and idle has
+// passed since idleFrom: the pooled connection is then surely dead, and
+// idle long enough for the case the test means.
+func (w closeWatch) wait(t *testing.T, idleFrom time.Time, idle time.Duration) {
+	t.Helper()
+	select {
+	case <-w:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream did not close its idle connection within 5 s")
+	}
+	time.Sleep(time.Until(idleFrom.Add(idle)))
 }

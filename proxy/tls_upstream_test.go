@@ -111,7 +111,11 @@ func TestUpstreamMutualTLS(t *testing.T) {
 func TestUpstreamTLSIdleCloseCostsNoPOST(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t)
-	addr := tlsBackend(t, ca, nil, func(s *fasthttp.Server) { s.IdleTimeout = 20 * time.Millisecond })
+	closed := make(closeWatch, 16)
+	addr := tlsBackend(t, ca, nil, func(s *fasthttp.Server) {
+		s.IdleTimeout = 20 * time.Millisecond
+		s.ConnState = closed.onState
+	})
 	srv, c, _ := upstreamTLSProxy(t, addr, &configs.UpstreamTLS{
 		CAFile:     writeFile(t, t.TempDir(), "ca.pem", ca.pem),
 		ServerName: "web.us-a.internal",
@@ -130,7 +134,7 @@ func TestUpstreamTLSIdleCloseCostsNoPOST(t *testing.T) {
 		if resp.StatusCode() != 200 {
 			t.Fatalf("POST %d after the upstream closed its idle connection: %d %s", i, resp.StatusCode(), resp.Body())
 		}
-		time.Sleep(2 * idlePeekAfter) // the upstream closes its side after 20 ms
+		closed.wait(t, time.Now(), 2*idlePeekAfter) // the upstream closes its side after 20 ms
 	}
 	if st := srv.Stats(); st.Failed.Load() != 0 {
 		t.Fatalf("%d failures for connections closed while idle", st.Failed.Load())
