@@ -262,7 +262,7 @@ func TestRequestsOutliveAnUpstreamsIdleClose(t *testing.T) {
 				if resp.StatusCode() != 200 {
 					t.Fatalf("request %d after the upstream closed its idle connection: %d %s", i, resp.StatusCode(), resp.Body())
 				}
-				closed.wait(t, time.Now(), tc.idle) // the upstream closes its side after 20 ms
+				closed.wait(t, tc.idle) // the upstream closes its side after 20 ms
 			}
 			if st := srv.Stats(); st.Retries.Load() != 0 || st.Failed.Load() != 0 {
 				t.Fatalf("%d retries on another datacenter and %d failures for connections closed while idle", st.Retries.Load(), st.Failed.Load())
@@ -286,10 +286,12 @@ func (w closeWatch) onState(_ net.Conn, st fasthttp.ConnState) {
 }
 
 // wait returns once the upstream has closed a connection and idle has
-// passed since idleFrom: the pooled connection is then surely dead, and
-// idle long enough for the case the test means.
-func (w closeWatch) wait(t *testing.T, idleFrom time.Time, idle time.Duration) {
+// passed since the call: called right after a response, the pooled
+// connection is then surely dead, and idle long enough for the case the
+// test means.
+func (w closeWatch) wait(t *testing.T, idle time.Duration) {
 	t.Helper()
+	idleFrom := time.Now()
 	select {
 	case <-w:
 	case <-time.After(5 * time.Second):
