@@ -41,7 +41,11 @@ type ExplainedChoice struct {
 func (s *Server) Explain(req *fasthttp.Request) Explanation {
 	st := s.cur.Load()
 	var e Explanation
-	key, ri := st.rules.extract(req)
+	key, ri, plainPath := st.rules.extract(req)
+	if !plainPath {
+		e.Rejected = "400: " + ambiguousPath
+		return e
+	}
 	if key != nil {
 		e.Key, e.Rule = string(key), st.rules[ri].desc
 		if !validKey(key, st.maxKeyLen) {

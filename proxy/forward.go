@@ -31,7 +31,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// (each request names another user), so its loads start now and the
 	// checks and header rewrite below run while they arrive. The key and
 	// viewer are copied: the rewrite may reuse the bytes they came from.
-	key, _ := st.rules.extract(req)
+	key, _, plainPath := st.rules.extract(req)
 	var h uint64
 	if key != nil {
 		sc.key = append(sc.key[:0], key...)
@@ -54,6 +54,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		req.Header.DelBytes(n)
 	}
 	switch {
+	case !plainPath:
+		s.reject(ctx, fasthttp.StatusBadRequest, ambiguousPath)
+		st.metrics.observe(ctx, -1, false, nil)
+		return
 	case key != nil && !validKey(key, st.maxKeyLen):
 		s.reject(ctx, fasthttp.StatusBadRequest, "malformed routing key")
 		st.metrics.observe(ctx, -1, false, nil)

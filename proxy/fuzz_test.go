@@ -47,7 +47,13 @@ func FuzzExtractKey(f *testing.F) {
 		if code, reason := screen(&req.Header, p, &sc); code != 0 && reason == "" {
 			t.Fatalf("refused with %d and no reason", code)
 		}
-		key, rule := rs.extract(&req)
+		key, rule, plain := rs.extract(&req)
+		if key != nil && rs[rule].kind == fromPath && !plainPath(req.URI().PathOriginal()) {
+			t.Fatalf("key %q taken from a path with two readings, %q", key, req.URI().PathOriginal())
+		}
+		if !plain && key != nil {
+			t.Fatalf("key %q from a path extract refused", key)
+		}
 		if key == nil {
 			if rule != -1 {
 				t.Fatalf("no key but rule %d", rule)

@@ -104,13 +104,16 @@ func TestForwardedRequestOnTheWire(t *testing.T) {
 	}
 	// Neither the Host header nor an absolute URI, https included, can
 	// make the proxy connect anywhere else.
-	for _, r := range []string{
-		"GET https://evil.example/feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 2\r\n\r\n",
-		"GET /feed HTTP/1.1\r\nHost: 169.254.169.254\r\nX-User-ID: 3\r\n\r\n",
-		"GET //169.254.169.254/latest HTTP/1.1\r\nHost: x\r\nX-User-ID: 4\r\n\r\n",
+	// (A path starting "//" has an empty segment, which the path rules
+	// refuse: the web tier might not merge the slashes as fasthttp does.)
+	for r, want := range map[string]string{
+		"GET https://evil.example/feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 2\r\n\r\n":        "200",
+		"GET /feed HTTP/1.1\r\nHost: 169.254.169.254\r\nX-User-ID: 3\r\n\r\n":              "200",
+		"GET //169.254.169.254/latest HTTP/1.1\r\nHost: x\r\nX-User-ID: 4\r\n\r\n":         "400 socialroute: " + ambiguousPath,
+		"GET http://x//169.254.169.254/latest HTTP/1.1\r\nHost: x\r\nX-User-ID: 4\r\n\r\n": "400 socialroute: " + ambiguousPath,
 	} {
-		if got := h.raw(r); !strings.HasPrefix(got, "200") {
-			t.Fatalf("%q: answer %q", r, got)
+		if got := h.raw(r); !strings.HasPrefix(got, want) {
+			t.Fatalf("%q: answer %q, want %q", r, got, want)
 		}
 	}
 	_, dialed = h.sent()

@@ -98,6 +98,9 @@ func TestRoutingRules(t *testing.T) {
 		{"cookie", "GET", "/feed", func(r *fasthttp.Request) { r.Header.SetCookie("uid", "bob") }, "bob"},
 		{"path segment", "GET", "/accounts/carol/media", nil, "carol"},
 		{"path segment at the end", "GET", "/accounts/carol", nil, "carol"},
+		{"path segment with a trailing slash", "GET", "/accounts/carol/", nil, "carol"},
+		{"path segment with a dot in it", "GET", "/accounts/carol.v2/.well-known", nil, "carol.v2"},
+		{"percent-encoded letters decode as the web tier decodes them", "GET", "/accounts/c%61rol", nil, "carol"},
 		{"path wins over header (rule order)", "GET", "/accounts/carol/media", func(r *fasthttp.Request) { r.Header.Set("X-User-ID", "alice") }, "carol"},
 		{"header wins over cookie", "GET", "/feed", func(r *fasthttp.Request) {
 			r.Header.Set("X-User-ID", "alice")
@@ -153,6 +156,14 @@ func TestMalformedRequestsNeverReachAnUpstream(t *testing.T) {
 		{"key too long", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 01234567890123456789\r\n\r\n", "400 socialroute: malformed routing key"},
 		{"key with a control byte", "GET /accounts/a%01b HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: malformed routing key"},
 		{"key with a space", "GET /feed HTTP/1.1\r\nHost: x\r\nCookie: uid=\"a b\"\r\n\r\n", "400 socialroute: malformed routing key"},
+		{"encoded slashes route one user, the path another", "GET /accounts/alice%2F..%2Fbob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"lower-case encoded slash", "GET /accounts/alice%2fbob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"dot-dot segment", "GET /accounts/alice/../bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"dot-dot before the prefix", "GET /feed/../accounts/bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"encoded dots", "GET /accounts/alice/%2e%2E/bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"empty segment", "GET /accounts//bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"backslash", "GET /accounts/alice\\..\\bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"encoded backslash", "GET /accounts/alice%5C..%5cbob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
 		{"duplicate Content-Length", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "400"},
 		{"unsupported Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip\r\n\r\n", "400"},
 		{"headers over listen.max_header_bytes", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nX-Big: " + strings.Repeat("a", configs.DefaultMaxHeaderBytes) + "\r\n\r\n", "431"},
@@ -180,11 +191,17 @@ func TestHopByHopAndInternalHeadersAreStripped(t *testing.T) {
 			ctx.Response.Header.Set("Keep-Alive", "timeout=5")
 			ctx.Response.Header.Set("Proxy-Authenticate", "Basic")
 			ctx.Response.Header.Set("X-Kept", "yes")
+			ctx.Response.Header.Set("X-Socialroute-Spread", "9/9")
+			ctx.Response.Header.Set("X-Socialroute-Secret", "from the web tier")
 			ctx.SetBodyString("ok")
 		}
 	}
 	r := h.do("GET", "/feed", func(r *fasthttp.Request) {
 		r.Header.Set("X-User-ID", "5")
+		r.Header.Set("Forwarded", "for=6.6.6.6;host=evil.example")
+		r.Header.Set("X-Real-IP", "6.6.6.6")
+		r.Header.Set("X-Forwarded-Host", "evil.example")
+		r.Header.Set("X-Forwarded-Port", "666")
 		r.Header.Set("Connection", "X-Client-Private, Keep-Alive")
 		r.Header.Set("X-Client-Private", "1")
 		r.Header.Set("Keep-Alive", "timeout=100")
@@ -198,7 +215,8 @@ func TestHopByHopAndInternalHeadersAreStripped(t *testing.T) {
 	})
 	dc := datacenterOf(r)
 	got := h.lastRequest(dc)
-	for _, name := range []string{"X-Client-Private", "Keep-Alive", "Proxy-Authorization", "Te", "Upgrade", "x-socialroute-dc"} {
+	for _, name := range []string{"X-Client-Private", "Keep-Alive", "Proxy-Authorization", "Te", "Upgrade", "x-socialroute-dc",
+		"Forwarded", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Port"} {
 		if v := got.Header.Peek(name); len(v) != 0 {
 			t.Errorf("upstream received %s: %q", name, v)
 		}
@@ -215,8 +233,8 @@ func TestHopByHopAndInternalHeadersAreStripped(t *testing.T) {
 	if v := string(got.Header.Peek("X-Kept-Too")); v != "yes" {
 		t.Errorf("an end-to-end header was lost: %q", v)
 	}
-	for _, name := range []string{"X-Upstream-Private", "Keep-Alive", "Proxy-Authenticate"} {
-		if v := r.Header.Peek(name); len(v) != 0 {
+	for _, name := range []string{"X-Upstream-Private", "Keep-Alive", "Proxy-Authenticate", "X-Socialroute-Spread", "X-Socialroute-Secret"} {
+		if v := r.Header.Peek(name); len(v) != 0 { // user 5 is not hot: no Spread of ours either
 			t.Errorf("client received %s: %q", name, v)
 		}
 	}

@@ -66,12 +66,21 @@ func compileRules(cfg []configs.Rule) (rules, error) {
 // extract returns the routing key of req and the index of the rule that
 // found it, or nil and -1. The key aliases req's buffers: it is valid until
 // req is modified. It does not allocate.
-func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int) {
+//
+// A rule with a path (or path prefix) matches the normalized path, but the
+// web tier gets the path as the client wrote it. If the two can differ in
+// which segment is where (see plainPath), a client could route another
+// user's request by its own key, so when a rule reads such a path extract
+// returns plain = false, and the request must be refused.
+func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, plain bool) {
 	var path []byte
 	for i := range rs {
 		r := &rs[i]
 		if len(r.prefix) > 0 {
 			if path == nil {
+				if !plainPath(req.URI().PathOriginal()) {
+					return nil, -1, false
+				}
 				path = req.URI().Path()
 			}
 			if !bytes.HasPrefix(path, r.prefix) {
@@ -92,10 +101,49 @@ func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int) {
 			}
 		}
 		if len(key) > 0 {
-			return key, i
+			return key, i, true
 		}
 	}
-	return nil, -1
+	return nil, -1, true
+}
+
+// ambiguousPath is the reason a request whose path is not plain is refused.
+const ambiguousPath = "path with a dot segment, an empty segment or an encoded slash, backslash or dot: the web tier might read another routing key from it"
+
+// plainPath reports whether a request path as the client wrote it has one
+// reading only: no dot segment ("." or ".."), no empty segment ("//"), no
+// backslash, and no percent-encoded '/', '\\' or '.'. fasthttp's normalized
+// path removes or decodes each of those, and a web tier may or may not do
+// the same (Envoy's path_with_escaped_slashes_action and merge_slashes exist
+// for this), so "/users/alice%2F..%2Fbob" could be bob's request to us and
+// alice's to the web tier. Other percent-encoding decodes to the same
+// segments everywhere and is allowed.
+func plainPath(p []byte) bool {
+	segStart := 0 // index of the current segment's first byte
+	for i := 0; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			switch seg := p[segStart:i]; {
+			case len(seg) == 0 && i > 0 && i < len(p): // "//"; a leading or trailing slash is fine
+				return false
+			case len(seg) == 1 && seg[0] == '.', len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+				return false
+			}
+			segStart = i + 1
+			continue
+		}
+		switch p[i] {
+		case '\\':
+			return false
+		case '%':
+			if i+2 < len(p) {
+				switch hi, lo := p[i+1], p[i+2]|0x20; {
+				case hi == '2' && (lo == 'f' || lo == 'e'), hi == '5' && lo == 'c':
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // validKey reports whether key is a routing key this proxy accepts: at most
