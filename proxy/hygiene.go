@@ -22,6 +22,19 @@ var hopHeaders = []string{
 	"Upgrade",
 }
 
+// clientClaims are headers in which a request speaks for a proxy before
+// this one: who the client is (Forwarded, X-Real-IP) and which host and
+// port it asked for (web frameworks build absolute URLs, such as password
+// reset links, from X-Forwarded-Host). This proxy is the edge, so a client
+// sending them speaks for itself: they are removed, as X-Forwarded-For is
+// replaced.
+var clientClaims = []string{
+	"Forwarded",
+	"X-Real-Ip",
+	"X-Forwarded-Host",
+	"X-Forwarded-Port",
+}
+
 // Headers this proxy owns. A client must not be able to set them for the web
 // tier: they are removed from every request before the proxy sets its own.
 const (
@@ -65,16 +78,16 @@ type scratch struct {
 }
 
 // stripRequestHeaders removes hop-by-hop headers, headers the Connection
-// header names, and client-supplied X-Socialroute-* headers. One pass over
-// the headers finds them all; a request with none pays for nothing else
-// (a Del per hop-by-hop name cost a scan of the headers each).
+// header names, clientClaims, and client-supplied X-Socialroute-* headers.
+// One pass over the headers finds them all; a request with none pays for
+// nothing else (a Del per hop-by-hop name cost a scan of the headers each).
 func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
 	s.names, s.buf = s.names[:0], s.buf[:0]
 	for k, v := range h.All() {
 		if isConnection(k) {
 			s.names, s.buf = connectionTokens(v, s.names, s.buf)
 		}
-		if isHopHeader(k) || len(k) >= len(internalPrefix) && bytes.EqualFold(k[:len(internalPrefix)], internalPrefix) {
+		if isHopHeader(k) || isInternal(k) || isOneOf(k, clientClaims) {
 			s.names, s.buf = appendName(s.names, s.buf, k)
 		}
 	}
@@ -83,8 +96,10 @@ func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
 	}
 }
 
-// stripResponseHeaders removes hop-by-hop headers and those the Connection
-// header names from an upstream response. fasthttp's server writes its own
+// stripResponseHeaders removes hop-by-hop headers, those the Connection
+// header names, and X-Socialroute-* headers from an upstream response: the
+// ones the client sees are this proxy's own, set after (or none, with
+// response headers off). fasthttp's server writes its own
 // framing (Content-Length or chunked) and Connection for the client, so
 // Transfer-Encoding stays for it to re-frame the body.
 func stripResponseHeaders(h *fasthttp.ResponseHeader, s *scratch) {
@@ -93,7 +108,7 @@ func stripResponseHeaders(h *fasthttp.ResponseHeader, s *scratch) {
 		if isConnection(k) {
 			s.names, s.buf = connectionTokens(v, s.names, s.buf)
 		}
-		if isHopHeader(k) && !bytes.EqualFold(k, transferEncoding) {
+		if isHopHeader(k) && !bytes.EqualFold(k, transferEncoding) || isInternal(k) {
 			s.names, s.buf = appendName(s.names, s.buf, k)
 		}
 	}
@@ -107,9 +122,17 @@ func isConnection(k []byte) bool {
 }
 
 // isHopHeader reports whether k is one of hopHeaders, in any case.
-// Comparing lengths first keeps a miss to a few integer comparisons.
-func isHopHeader(k []byte) bool {
-	for _, n := range hopHeaders {
+func isHopHeader(k []byte) bool { return isOneOf(k, hopHeaders) }
+
+// isInternal reports whether k is an X-Socialroute-* header, in any case.
+func isInternal(k []byte) bool {
+	return len(k) >= len(internalPrefix) && bytes.EqualFold(k[:len(internalPrefix)], internalPrefix)
+}
+
+// isOneOf reports whether k is one of names, in any case. Comparing lengths
+// first keeps a miss to a few integer comparisons.
+func isOneOf(k []byte, names []string) bool {
+	for _, n := range names {
 		if len(n) == len(k) && bytes.EqualFold(k, []byte(n)) {
 			return true
 		}
