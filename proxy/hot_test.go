@@ -74,6 +74,16 @@ func TestStaticHotAccountSpreadsOverExactlyItsSiblings(t *testing.T) {
 			}
 		}
 	}
+	// Writes are not spread: they go to star's own bucket, whose home owns
+	// its data and whose write plan keeps a move's fence.
+	for _, method := range []string{"POST", "PUT", "DELETE"} {
+		for range 20 {
+			r := h.do(method, "/accounts/star/media", nil)
+			if b := bucketOf(t, r); b != own || spreadOf(r) != "" {
+				t.Fatalf("%s for star went to bucket %d (spread %q), want its own bucket %d, not spread", method, b, spreadOf(r), own)
+			}
+		}
+	}
 	// Someone else is not spread.
 	if r := h.do("GET", "/accounts/nobody", nil); spreadOf(r) != "" {
 		t.Fatalf("a cold account was spread: %q", spreadOf(r))

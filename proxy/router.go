@@ -152,7 +152,11 @@ func (r *Router) route(key []byte, h uint64, viewer []byte, d *Decision, observe
 		if fromTable {
 			d.Source = SourceTable
 		}
-		if k := r.spread(h, key, observe); k > 1 {
+		// Only reads spread. A write goes to the key's own bucket: its
+		// home owns the key's data, and while the bucket moves its write
+		// plan is what keeps the fence (a sibling's plan knows nothing of
+		// the move). Writes still count toward detection.
+		if k := r.spread(h, key, observe); k > 1 && !write {
 			r.pickSibling(snap, h, viewer, k, d)
 		}
 		if observe {
