@@ -57,10 +57,10 @@ func TestHotKeyRoutingDoesNotAllocate(t *testing.T) {
 	star, viewer, other := []byte("star"), []byte("viewer-7"), []byte("someone")
 	var d Decision
 	allocs := testing.AllocsPerRun(1000, func() {
-		r.RouteViewer(star, viewer, &d)
-		r.RouteViewer(other, viewer, &d)
+		r.RouteMethod(star, viewer, false, &d)
+		r.RouteMethod(other, viewer, false, &d)
 	})
-	r.RouteViewer(star, viewer, &d)
+	r.RouteMethod(star, viewer, false, &d)
 	if allocs != 0 || d.Spread != 8 {
 		t.Fatalf("hot-key routing allocates %.2f times per pair of requests (spread %d)", allocs, d.Spread)
 	}

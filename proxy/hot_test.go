@@ -185,9 +185,9 @@ func hotScenario(t *testing.T, spread int) float64 {
 	for range 200_000 {
 		viewer := []byte(strconv.Itoa(rng.IntN(1_000_000)))
 		if rng.Float64() < 0.3 {
-			r.RouteViewer(star, viewer, &d)
+			r.RouteMethod(star, viewer, false, &d)
 		} else {
-			r.RouteViewer(viewer, viewer, &d)
+			r.RouteMethod(viewer, viewer, false, &d)
 		}
 		perDC[d.DC()]++
 	}

@@ -98,19 +98,15 @@ func (d *Decision) DC() int {
 
 // Route fills d for a request with routing key key (nil: no key) and no
 // known viewer. Not knowing the method, it routes as for a write: a
-// moving bucket's single write home.
+// moving bucket's single write home, and no hot-key spreading.
 func (r *Router) Route(key []byte, d *Decision) { r.route(key, hashKey(key), nil, d, true, true) }
 
-// RouteViewer fills d for a request with routing key key, made by viewer
-// (nil: unknown): a hot key's requests stick to one sibling per viewer.
-// It routes as for a write, like Route.
-func (r *Router) RouteViewer(key, viewer []byte, d *Decision) {
-	r.route(key, hashKey(key), viewer, d, true, true)
-}
-
-// RouteMethod is RouteViewer for a request known to be a write (write) or
-// a read: a moving bucket's reads go to its new home first and fall back
-// to the old one, its writes to the one home its move's phase names.
+// RouteMethod fills d for a request with routing key key, made by viewer
+// (nil: unknown), known to be a write (write) or a read. A hot key's reads
+// spread over its siblings, sticking to one per viewer; its writes stay on
+// its own bucket. A moving bucket's reads go to its new home first and
+// fall back to the old one, its writes to the one home its move's phase
+// names.
 func (r *Router) RouteMethod(key, viewer []byte, write bool, d *Decision) {
 	r.route(key, hashKey(key), viewer, d, true, write)
 }
