@@ -39,6 +39,10 @@ type BreakerSettings struct {
 	FailureRatio float64
 	MinRequests  int
 	Window       time.Duration
+	// Neutral, if set, names errors that say nothing of the upstream's
+	// health, such as the caller's own connection pool being full: they
+	// count neither as failures nor as successes.
+	Neutral func(error) bool
 	// OnStateChange, if set, is told of every transition. It runs under the
 	// breaker's lock: it must be quick and must not call back into the
 	// breaker.
@@ -64,6 +68,7 @@ type Breaker struct {
 	minRequests uint32
 	consecutive atomic.Uint32
 	window      []windowBucket // len = window seconds
+	neutral     func(error) bool
 	now         func() time.Time
 }
 
@@ -102,6 +107,7 @@ func NewBreaker(name string, s BreakerSettings) *Breaker {
 		ratio:       s.FailureRatio,
 		minRequests: uint32(s.MinRequests),
 		window:      make([]windowBucket, int(s.Window/time.Second)),
+		neutral:     s.Neutral,
 		now:         time.Now,
 	}
 	openFor, notify := s.OpenFor, s.OnStateChange
@@ -115,6 +121,7 @@ func NewBreaker(name string, s BreakerSettings) *Breaker {
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= b.failures || b.shouldTrip(b.now().Unix())
 		},
+		IsExcluded: b.isNeutral, // a half-open probe that says nothing decides nothing
 		// Runs under gobreaker's lock: touch only our atomics.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			switch to {
@@ -134,6 +141,9 @@ func NewBreaker(name string, s BreakerSettings) *Breaker {
 	})
 	return b
 }
+
+// isNeutral reports whether err is one BreakerSettings.Neutral names.
+func (b *Breaker) isNeutral(err error) bool { return b.neutral != nil && b.neutral(err) }
 
 // count records one outcome of a closed breaker at unix second sec.
 func (b *Breaker) count(sec int64, failed bool) {
@@ -180,7 +190,7 @@ func (b *Breaker) Ready() bool {
 }
 
 // Do runs call if the breaker lets it through, and counts its error (nil is
-// a success) toward opening the breaker. It returns ErrBreakerOpen without
+// a success; a neutral error is not counted) toward opening the breaker. It returns ErrBreakerOpen without
 // running call when rejected.
 func (b *Breaker) Do(call func() error) error { return b.DoAt(time.Time{}, call) }
 
@@ -192,6 +202,9 @@ func (b *Breaker) DoAt(at time.Time, call func() error) error {
 		return b.guarded(call)
 	}
 	err := call()
+	if err != nil && b.isNeutral(err) {
+		return err
+	}
 	if at.IsZero() {
 		at = b.now()
 	}

@@ -220,3 +220,44 @@ func TestBreakerConcurrentCallersTripOnce(t *testing.T) {
 		t.Fatalf("open breaker let a call through: %v", err)
 	}
 }
+
+// An error the settings call neutral (the caller's own pool full, say)
+// neither opens a closed breaker nor breaks a run of failures, and a
+// half-open breaker's neutral probe decides nothing: the next probe does.
+func TestBreakerNeutralErrorsCountForNothing(t *testing.T) {
+	errPoolFull := errors.New("pool full")
+	const openFor = 300 * time.Millisecond
+	b := NewBreaker("x", BreakerSettings{
+		Failures: 2,
+		OpenFor:  openFor,
+		Neutral:  func(err error) bool { return errors.Is(err, errPoolFull) },
+	})
+	neutral := func() error { return errPoolFull }
+	for range 20 {
+		if err := b.Do(neutral); !errors.Is(err, errPoolFull) {
+			t.Fatalf("neutral call returned %v", err)
+		}
+	}
+	if b.State() != gobreaker.StateClosed {
+		t.Fatalf("20 neutral errors left the breaker %v", b.State())
+	}
+	_ = b.Do(func() error { return errUpstream })
+	_ = b.Do(neutral)
+	_ = b.Do(func() error { return errUpstream })
+	if b.State() != gobreaker.StateOpen {
+		t.Fatalf("failure, neutral, failure left a 2-failure breaker %v: the neutral error broke the run", b.State())
+	}
+	time.Sleep(openFor + 50*time.Millisecond)
+	if err := b.Do(neutral); !errors.Is(err, errPoolFull) {
+		t.Fatalf("half-open neutral probe returned %v", err)
+	}
+	if b.State() != gobreaker.StateHalfOpen {
+		t.Fatalf("a neutral probe moved the half-open breaker to %v", b.State())
+	}
+	if err := b.Do(func() error { return nil }); err != nil {
+		t.Fatalf("the probe after a neutral one was refused: %v", err)
+	}
+	if b.State() != gobreaker.StateClosed {
+		t.Fatalf("a successful probe left the breaker %v", b.State())
+	}
+}

@@ -178,7 +178,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			return dc, nil
 		}
 		s.log.Debug("upstream attempt failed", "upstream", u.addr, "datacenter", u.dc, "error", err)
-		notSent := errors.Is(err, health.ErrBreakerOpen) || isDialError(err)
+		notSent := errors.Is(err, health.ErrBreakerOpen) || errors.Is(err, fasthttp.ErrNoFreeConns) || isDialError(err)
 		if !notSent {
 			sent++
 			if !retryable || sent > st.retries {

@@ -6,12 +6,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/hashing"
+	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
 )
 
@@ -315,6 +317,64 @@ func TestFailedIdempotentRequestRetriesOnNextDatacenter(t *testing.T) {
 				t.Fatalf("retries = %d, want 1", h.srv.Stats().Retries.Load())
 			}
 		})
+	}
+}
+
+// A full connection pool is this proxy's own limit, not the upstream
+// failing: a POST that got no connection never left, so it goes to the
+// next datacenter, and the busy datacenter's breakers stay closed.
+func TestFullConnectionPoolIsNeitherSentNorAFailure(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) {
+		c.Upstream.MaxConnsPerHost = 1
+		c.Upstream.MaxConnWaitTimeout = 10 * time.Millisecond
+	})
+	id, plan := h.userWhosePlanStartsWith("us-b")
+	entered, release := make(chan struct{}, 2), make(chan struct{})
+	for _, b := range h.backends {
+		if b.dc == "us-b" {
+			b.resp = func(ctx *fasthttp.RequestCtx) {
+				entered <- struct{}{}
+				<-release
+				ctx.SetBodyString("slow")
+			}
+		}
+	}
+	// Two slow GETs take the one connection of each of us-b's upstreams
+	// (the second goes to the upstream with fewer requests in flight).
+	var wg sync.WaitGroup
+	slow := make([]int, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slow[i] = h.getUser(id).StatusCode()
+		}()
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("slow GET %d never reached us-b", i)
+		}
+	}
+	for i := range 2 * h.cfg.Upstream.Breaker.ConsecutiveFailures {
+		r := h.do("POST", "/feed", func(r *fasthttp.Request) {
+			r.Header.Set("X-User-ID", strconv.Itoa(id))
+			r.SetBodyString("like")
+		})
+		if r.StatusCode() != 200 || datacenterOf(r) != plan[1] {
+			t.Fatalf("POST %d with us-b's pools full: status %d from %q (%s), want 200 from the next on the plan %v", i, r.StatusCode(), datacenterOf(r), r.Body(), plan)
+		}
+	}
+	for _, p := range h.srv.cur.Load().pools {
+		for _, u := range p.upstreams {
+			if u.breaker.State() != gobreaker.StateClosed {
+				t.Errorf("%s's breaker is %v after its pool was full", u.addr, u.breaker.State())
+			}
+		}
+	}
+	close(release)
+	wg.Wait()
+	if slow[0] != 200 || slow[1] != 200 {
+		t.Fatalf("the slow GETs got %v", slow)
 	}
 }
 

@@ -210,6 +210,10 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		FailureRatio: u.Breaker.FailureRatio,
 		MinRequests:  u.Breaker.MinRequests,
 		Window:       u.Breaker.Window,
+		// All of the pool's connections busy past the wait is this proxy's
+		// limit (upstream.max_conns_per_host), not the upstream failing:
+		// counted, a burst would open a healthy upstream's breaker.
+		Neutral: func(err error) bool { return errors.Is(err, fasthttp.ErrNoFreeConns) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			// Under the breaker's lock: log, and leave anything slow to a
 			// goroutine.
