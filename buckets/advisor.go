@@ -151,6 +151,11 @@ func NewAdvisor(opts AdvisorOptions) *Advisor {
 	return &Advisor{opts: opts.withDefaults(), pending: map[uint32]pendingMove{}}
 }
 
+// SetOptions changes the advisor's options (defaults for zero fields) and
+// keeps what it has seen: the moves it started still count toward the
+// hourly limit and keep their cooldowns, and pending candidates their age.
+func (a *Advisor) SetOptions(opts AdvisorOptions) { a.opts = opts.withDefaults() }
+
 // Options are the advisor's options, defaults applied.
 func (a *Advisor) Options() AdvisorOptions { return a.opts }
 

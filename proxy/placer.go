@@ -70,10 +70,15 @@ func (p *placer) counters(cfg *configs.Config) *buckets.Access {
 		p.access.Store(a)
 	}
 	p.mu.Lock()
-	if p.advisor == nil || p.opts != cfg.Placement {
-		p.opts = cfg.Placement
+	switch {
+	case p.advisor == nil:
 		p.advisor = buckets.NewAdvisor(advisorOptions(cfg.Placement))
+	case p.opts != cfg.Placement:
+		// Not a new advisor: a reload must not reset the hourly limit or
+		// the cooldowns of the moves already started.
+		p.advisor.SetOptions(advisorOptions(cfg.Placement))
 	}
+	p.opts = cfg.Placement
 	p.mu.Unlock()
 	return a
 }

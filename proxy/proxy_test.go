@@ -536,6 +536,61 @@ func TestReloadSwapsConfigAndKeepsVersionRising(t *testing.T) {
 	}
 }
 
+// A reload rebuilds pins and drains from the file but keeps the bucket
+// moves under way and the homes finished moves wrote: dropping them would
+// send a bucket's writes back past its move's fence. A home the file
+// changes wins, and the advisor keeps its count of moves started.
+func TestReloadKeepsBucketMoves(t *testing.T) {
+	h := newHarness(t, nil)
+	snap := h.srv.Placement().Load()
+	var us []uint32
+	for b := uint32(0); len(us) < 3; b++ {
+		if snap.Topology().Continents[snap.Home(b)].Name == "us" {
+			us = append(us, b)
+		}
+	}
+	moving, moved, edited := us[0], us[1], us[2]
+	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
+		o.Moves = map[uint32]buckets.Move{moving: {To: "eu", Phase: buckets.MoveCutover}}
+		o.Homes[moved], o.Homes[edited] = "eu", "eu"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	h.srv.placer.mu.Lock()
+	h.srv.placer.advisor.Started(moving, now)
+	h.srv.placer.mu.Unlock()
+
+	cfg := testConfig(t, func(c *configs.Config) {
+		c.Homes = map[string]string{strconv.Itoa(int(edited)): "us"}
+		c.Placement.MovesPerHour++
+	})
+	if err := h.srv.Reload(cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	snap = h.srv.Placement().Load()
+	continent := func(b uint32) string { return snap.Topology().Continents[snap.Home(b)].Name }
+	if m, ok := snap.Moving(moving); !ok || m.To != "eu" || m.Phase != buckets.MoveCutover {
+		t.Fatalf("bucket %d's move after the reload: %+v, %v; want eu, cutover", moving, m, ok)
+	}
+	if wp := snap.WritePlan(moving); snap.Topology().Datacenters[wp[0]].Continent != "eu" {
+		t.Fatalf("bucket %d in cutover writes to %s first, want eu", moving, snap.Topology().Datacenters[wp[0]].Name)
+	}
+	if got := continent(moved); got != "eu" {
+		t.Fatalf("bucket %d, moved to eu, is homed in %s after the reload", moved, got)
+	}
+	if got := continent(edited); got != "us" {
+		t.Fatalf("bucket %d, which the new file homes in us, is homed in %s", edited, got)
+	}
+	h.srv.placer.mu.Lock()
+	started := h.srv.placer.advisor.MovesInLastHour(now.Add(time.Second))
+	h.srv.placer.mu.Unlock()
+	if started != 1 {
+		t.Fatalf("the advisor counts %d moves in the last hour after the reload, want 1", started)
+	}
+}
+
 func TestExplain(t *testing.T) {
 	h := newHarness(t, func(c *configs.Config) { c.Drained = []string{"us-a"} })
 	id, plan := h.userWhosePlanStartsWith("us-a")

@@ -186,6 +186,11 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	version := uint64(1)
 	var oldPools []*pool
 	if old != nil {
+		_, oldFile, err := placementFrom(old.cfg)
+		if err != nil {
+			return nil, err
+		}
+		carryMoves(old.router.placement.Load().Overrides(), oldFile, &overrides, uint32(cfg.Buckets), topo)
 		version = old.router.placement.Load().Version() + 1
 		if sameUpstreamSettings(old.cfg.Upstream, cfg.Upstream) {
 			oldPools = old.pools
@@ -290,10 +295,44 @@ func placementFrom(cfg *configs.Config) (buckets.Topology, buckets.Overrides, er
 	return topo, o, nil
 }
 
+// carryMoves keeps, over a reload, what the running map holds that no
+// config file set: the bucket moves under way (running.Moves) and the homes
+// finished moves wrote (running.Homes entries the old file does not have).
+// Pins and drains are rebuilt from the file, but a move is a data migration
+// behind a fence: dropping one would send a bucket's writes back to the
+// continent it is leaving, and forgetting a finished one would send them to
+// a continent that no longer has the bucket's data. A bucket whose home the
+// operator changed in the file takes the file's; entries that do not fit
+// the new bucket count or continents are dropped. It adds to next, the
+// new file's overrides.
+func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n uint32, topo buckets.Topology) {
+	fits := func(b uint32, continent string) bool {
+		_, ok := topo.ContinentIndex(continent)
+		return b < n && ok
+	}
+	for b, c := range running.Homes {
+		fileHome, inOld := oldFile.Homes[b]
+		if inOld && fileHome == c || next.Homes[b] != fileHome || !fits(b, c) {
+			continue // the file's own, or the file now says otherwise
+		}
+		next.Homes[b] = c
+	}
+	for b, m := range running.Moves {
+		if !fits(b, m.To) {
+			continue
+		}
+		if next.Moves == nil {
+			next.Moves = map[uint32]buckets.Move{}
+		}
+		next.Moves[b] = m
+	}
+}
+
 // Reload swaps in a new configuration and table. Requests in flight finish
 // on the state they started with; new requests see the new one. Pooled
-// connections to unchanged upstreams are kept. Listener settings are not
-// reloadable: a change to them is logged and needs a restart.
+// connections to unchanged upstreams are kept, and so are bucket moves
+// (carryMoves). Listener settings are not reloadable: a change to them is
+// logged and needs a restart.
 func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
