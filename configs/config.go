@@ -57,7 +57,7 @@ const (
 	DefaultMoveCooldown  = 24 * time.Hour
 	DefaultHeadroom      = 1.1
 	DefaultCopyTime      = 10 * time.Minute
-	DefaultFenceSettle   = 15 * time.Second
+	DefaultFenceSettle   = 30 * time.Second // above the default WriteLife, 2 x 10 s
 	DefaultCutoverTime   = 10 * time.Minute
 	DefaultViewerHeader  = "X-User-ID"
 	DefaultLoadLimit     = 1.0
@@ -562,11 +562,23 @@ type Placement struct {
 	CopyTime time.Duration `yaml:"copy_time"`
 	// FenceSettle is the least time a move stays fenced, counted both from
 	// the fence and from the moment the last node was seen holding it,
-	// before writes cut over to the new home. Keep it above
-	// upstream.timeout, so that writes any node routed before the fence
-	// have finished. Default 15s.
+	// before writes cut over to the new home. Keep it above WriteLife,
+	// (upstream.retries + 1) x upstream.timeout, so that every write any
+	// node routed before the fence, retries included, has finished (the
+	// proxy warns at load when it is not). Default 30s.
 	FenceSettle time.Duration `yaml:"fence_settle"`
 	// CutoverTime is how long reads keep falling back to the old home after
 	// the cutover, before the move is done. Default 10m.
 	CutoverTime time.Duration `yaml:"cutover_time"`
+}
+
+// WriteLife is the longest a request can go on reaching upstreams after it
+// was routed: each attempt, the first and upstream.retries more, gets the
+// whole upstream.timeout, on the plan fixed when it was routed.
+func (c *Config) WriteLife() time.Duration {
+	retries := DefaultRetries
+	if c.Upstream.Retries != nil {
+		retries = *c.Upstream.Retries
+	}
+	return time.Duration(retries+1) * c.Upstream.Timeout
 }

@@ -15,7 +15,7 @@ func TestPlacementDefaults(t *testing.T) {
 	want := Placement{
 		StatsTick: DefaultStatsTick, AdviseEvery: DefaultAdviseEvery, Majority: 0.6, Release: 0.5,
 		Window: 30 * time.Minute, MinRequests: 100, MovesPerHour: 10, Cooldown: 24 * time.Hour, Headroom: 1.1,
-		CopyTime: 10 * time.Minute, FenceSettle: 15 * time.Second, CutoverTime: 10 * time.Minute,
+		CopyTime: 10 * time.Minute, FenceSettle: 30 * time.Second, CutoverTime: 10 * time.Minute,
 	}
 	if p != want {
 		t.Fatalf("defaults %+v\nwant %+v", p, want)
@@ -59,5 +59,22 @@ func TestValidatePlacement(t *testing.T) {
 			}
 			checkProblems(t, "t.yaml", err, tt.want...)
 		})
+	}
+}
+
+func TestWriteLifeCountsEveryAttempt(t *testing.T) {
+	for _, c := range []struct {
+		retries *int
+		want    time.Duration
+	}{{nil, 2 * 10 * time.Second}, {new(int), 10 * time.Second}, {func() *int { n := 3; return &n }(), 4 * 10 * time.Second}} {
+		cfg := &Config{Upstream: Upstream{Timeout: 10 * time.Second, Retries: c.retries}}
+		if got := cfg.WriteLife(); got != c.want {
+			t.Errorf("retries %v: WriteLife %v, want %v", c.retries, got, c.want)
+		}
+	}
+	var d Config
+	d.ApplyDefaults()
+	if d.Placement.FenceSettle <= d.WriteLife() {
+		t.Fatalf("the default fence_settle %v is not above the default write life %v", d.Placement.FenceSettle, d.WriteLife())
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -588,6 +589,26 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	h.srv.placer.mu.Unlock()
 	if started != 1 {
 		t.Fatalf("the advisor counts %d moves in the last hour after the reload, want 1", started)
+	}
+}
+
+// A fence_settle a retried write can outlast is worth a warning at load.
+func TestShortFenceSettleIsWarnedOf(t *testing.T) {
+	for _, c := range []struct {
+		settle time.Duration
+		warned bool
+	}{{10 * time.Second, true}, {20 * time.Second, true}, {21 * time.Second, false}} {
+		cfg := testConfig(t, func(cfg *configs.Config) {
+			cfg.Upstream.Timeout = 10 * time.Second // one retry: 20 s
+			cfg.Placement.FenceSettle = c.settle
+		})
+		var logs strings.Builder
+		if _, err := New(cfg, nil, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "placement.fence_settle is not above"); got != c.warned {
+			t.Errorf("fence_settle %v with a write life of 20s: warned %v, want %v\n%s", c.settle, got, c.warned, logs.String())
+		}
 	}
 }
 

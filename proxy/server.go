@@ -175,6 +175,11 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	if err != nil {
 		return nil, err
 	}
+	if life := cfg.WriteLife(); cfg.Placement.FenceSettle <= life {
+		// A warning, not an error: a test fleet may want quick moves.
+		s.log.Warn("placement.fence_settle is not above (upstream.retries + 1) x upstream.timeout: a write routed before a move's fence could still reach the old home after the cutover",
+			"fence_settle", cfg.Placement.FenceSettle, "write_life", life)
+	}
 	assigner, err := hashing.NewAssigner(uint32(cfg.Buckets), table)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
