@@ -740,7 +740,10 @@ func (v *validator) rule(field string, r Rule) {
 		v.errorf(field, "set exactly one of header, cookie, query or path, not %s", strings.Join(set, " and "))
 	}
 
-	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+	switch {
+	case r.PathPrefix != "" && r.Path != "" && !strings.HasPrefix(r.Path, r.PathPrefix):
+		v.errorf(field+".path_prefix", "%q does not start path %q, so the rule could never match", r.PathPrefix, r.Path)
+	case r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/"):
 		v.errorf(field+".path_prefix", "must start with \"/\", got %q", r.PathPrefix)
 	}
 	if r.Header != "" && !isToken(r.Header) {

@@ -363,6 +363,8 @@ func TestValidateRules(t *testing.T) {
 			[]problem{{"routing.rules[0].path", 7, `must end the template or be followed by "/"`}}},
 		{"path key not starting a segment", base(`routing:`, `  rules:`, `    - path: /u/x{key}`),
 			[]problem{{"routing.rules[0].path", 7, "must start a segment"}}},
+		{"path prefix that does not start the path", base(`routing:`, `  rules:`, `    - path: /v2/users/{key}`, `      path_prefix: /v1/`),
+			[]problem{{"routing.rules[0].path_prefix", 8, `does not start path "/v2/users/{key}"`}}},
 		{"path prefix without slash", base(`routing:`, `  rules:`, `    - header: X-User-ID`, `      path_prefix: api/`),
 			[]problem{{"routing.rules[0].path_prefix", 8, `must start with "/"`}}},
 		{"no_key unknown", base(`routing:`, `  no_key: drop`),

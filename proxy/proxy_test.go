@@ -697,3 +697,21 @@ func TestDrainRampsDownAndBack(t *testing.T) {
 	}
 	t.Logf("us-a's share while draining: %v", samples)
 }
+
+// A path rule may repeat its template's start as path_prefix (configs
+// accepts it, so the proxy must too); a prefix that does not start the
+// template is refused.
+func TestPathRuleWithAPathPrefix(t *testing.T) {
+	rs, err := compileRules([]configs.Rule{{Path: "/v2/users/{key}", PathPrefix: "/v2/"}})
+	if err != nil {
+		t.Fatalf("a path rule with its own prefix: %v", err)
+	}
+	var req fasthttp.Request
+	req.SetRequestURI("/v2/users/carol/photos")
+	if key, i, _ := rs.extract(&req); string(key) != "carol" || i != 0 {
+		t.Fatalf("key %q from rule %d, want carol from 0", key, i)
+	}
+	if _, err := compileRules([]configs.Rule{{Path: "/v2/users/{key}", PathPrefix: "/v1/"}}); err == nil {
+		t.Fatal("a path_prefix that does not start the path was accepted")
+	}
+}

@@ -51,10 +51,14 @@ func compileRules(cfg []configs.Rule) (rules, error) {
 		default:
 			return nil, fmt.Errorf("proxy: routing.rules[%d] names no key source", i)
 		}
-		if r.PathPrefix != "" {
-			if c.kind == fromPath {
-				return nil, fmt.Errorf("proxy: routing.rules[%d]: path_prefix is implied by path", i)
-			}
+		switch {
+		case r.PathPrefix == "":
+		case c.kind == fromPath && !strings.HasPrefix(r.Path, r.PathPrefix):
+			// configs.Validate refuses this; a config built in code may not.
+			return nil, fmt.Errorf("proxy: routing.rules[%d].path_prefix %q does not start path %q", i, r.PathPrefix, r.Path)
+		case c.kind == fromPath:
+			// The template's own prefix is the longer, and the one used.
+		default:
 			c.prefix = []byte(r.PathPrefix)
 			c.desc += " under " + r.PathPrefix
 		}
