@@ -22,6 +22,7 @@ const (
 	DefaultMaxConnsPerHost    = 512
 	DefaultMaxIdleConnTime    = 4 * time.Second // below the common 5 s upstream keep-alive
 	DefaultMaxConnWait        = 100 * time.Millisecond
+	DefaultMaxResponseBody    = 64 << 20 // 64 MiB
 	DefaultRetries            = 1
 	DefaultBreakerFailures    = 5
 	DefaultBreakerOpenFor     = 5 * time.Second
@@ -295,6 +296,11 @@ type Upstream struct {
 	// MaxConnWaitTimeout is how long a request waits for a free connection
 	// when MaxConnsPerHost are busy. Default 100ms.
 	MaxConnWaitTimeout time.Duration `yaml:"max_conn_wait_timeout"`
+	// MaxResponseBodySize caps an upstream's response body, which the proxy
+	// holds whole before answering: a larger one gets 502, is not retried
+	// (another datacenter would send the same) and does not count against
+	// the upstream's breaker. Default 64 MiB.
+	MaxResponseBodySize int `yaml:"max_response_body_size"`
 	// Retries is how many times a failed idempotent request is retried, each
 	// time on the next datacenter of its plan. Default 1; 0 disables retries;
 	// at most 5, since every retry adds a full attempt to the worst case.

@@ -59,6 +59,7 @@ func (c *Config) ApplyDefaults() {
 	setDuration(&u.MaxIdleConnDuration, DefaultMaxIdleConnTime)
 	setDuration(&u.MaxConnWaitTimeout, DefaultMaxConnWait)
 	setInt(&u.MaxConnsPerHost, DefaultMaxConnsPerHost)
+	setInt(&u.MaxResponseBodySize, DefaultMaxResponseBody)
 	if u.Retries == nil {
 		u.Retries = new(DefaultRetries)
 	}

@@ -290,6 +290,7 @@ func (v *validator) upstream() {
 	v.nonNegative("upstream.max_idle_conn_duration", u.MaxIdleConnDuration)
 	v.nonNegative("upstream.max_conn_wait_timeout", u.MaxConnWaitTimeout)
 	v.nonNegativeInt("upstream.max_conns_per_host", u.MaxConnsPerHost)
+	v.nonNegativeInt("upstream.max_response_body_size", u.MaxResponseBodySize)
 	if u.Retries != nil && (*u.Retries < 0 || *u.Retries > maxRetries) {
 		v.errorf("upstream.retries", "must be between 0 and %d, got %d", maxRetries, *u.Retries)
 	}

@@ -125,6 +125,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusGatewayTimeout, "upstream timed out")
 	case errors.Is(err, health.ErrBreakerOpen), errors.Is(err, fasthttp.ErrNoFreeConns), errors.Is(err, errNoUpstream):
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no upstream available")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.fail(ctx, fasthttp.StatusBadGateway, "upstream response over upstream.max_response_body_size")
 	default:
 		s.fail(ctx, fasthttp.StatusBadGateway, "upstream failed")
 	}
@@ -181,8 +183,8 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		notSent := errors.Is(err, health.ErrBreakerOpen) || errors.Is(err, fasthttp.ErrNoFreeConns) || isDialError(err)
 		if !notSent {
 			sent++
-			if !retryable || sent > st.retries {
-				return dc, err
+			if !retryable || sent > st.retries || errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				return dc, err // (another datacenter would send as large an answer)
 			}
 		}
 		failed = u

@@ -379,6 +379,41 @@ func TestFullConnectionPoolIsNeitherSentNorAFailure(t *testing.T) {
 	}
 }
 
+// An answer over upstream.max_response_body_size gets 502 with a reason,
+// is not retried elsewhere (another datacenter would send the same) and
+// does not open the upstream's breaker: the upstream is fine.
+func TestOversizedResponseIs502WithoutRetryOrBreaker(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) { c.Upstream.MaxResponseBodySize = 1024 })
+	id, _ := h.userWhosePlanStartsWith("us-b")
+	big := strings.Repeat("x", 4096)
+	for _, b := range h.backends {
+		b.resp = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(big) }
+	}
+	n := 2 * h.cfg.Upstream.Breaker.ConsecutiveFailures
+	for i := range n {
+		r := h.getUser(id)
+		if r.StatusCode() != 502 || !strings.Contains(string(r.Body()), "max_response_body_size") {
+			t.Fatalf("request %d: status %d %.80q, want 502 naming upstream.max_response_body_size", i, r.StatusCode(), r.Body())
+		}
+	}
+	if got, all := h.hits("us-b"), h.hits(""); got != int64(n) || all != int64(n) {
+		t.Fatalf("us-b got %d requests and all datacenters %d, want %d and %d: no retries", got, all, n, n)
+	}
+	for _, p := range h.srv.cur.Load().pools {
+		for _, u := range p.upstreams {
+			if u.breaker.State() != gobreaker.StateClosed {
+				t.Errorf("%s's breaker is %v after oversized answers", u.addr, u.breaker.State())
+			}
+		}
+	}
+	for _, b := range h.backends {
+		b.resp = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(big[:1024]) }
+	}
+	if r := h.getUser(id); r.StatusCode() != 200 || len(r.Body()) != 1024 {
+		t.Fatalf("an answer at the limit: status %d, %d bytes", r.StatusCode(), len(r.Body()))
+	}
+}
+
 func TestNonIdempotentRequestIsNotRetriedOnceSent(t *testing.T) {
 	h := newHarness(t, nil)
 	id, _ := h.userWhosePlanStartsWith("us-b")

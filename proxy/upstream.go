@@ -197,6 +197,7 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		MaxConns:            u.MaxConnsPerHost,
 		MaxIdleConnDuration: u.MaxIdleConnDuration,
 		MaxConnWaitTimeout:  u.MaxConnWaitTimeout,
+		MaxResponseBodySize: u.MaxResponseBodySize, // read by do
 		// The connection released last is used next: its socket, buffers
 		// and the upstream's side of it are still in cache, and the
 		// connections a quiet hour does not need idle out instead of
@@ -210,10 +211,13 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		FailureRatio: u.Breaker.FailureRatio,
 		MinRequests:  u.Breaker.MinRequests,
 		Window:       u.Breaker.Window,
-		// All of the pool's connections busy past the wait is this proxy's
-		// limit (upstream.max_conns_per_host), not the upstream failing:
-		// counted, a burst would open a healthy upstream's breaker.
-		Neutral: func(err error) bool { return errors.Is(err, fasthttp.ErrNoFreeConns) },
+		// All of the pool's connections busy past the wait, or an answer
+		// over upstream.max_response_body_size, is this proxy's limit, not
+		// the upstream failing: counted, a burst would open a healthy
+		// upstream's breaker.
+		Neutral: func(err error) bool {
+			return errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, fasthttp.ErrBodyTooLarge)
+		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			// Under the breaker's lock: log, and leave anything slow to a
 			// goroutine.
