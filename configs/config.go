@@ -195,7 +195,15 @@ type Listen struct {
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// Concurrency caps connections served at once. Default 262144.
 	Concurrency int `yaml:"concurrency"`
-	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 30s.
+	// DrainDelay is how long, after SIGTERM, the proxy goes on accepting
+	// connections while /readyz already answers 503 (and every answer
+	// carries Connection: close), so that load balancers take the node out
+	// on their next health check before its listener closes: HAProxy's
+	// grace, or a Kubernetes preStop sleep. Set it to the balancers' check
+	// interval times their fall count. Default 0: stop accepting at once.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM, after
+	// DrainDelay. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// ReusePort binds the listener with SO_REUSEPORT, so that a new process
 	// can bind the same address while the old one still serves: the

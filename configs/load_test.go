@@ -331,6 +331,7 @@ func TestApplyDefaultsCoversEveryField(t *testing.T) {
 		// A hot list is input; siblings stay home unless asked.
 		"Hot.File": true, "Hot.CrossContinent": true,
 		"Listen.MaxConnsPerIP": true, // 0 is the default: no cap
+		"Listen.DrainDelay":    true, // 0 is the default: stop accepting at once
 		// TLS and the PROXY protocol are off unless configured (their
 		// own defaults are checked in tls_test.go); reuse_port is opt-in.
 		"Listen.TLS": true, "Listen.ProxyProtocol": true, "Listen.ReusePort": true,

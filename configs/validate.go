@@ -268,6 +268,7 @@ func (v *validator) listen() {
 	v.nonNegative("listen.write_timeout", l.WriteTimeout)
 	v.nonNegative("listen.idle_timeout", l.IdleTimeout)
 	v.nonNegative("listen.shutdown_timeout", l.ShutdownTimeout)
+	v.nonNegative("listen.drain_delay", l.DrainDelay)
 	v.nonNegative("listen.body_timeout", l.BodyTimeout)
 	v.nonNegativeInt("listen.max_conns_per_ip", l.MaxConnsPerIP)
 	if l.MaxHeaders < 1 {

@@ -66,6 +66,12 @@ func (l *drainListener) Close() error {
 	return l.err
 }
 
+// AnnounceDrain starts serveRequest's Connection: close answers before
+// Shutdown, for listen.drain_delay, while the listener still accepts: a
+// client's next request then comes on a new connection, which the load
+// balancer sends elsewhere once it has seen /readyz fail.
+func (s *Server) AnnounceDrain() { s.draining.Store(true) }
+
 // serveRequest is the fasthttp handler: the request path, and during a
 // drain a Connection: close on every response, so that a client's
 // keep-alive connection ends after an answer and its next request goes to

@@ -379,6 +379,8 @@ func listenChanged(a, b configs.Listen) bool {
 		return true
 	}
 	a.TLS, b.TLS, a.ProxyProtocol, b.ProxyProtocol = nil, nil, nil, nil
+	// Read when SIGTERM comes, from the config in force then.
+	a.DrainDelay, b.DrainDelay, a.ShutdownTimeout, b.ShutdownTimeout = 0, 0, 0, 0
 	return a != b
 }
 

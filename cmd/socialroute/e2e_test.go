@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,4 +354,72 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// With listen.drain_delay, SIGTERM makes /readyz fail at once while the
+// listener still serves (every answer with Connection: close, so clients
+// come back through the balancer); only after the delay does the drain
+// stop accepting, and the process exits 0. A second SIGTERM ends the wait
+// at once.
+func TestEndToEndDrainDelay(t *testing.T) {
+	web := startWebServers(t)
+	start := func(t *testing.T, delay string) (*proxyProcess, string, string) {
+		dir := t.TempDir()
+		config, addr, admin := filepath.Join(dir, "proxy.yaml"), freeAddr(t), freeAddr(t)
+		writeConfig(t, config, addr, web, fmt.Sprintf("admin: {enabled: true, address: %q, insecure_no_token: true}\n", admin))
+		b, err := os.ReadFile(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = []byte(strings.Replace(string(b), "  shutdown_timeout: 10s\n", "  shutdown_timeout: 10s\n  drain_delay: "+delay+"\n", 1))
+		if err := os.WriteFile(config, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := startProxy(t, config, addr)
+		waitFor(t, "ready", func() bool { c, _ := adminGet(t, admin, "/readyz", ""); return c == 200 })
+		return p, addr, admin
+	}
+
+	t.Run("serves through the delay, then drains", func(t *testing.T) {
+		const delay = 3 * time.Second
+		p, addr, admin := start(t, delay.String())
+		sent := time.Now()
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "readyz to fail", func() bool { c, _ := adminGet(t, admin, "/readyz", ""); return c == 503 })
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get("http://" + addr + "/users/7")
+		if err != nil {
+			t.Fatalf("a new connection during the drain delay (%v after SIGTERM): %v", time.Since(sent), err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !resp.Close {
+			t.Fatalf("during the drain delay: status %d, Connection: close %v; want 200 and close", resp.StatusCode, resp.Close)
+		}
+		p.waitExit(t, "proxy")
+		if took := time.Since(sent); took < delay {
+			t.Fatalf("exited %v after SIGTERM, before the %v drain delay", took, delay)
+		}
+	})
+
+	t.Run("a second signal stops at once", func(t *testing.T) {
+		p, _, admin := start(t, "60s")
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "readyz to fail", func() bool { c, _ := adminGet(t, admin, "/readyz", ""); return c == 503 })
+		sent := time.Now()
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("still running %v after a second SIGTERM, with a 60s drain delay", time.Since(sent))
+		}
+		if !strings.Contains(p.logs.String(), "second signal") {
+			t.Fatalf("the logs do not say why it stopped:\n%s", p.logs.String())
+		}
+	})
 }

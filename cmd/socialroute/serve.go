@@ -25,8 +25,11 @@ Signals:
   SIGHUP    reload the config and the assignment table; requests in flight
             finish on the old ones, none is dropped. A config that fails to
             load or validate is logged and the old one stays in force.
-  SIGTERM   drain: stop accepting, finish in-flight requests (at most
-  SIGINT    listen.shutdown_timeout), then exit 0.
+  SIGTERM   drain: /readyz answers 503 at once; after listen.drain_delay
+  SIGINT    (default 0; what your load balancer needs to notice) stop
+            accepting, finish in-flight requests (at most
+            listen.shutdown_timeout), then exit 0 (1 if that ran out).
+            A second signal stops at once.
 
 Certificates (listen.tls) are also reloaded when their files change; a
 certificate that fails to load is logged and the old one keeps serving.
@@ -147,9 +150,34 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				}
 				log.Info("left the fleet; gossip ports released", "took", time.Since(start).Round(time.Millisecond))
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.Listen.ShutdownTimeout)
+			// A second SIGTERM or SIGINT ends the wait and the drain at once.
+			stop, stopNow := context.WithCancel(context.Background())
+			go func() {
+				for {
+					select {
+					case sig := <-sigs:
+						if sig != syscall.SIGHUP {
+							log.Warn("second signal: stopping without waiting", "signal", sig.String())
+							stopNow()
+							return
+						}
+					case <-stop.Done():
+						return
+					}
+				}
+			}()
+			if d := cfg.Listen.DrainDelay; d > 0 {
+				srv.AnnounceDrain()
+				log.Info("still accepting while load balancers see /readyz fail", "drain_delay", d)
+				select {
+				case <-time.After(d):
+				case <-stop.Done():
+				}
+			}
+			ctx, cancel := context.WithTimeout(stop, cfg.Listen.ShutdownTimeout)
 			err := srv.Shutdown(ctx)
 			cancel()
+			stopNow()
 			// Serve may not have taken the listener yet if the signal came
 			// early; closing it here makes sure Serve returns.
 			ln.Close()
