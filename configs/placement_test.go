@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,5 +77,45 @@ func TestWriteLifeCountsEveryAttempt(t *testing.T) {
 	d.ApplyDefaults()
 	if d.Placement.FenceSettle <= d.WriteLife() {
 		t.Fatalf("the default fence_settle %v is not above the default write life %v", d.Placement.FenceSettle, d.WriteLife())
+	}
+}
+
+// What a reload cannot apply is named; what it applies is not.
+func TestRestartOnly(t *testing.T) {
+	running := func() *Config {
+		return &Config{
+			Listen: Listen{Address: ":443", TLS: &ListenTLS{MinVersion: "1.2", Certificates: []Certificate{{CertFile: "a"}}}},
+			Log:    Log{Level: "info", Format: "text"},
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"nothing", func(*Config) {}, ""},
+		{"certificates", func(c *Config) { c.Listen.TLS.Certificates = []Certificate{{CertFile: "b"}} }, ""},
+		{"reloadable listen fields", func(c *Config) { c.Listen.DrainDelay, c.Listen.ShutdownTimeout = time.Second, time.Minute }, ""},
+		{"log level", func(c *Config) { c.Log.Level = "debug" }, ""},
+		{"routing", func(c *Config) { c.Drained = []string{"us-a"}; c.Upstream.Timeout = time.Second }, ""},
+		{"address", func(c *Config) { c.Listen.Address = ":8443" }, "listen.address"},
+		{"tls off", func(c *Config) { c.Listen.TLS = nil }, "listen.tls"},
+		{"min version", func(c *Config) { c.Listen.TLS.MinVersion = "1.3" }, "listen.tls.min_version"},
+		{"watch interval", func(c *Config) { c.Listen.TLS.WatchInterval = time.Minute }, "listen.tls.watch_interval"},
+		{"proxy protocol", func(c *Config) { c.Listen.ProxyProtocol = &ProxyProtocol{Trusted: []string{"10.0.0.0/8"}} }, "listen.proxy_protocol"},
+		{"reuse port and a timeout", func(c *Config) { c.Listen.ReusePort, c.Listen.ReadTimeout = true, time.Second }, "listen.read_timeout listen.reuse_port"},
+		{"admin", func(c *Config) { c.Admin.Address = "127.0.0.1:9999" }, "admin.address"},
+		{"log format", func(c *Config) { c.Log.Format = "json" }, "log.format"},
+		{"detector and placer ticks", func(c *Config) {
+			c.Hot.DetectRate, c.Hot.DetectTick = 10, time.Second
+			c.Placement.StatsTick, c.Placement.AdviseEvery = time.Second, time.Second
+		}, "hot.detect_rate hot.detect_tick placement.stats_tick placement.advise_every"},
+	} {
+		b := running()
+		c.mutate(b)
+		got := strings.Join(RestartOnly(running(), b), " ")
+		if got != c.want {
+			t.Errorf("%s: RestartOnly = %q, want %q", c.name, got, c.want)
+		}
 	}
 }

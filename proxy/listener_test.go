@@ -87,28 +87,3 @@ func TestShutdownAnswersBeforeClosingKeepAlive(t *testing.T) {
 		t.Errorf("Shutdown took %v with no connection left open", d)
 	}
 }
-
-// Certificates reload; the rest of listen needs a restart, and Reload says
-// so.
-func TestListenChanged(t *testing.T) {
-	t.Parallel()
-	base := configs.Listen{Address: ":443", TLS: &configs.ListenTLS{MinVersion: "1.2", Certificates: []configs.Certificate{{CertFile: "a"}}}}
-	same := base
-	same.TLS = &configs.ListenTLS{MinVersion: "1.2", Certificates: []configs.Certificate{{CertFile: "b"}}}
-	if listenChanged(base, same) {
-		t.Errorf("a certificate change counted as a listener change")
-	}
-	for name, mutate := range map[string]func(*configs.Listen){
-		"address":        func(l *configs.Listen) { l.Address = ":8443" },
-		"tls off":        func(l *configs.Listen) { l.TLS = nil },
-		"min version":    func(l *configs.Listen) { l.TLS = &configs.ListenTLS{MinVersion: "1.3"} },
-		"proxy protocol": func(l *configs.Listen) { l.ProxyProtocol = &configs.ProxyProtocol{Trusted: []string{"10.0.0.0/8"}} },
-		"reuse port":     func(l *configs.Listen) { l.ReusePort = true },
-	} {
-		l := base
-		mutate(&l)
-		if !listenChanged(base, l) {
-			t.Errorf("%s: not reported as needing a restart", name)
-		}
-	}
-}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -336,8 +336,8 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 // Reload swaps in a new configuration and table. Requests in flight finish
 // on the state they started with; new requests see the new one. Pooled
 // connections to unchanged upstreams are kept, and so are bucket moves
-// (carryMoves). Listener settings are not reloadable: a change to them is
-// logged and needs a restart.
+// (carryMoves). What only a restart applies (configs.RestartOnly) is
+// logged by name.
 func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -355,8 +355,8 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	if err != nil {
 		return err
 	}
-	if listenChanged(old.cfg.Listen, cfg.Listen) {
-		s.log.Warn("listen settings changed; they take effect after a restart", "old", old.cfg.Listen.Address, "new", cfg.Listen.Address)
+	if fields := configs.RestartOnly(old.cfg, cfg); len(fields) > 0 {
+		s.log.Warn("these settings changed but take effect only after a restart", "fields", strings.Join(fields, ", "))
 	}
 	s.cur.Store(st)
 	if certs != nil {
@@ -367,21 +367,6 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	s.log.Info("configuration reloaded", "map_version", snap.Version(), "table_users", table.Len())
 	s.placementChanged(snap)
 	return nil
-}
-
-// listenChanged reports a change to listener settings that only a restart
-// applies. The certificates of listen.tls are reloadable and not counted.
-func listenChanged(a, b configs.Listen) bool {
-	if (a.TLS == nil) != (b.TLS == nil) || (a.TLS != nil && a.TLS.MinVersion != b.TLS.MinVersion) {
-		return true
-	}
-	if !reflect.DeepEqual(a.ProxyProtocol, b.ProxyProtocol) {
-		return true
-	}
-	a.TLS, b.TLS, a.ProxyProtocol, b.ProxyProtocol = nil, nil, nil, nil
-	// Read when SIGTERM comes, from the config in force then.
-	a.DrainDelay, b.DrainDelay, a.ShutdownTimeout, b.ShutdownTimeout = 0, 0, 0, 0
-	return a != b
 }
 
 // ChangePlacement applies an operator's change (pin, drain, home) to the

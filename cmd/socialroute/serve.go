@@ -61,7 +61,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar) // log.level is reloadable; the format is not
+	level.Set(parseLevel(cfg.Log.Level))
+	log := newLogger(cfg.Log.Format, level, stderr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	link := &fleetLink{log: log}
@@ -123,14 +125,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		case err := <-served:
 			return err
 		case done := <-reloads:
-			next, err := reload(srv, cfg, *cfgPath, cluster != nil, log)
+			next, err := reload(srv, cfg, *cfgPath, cluster != nil, log, level)
 			if err == nil {
 				cfg = next
 			}
 			done <- err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if next, err := reload(srv, cfg, *cfgPath, cluster != nil, log); err == nil {
+				if next, err := reload(srv, cfg, *cfgPath, cluster != nil, log, level); err == nil {
 					cfg = next
 				}
 				continue
@@ -193,7 +195,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 // reload applies a changed config and table and returns the new config, or
 // logs and returns why it cannot (the running one stays in force).
-func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool, log *slog.Logger) (*configs.Config, error) {
+func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool, log *slog.Logger, level *slog.LevelVar) (*configs.Config, error) {
 	cfg, table, err := loadAll(path)
 	switch {
 	case err != nil:
@@ -206,7 +208,15 @@ func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool
 		log.Error("reload failed; the running configuration stays in force", "error", err)
 		return nil, err
 	}
+	level.Set(parseLevel(cfg.Log.Level))
 	return cfg, nil
+}
+
+// parseLevel is log.level as a slog level (validated already).
+func parseLevel(s string) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(s)))
+	return level
 }
 
 // loadAll reads the config and the assignment table it names.
@@ -225,12 +235,11 @@ func loadAll(path string) (*configs.Config, *hashing.Table, error) {
 	return cfg, table, nil
 }
 
-// newLogger builds the process logger from the log settings.
-func newLogger(l configs.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(l.Level))) // validated already
+// newLogger builds the process logger: text or JSON (log.format), at a
+// level the caller may change while it runs (log.level reloads).
+func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
-	if l.Format == "json" {
+	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

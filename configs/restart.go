@@ -1,0 +1,66 @@
+package configs
+
+import (
+	"reflect"
+	"strings"
+)
+
+// RestartOnly lists, by YAML field, the settings that differ between the
+// running config a and the reloaded b but that a reload cannot apply: they
+// are read once, when the process starts (the listener, the admin endpoint,
+// the log format, the detector's and the placer's tickers). A reload
+// applies everything else, so an operator told nothing would believe these
+// took effect too.
+//
+// Not listed, because a reload applies them: listen.tls certificates,
+// listen.drain_delay and listen.shutdown_timeout (read when SIGTERM comes),
+// log.level. Gossip, node and datacenters with gossip on are refused by the
+// reload itself.
+func RestartOnly(a, b *Config) []string {
+	var out []string
+	la, lb := a.Listen, b.Listen
+	switch {
+	case (la.TLS == nil) != (lb.TLS == nil):
+		out = append(out, "listen.tls")
+	case la.TLS != nil:
+		if la.TLS.MinVersion != lb.TLS.MinVersion {
+			out = append(out, "listen.tls.min_version")
+		}
+		if la.TLS.WatchInterval != lb.TLS.WatchInterval {
+			out = append(out, "listen.tls.watch_interval")
+		}
+	}
+	la.TLS, lb.TLS = nil, nil
+	la.DrainDelay, lb.DrainDelay, la.ShutdownTimeout, lb.ShutdownTimeout = 0, 0, 0, 0
+	out = appendChanged(out, "listen.", la, lb)
+	out = appendChanged(out, "admin.", a.Admin, b.Admin)
+	if a.Log.Format != b.Log.Format {
+		out = append(out, "log.format")
+	}
+	if a.Hot.DetectRate != b.Hot.DetectRate {
+		out = append(out, "hot.detect_rate")
+	}
+	if a.Hot.DetectTick != b.Hot.DetectTick {
+		out = append(out, "hot.detect_tick")
+	}
+	if a.Placement.StatsTick != b.Placement.StatsTick {
+		out = append(out, "placement.stats_tick")
+	}
+	if a.Placement.AdviseEvery != b.Placement.AdviseEvery {
+		out = append(out, "placement.advise_every")
+	}
+	return out
+}
+
+// appendChanged appends prefix plus the YAML name of every field of the
+// structs a and b (of one type) whose values differ.
+func appendChanged(out []string, prefix string, a, b any) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			name, _, _ := strings.Cut(va.Type().Field(i).Tag.Get("yaml"), ",")
+			out = append(out, prefix+name)
+		}
+	}
+	return out
+}
