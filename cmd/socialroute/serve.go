@@ -24,7 +24,9 @@ Run the edge proxy described by a config file until SIGTERM or SIGINT.
 Signals:
   SIGHUP    reload the config and the assignment table; requests in flight
             finish on the old ones, none is dropped. A config that fails to
-            load or validate is logged and the old one stays in force.
+            load or validate is logged and the old one stays in force;
+            settings only a restart applies (listen, admin, log.format,
+            the detector's and placer's ticks) are named in a warning.
   SIGTERM   drain: /readyz answers 503 at once; after listen.drain_delay
   SIGINT    (default 0; what your load balancer needs to notice) stop
             accepting, finish in-flight requests (at most
