@@ -269,12 +269,14 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 // reject answers a malformed request with a 4xx; it never reached an upstream.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, code int, reason string) {
 	s.stats.Rejected.Add(1)
+	s.stats.byCode[code%len(s.stats.byCode)].Add(1)
 	s.answer(ctx, code, reason)
 }
 
 // fail answers with a 5xx the proxy made itself.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, code int, reason string) {
 	s.stats.Failed.Add(1)
+	s.stats.byCode[code%len(s.stats.byCode)].Add(1)
 	s.answer(ctx, code, reason)
 }
 

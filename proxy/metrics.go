@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -99,8 +101,8 @@ func newMetrics(s *Server) *metrics {
 			Help: "Share of keyed requests answered on their bucket's home continent since the proxy started (1 before any). Over a window: sum(rate(" + metricHome + "[5m])) / sum(rate(" + metricKeyed + "[5m])).",
 		}, locality),
 		counterFunc("socialroute_retries_total", "Upstream attempts after a request's first (on another datacenter or upstream).", &s.stats.Retries),
-		counterFunc("socialroute_rejected_total", "Malformed requests the proxy answered with a 4xx itself.", &s.stats.Rejected),
-		counterFunc("socialroute_proxy_errors_total", "Requests the proxy answered with a 5xx itself (no usable datacenter, upstream failed or timed out).", &s.stats.Failed),
+		&codeCollector{s: s, desc: descRejected, lo: 400, known: []int{400, 408, 413, 431, 508}},
+		&codeCollector{s: s, desc: descProxyErrors, lo: 500, known: []int{502, 503, 504}},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "socialroute_map_version",
 			Help: "Version of the bucket map this node routes by; every pin, drain or reload raises it.",
@@ -253,3 +255,34 @@ func bool01(b bool) float64 {
 // handler (the admin endpoint's gathers it with the gossip and Go runtime
 // metrics).
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+var (
+	descRejected = prometheus.NewDesc("socialroute_rejected_total",
+		"Malformed requests the proxy answered with a 4xx itself, by status code: 400 malformed (smuggling, an ambiguous path, a bad key), 408 too slow, 413 body too large, 431 headers too large, 508 a routing loop.",
+		[]string{"code"}, nil)
+	descProxyErrors = prometheus.NewDesc("socialroute_proxy_errors_total",
+		"Requests the proxy answered with a 5xx itself, by status code: 502 upstream failed (or its answer was too large), 503 no usable datacenter or upstream, 504 upstream timed out. An upstream's own 5xx, passed on, counts in "+metricRequests+" only.",
+		[]string{"code"}, nil)
+)
+
+// codeCollector exports the proxy's own answers with status codes from lo
+// to lo+99 by code: the known ones always (a series that is there at 0
+// makes rate() and alerts work from the start), any other once it counts.
+type codeCollector struct {
+	s     *Server
+	desc  *prometheus.Desc
+	lo    int
+	known []int
+}
+
+func (c *codeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *codeCollector) Collect(ch chan<- prometheus.Metric) {
+	for code := c.lo; code < c.lo+100; code++ {
+		n := c.s.stats.byCode[code].Load()
+		if n == 0 && !slices.Contains(c.known, code) {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), strconv.Itoa(code))
+	}
+}

@@ -102,6 +102,8 @@ type Stats struct {
 	Retries  atomic.Uint64 // attempts after the first
 	Rejected atomic.Uint64 // malformed requests answered 4xx by the proxy itself
 	Failed   atomic.Uint64 // requests answered 5xx by the proxy itself
+
+	byCode [600]atomic.Uint64 // the proxy's own 4xx and 5xx answers, by status code
 }
 
 // New builds a Server for cfg, with table (nil: xxhash only) as the
