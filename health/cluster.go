@@ -77,8 +77,12 @@ type Options struct {
 	Logger *slog.Logger
 	// OnPlacement, if set, receives each bucket-map version another node
 	// spread that is newer than the one this node holds, in order, from
-	// one goroutine (so it may take a lock, but should not take long).
-	OnPlacement func(Placement)
+	// one goroutine (so it may take a lock, but should not take long). It
+	// returns the map version the node routes by afterwards, which is
+	// what the node gossips (a move's fence waits for it): p's version if
+	// it was adopted, the node's own if p could not be (a payload it cannot
+	// read, a topology it does not have).
+	OnPlacement func(Placement) uint64
 	// Transport, if set, makes the transport of a pool ("lan" or "wan")
 	// bound to bind; tests use it to cut the network. Default: UDP/TCP.
 	Transport func(pool, bind string) (memberlist.NodeAwareTransport, error)

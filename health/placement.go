@@ -52,6 +52,13 @@ func decodePlacement(b []byte) (*Placement, error) {
 // what the node already holds is ignored.
 func (c *Cluster) SpreadPlacement(p Placement) {
 	if !c.hold(&p) {
+		if held := c.HeldPlacement(); held != nil {
+			// The node made a change on a map older than the fleet's
+			// newest, which it must have failed to adopt (its log says
+			// why): the fleet would ignore this change, so say so.
+			c.log.Warn("bucket map change not spread: the fleet holds a newer map this node did not adopt",
+				"version", p.Version, "fleet_version", held.Version, "fleet_origin", held.Origin)
+		}
 		return
 	}
 	c.SetMapVersion(p.Version)
@@ -122,8 +129,10 @@ func (c *Cluster) deliverLoop(stop <-chan struct{}) {
 			return
 		case <-c.arrived:
 			if p := c.inbox.Swap(nil); p != nil && c.opts.OnPlacement != nil {
-				c.opts.OnPlacement(*p)
-				c.SetMapVersion(p.Version)
+				// Gossip what the node routes by, not what it heard: a
+				// node that could not adopt p must not pass for holding
+				// a fence p holds.
+				c.SetMapVersion(c.opts.OnPlacement(*p))
 			}
 		}
 	}

@@ -13,7 +13,12 @@ type got struct {
 	n  int
 }
 
-func (g *got) set(p Placement) { g.mu.Lock(); g.p, g.n = p, g.n+1; g.mu.Unlock() }
+func (g *got) set(p Placement) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.p, g.n = p, g.n+1
+	return p.Version
+}
 func (g *got) get() Placement  { g.mu.Lock(); defer g.mu.Unlock(); return g.p }
 
 func recordPlacements(g *got) func(*Options) {
@@ -66,4 +71,36 @@ func TestPlacementSpreadsToTheFleetAndConflictsSettleAlike(t *testing.T) {
 	late := startNode(t, "edge-eu-late", "eu-west", "127.0.3.4", nil, []string{east.WANAddr()}, recordPlacements(&atLate))
 	eventually(t, 5*time.Second, "the late node gets version 3", func() bool { return atLate.get().Version == 3 && string(atLate.get().Payload) == "east" })
 	_ = late
+}
+
+// A node gossips the map version it routes by, not the newest it heard: a
+// node that could not adopt a map (its OnPlacement kept its own) must not
+// pass for holding the fence that map holds.
+func TestNodeGossipsTheVersionItAdopted(t *testing.T) {
+	var tried got
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.41", nil, nil, nil)
+	west := startNode(t, "edge-us-west", "us-west", "127.0.3.42", []string{east.LANAddr()}, []string{east.WANAddr()},
+		func(o *Options) {
+			o.OnPlacement = func(p Placement) uint64 { tried.set(p); return 1 } // cannot adopt: stays on version 1
+		})
+	west.SetMapVersion(1)
+	eventually(t, 5*time.Second, "both nodes to see each other", func() bool { return len(east.Members()) == 2 && len(west.Members()) == 2 })
+	east.SpreadPlacement(Placement{Version: 5, Origin: "edge-us-east", Payload: []byte(`{}`)})
+	eventually(t, 5*time.Second, "west to be handed version 5", func() bool { return tried.get().Version == 5 })
+	versionOfWest := func() uint64 {
+		for _, m := range east.Members() {
+			if m.Name == "edge-us-west" {
+				return m.MapVersion
+			}
+		}
+		return 0
+	}
+	// Give west's metadata time to spread, then check it never said 5.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if v := versionOfWest(); v != 1 {
+			t.Fatalf("east sees west on map version %d; west routes by 1", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

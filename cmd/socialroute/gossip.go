@@ -140,29 +140,33 @@ func (l *fleetLink) spread(snap *buckets.Snapshot) {
 	l.cluster.SpreadPlacement(health.Placement{Version: snap.Version(), Origin: snap.Origin(), Payload: payload})
 }
 
-// adopt is the cluster's OnPlacement. Placements that arrive before the
-// proxy exists are held by the cluster and adopted by attach.
-func (l *fleetLink) adopt(p health.Placement) {
+// adopt is the cluster's OnPlacement: it returns the map version the
+// proxy routes by afterwards (0 before the proxy exists). Placements that
+// arrive before the proxy exists are held by the cluster and adopted by
+// attach.
+func (l *fleetLink) adopt(p health.Placement) uint64 {
 	srv := l.srv.Load()
 	if srv == nil {
-		return
+		return 0
 	}
 	var o buckets.Overrides
 	if err := json.Unmarshal(p.Payload, &o); err != nil {
 		l.log.Error("bucket map from the fleet unreadable; ignored", "origin", p.Origin, "version", p.Version, "error", err)
-		return
-	}
-	if _, err := srv.AdoptPlacement(p.Version, p.Origin, o); err != nil {
+	} else if _, err := srv.AdoptPlacement(p.Version, p.Origin, o); err != nil {
 		l.log.Error("bucket map from the fleet does not fit this node's topology; ignored", "origin", p.Origin, "version", p.Version, "error", err)
 	}
+	return srv.Placement().Load().Version()
 }
 
-// attach starts adopting into srv, beginning with what arrived before.
+// attach starts adopting into srv, beginning with what arrived before, and
+// gossips the version srv then routes by.
 func (l *fleetLink) attach(srv *proxy.Server) {
 	l.srv.Store(srv)
+	v := srv.Placement().Load().Version()
 	if p := l.cluster.HeldPlacement(); p != nil {
-		l.adopt(*p)
+		v = l.adopt(*p)
 	}
+	l.cluster.SetMapVersion(v)
 }
 
 // shareHot gossips this node's detected hot keys every second until ctx

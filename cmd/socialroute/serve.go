@@ -87,7 +87,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cluster != nil {
-		cluster.SetMapVersion(srv.Placement().Load().Version())
 		link.attach(srv)
 		go link.shareHot(ctx)
 	}
