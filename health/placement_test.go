@@ -19,7 +19,7 @@ func (g *got) set(p Placement) uint64 {
 	g.p, g.n = p, g.n+1
 	return p.Version
 }
-func (g *got) get() Placement  { g.mu.Lock(); defer g.mu.Unlock(); return g.p }
+func (g *got) get() Placement { g.mu.Lock(); defer g.mu.Unlock(); return g.p }
 
 func recordPlacements(g *got) func(*Options) {
 	return func(o *Options) { o.OnPlacement = g.set }
