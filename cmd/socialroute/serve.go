@@ -115,7 +115,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer admin.Shutdown(context.Background())
 	defer cancel() // before admin.Shutdown: a reload waiting for the loop gives up
 
-	sigs := make(chan os.Signal, 1)
+	sigs := make(chan os.Signal, 4) // a SIGHUP and a SIGTERM close together are both kept
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	served := make(chan error, 1)
@@ -140,19 +140,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			}
 			log.Info("draining", "signal", sig.String(), "timeout", cfg.Listen.ShutdownTimeout)
 			admin.SetDraining() // /readyz answers 503 from now on
-			if cluster != nil {
-				// Leave the fleet first, then drain: the fleet learns this
-				// node is going, not dead, and the gossip ports are free at
-				// once for the next process of an upgrade, instead of after
-				// a drain of up to shutdown_timeout. Meanwhile this process
-				// routes by the fleet's view as it was when it left, and by
-				// its breakers.
-				start := time.Now()
-				if err := cluster.Close(); err != nil {
-					log.Warn("leaving the fleet", "error", err)
-				}
-				log.Info("left the fleet; gossip ports released", "took", time.Since(start).Round(time.Millisecond))
-			}
 			// A second SIGTERM or SIGINT ends the wait and the drain at once.
 			stop, stopNow := context.WithCancel(context.Background())
 			go func() {
@@ -176,6 +163,23 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				case <-time.After(d):
 				case <-stop.Done():
 				}
+			}
+			if cluster != nil {
+				// Leave the fleet after the drain delay (while it still
+				// accepts, the node must stay listed: a move's fence waits
+				// for listed nodes only) and before the drain: the fleet
+				// learns this node is going, not dead, and the gossip ports
+				// are free at once for the next process of an upgrade,
+				// instead of after a drain of up to shutdown_timeout.
+				// Meanwhile this process routes by the fleet's view as it
+				// was when it left, and by its breakers: only the requests
+				// of connections it already holds, each answered with
+				// Connection: close, within shutdown_timeout.
+				start := time.Now()
+				if err := cluster.Close(); err != nil {
+					log.Warn("leaving the fleet", "error", err)
+				}
+				log.Info("left the fleet; gossip ports released", "took", time.Since(start).Round(time.Millisecond))
 			}
 			ctx, cancel := context.WithTimeout(stop, cfg.Listen.ShutdownTimeout)
 			err := srv.Shutdown(ctx)
