@@ -586,9 +586,12 @@ type Placement struct {
 	CutoverTime time.Duration `yaml:"cutover_time"`
 }
 
-// WriteLife is the longest a request can go on reaching upstreams after it
-// was routed: each attempt, the first and upstream.retries more, gets the
-// whole upstream.timeout, on the plan fixed when it was routed.
+// WriteLife is about the longest a request can go on reaching upstreams
+// after it was routed: each attempt, the first and upstream.retries more,
+// gets the whole upstream.timeout, on the plan fixed when it was routed.
+// (Attempts that never left, a refused dial or a full pool, add their
+// connect_timeout or max_conn_wait_timeout; keep fence_settle above it
+// with room.)
 func (c *Config) WriteLife() time.Duration {
 	retries := DefaultRetries
 	if c.Upstream.Retries != nil {

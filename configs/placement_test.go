@@ -97,6 +97,8 @@ func TestRestartOnly(t *testing.T) {
 		{"certificates", func(c *Config) { c.Listen.TLS.Certificates = []Certificate{{CertFile: "b"}} }, ""},
 		{"reloadable listen fields", func(c *Config) { c.Listen.DrainDelay, c.Listen.ShutdownTimeout = time.Second, time.Minute }, ""},
 		{"log level", func(c *Config) { c.Log.Level = "debug" }, ""},
+		{"the request screen", func(c *Config) { c.Listen.MaxHeaders, c.Listen.HeadersWithUnderscores = 7, "reject" }, ""},
+		{"max spread (the detector keeps its own)", func(c *Config) { c.Hot.MaxSpread = 8 }, "hot.max_spread"},
 		{"routing", func(c *Config) { c.Drained = []string{"us-a"}; c.Upstream.Timeout = time.Second }, ""},
 		{"address", func(c *Config) { c.Listen.Address = ":8443" }, "listen.address"},
 		{"tls off", func(c *Config) { c.Listen.TLS = nil }, "listen.tls"},

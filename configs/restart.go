@@ -14,7 +14,9 @@ import (
 //
 // Not listed, because a reload applies them: listen.tls certificates,
 // listen.drain_delay and listen.shutdown_timeout (read when SIGTERM comes),
-// log.level. Gossip, node and datacenters with gossip on are refused by the
+// listen.max_headers and listen.headers_with_underscores (the request
+// screen), log.level. hot.max_spread is listed because the detector keeps
+// the one it started with (the static list takes the new one). Gossip, node and datacenters with gossip on are refused by the
 // reload itself.
 func RestartOnly(a, b *Config) []string {
 	var out []string
@@ -31,7 +33,9 @@ func RestartOnly(a, b *Config) []string {
 		}
 	}
 	la.TLS, lb.TLS = nil, nil
+	// Read when SIGTERM comes, or by each state's request screen.
 	la.DrainDelay, lb.DrainDelay, la.ShutdownTimeout, lb.ShutdownTimeout = 0, 0, 0, 0
+	la.MaxHeaders, lb.MaxHeaders, la.HeadersWithUnderscores, lb.HeadersWithUnderscores = 0, 0, "", ""
 	out = appendChanged(out, "listen.", la, lb)
 	out = appendChanged(out, "admin.", a.Admin, b.Admin)
 	if a.Log.Format != b.Log.Format {
@@ -42,6 +46,9 @@ func RestartOnly(a, b *Config) []string {
 	}
 	if a.Hot.DetectTick != b.Hot.DetectTick {
 		out = append(out, "hot.detect_tick")
+	}
+	if a.Hot.MaxSpread != b.Hot.MaxSpread {
+		out = append(out, "hot.max_spread")
 	}
 	if a.Placement.StatsTick != b.Placement.StatsTick {
 		out = append(out, "placement.stats_tick")

@@ -166,6 +166,7 @@ func TestMalformedRequestsNeverReachAnUpstream(t *testing.T) {
 		{"encoded dots", "GET /accounts/alice/%2e%2E/bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
 		{"empty segment", "GET /accounts//bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
 		{"backslash", "GET /accounts/alice\\..\\bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
+		{"path parameter", "GET /accounts/bob;jsessionid=x HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
 		{"encoded backslash", "GET /accounts/alice%5C..%5cbob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + ambiguousPath},
 		{"duplicate Content-Length", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", "400"},
 		{"unsupported Transfer-Encoding", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: gzip\r\n\r\n", "400"},
@@ -331,6 +332,8 @@ func TestFullConnectionPoolIsNeitherSentNorAFailure(t *testing.T) {
 	})
 	id, plan := h.userWhosePlanStartsWith("us-b")
 	entered, release := make(chan struct{}, 2), make(chan struct{})
+	var released sync.Once
+	defer released.Do(func() { close(release) }) // a failing test must not leave the handlers blocked
 	for _, b := range h.backends {
 		if b.dc == "us-b" {
 			b.resp = func(ctx *fasthttp.RequestCtx) {
@@ -372,7 +375,7 @@ func TestFullConnectionPoolIsNeitherSentNorAFailure(t *testing.T) {
 			}
 		}
 	}
-	close(release)
+	released.Do(func() { close(release) })
 	wg.Wait()
 	if slow[0] != 200 || slow[1] != 200 {
 		t.Fatalf("the slow GETs got %v", slow)
@@ -580,14 +583,14 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	h := newHarness(t, nil)
 	snap := h.srv.Placement().Load()
 	var us []uint32
-	for b := uint32(0); len(us) < 3; b++ {
+	for b := uint32(0); len(us) < 4; b++ {
 		if snap.Topology().Continents[snap.Home(b)].Name == "us" {
 			us = append(us, b)
 		}
 	}
-	moving, moved, edited := us[0], us[1], us[2]
+	moving, moved, edited, movingEdited := us[0], us[1], us[2], us[3]
 	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
-		o.Moves = map[uint32]buckets.Move{moving: {To: "eu", Phase: buckets.MoveCutover}}
+		o.Moves = map[uint32]buckets.Move{moving: {To: "eu", Phase: buckets.MoveCutover}, movingEdited: {To: "eu", Phase: buckets.MoveCopying}}
 		o.Homes[moved], o.Homes[edited] = "eu", "eu"
 		return nil
 	}); err != nil {
@@ -599,7 +602,7 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	h.srv.placer.mu.Unlock()
 
 	cfg := testConfig(t, func(c *configs.Config) {
-		c.Homes = map[string]string{strconv.Itoa(int(edited)): "us"}
+		c.Homes = map[string]string{strconv.Itoa(int(edited)): "us", strconv.Itoa(int(movingEdited)): "eu"}
 		c.Placement.MovesPerHour++
 	})
 	if err := h.srv.Reload(cfg, nil); err != nil {
@@ -618,6 +621,9 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	}
 	if got := continent(edited); got != "us" {
 		t.Fatalf("bucket %d, which the new file homes in us, is homed in %s", edited, got)
+	}
+	if m, ok := snap.Moving(movingEdited); ok || continent(movingEdited) != "eu" {
+		t.Fatalf("bucket %d, moving to eu and homed there by the new file: move %+v (%v), home %s; want no move, home eu", movingEdited, m, ok, continent(movingEdited))
 	}
 	h.srv.placer.mu.Lock()
 	started := h.srv.placer.advisor.MovesInLastHour(now.Add(time.Second))

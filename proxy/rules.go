@@ -57,7 +57,7 @@ func compileRules(cfg []configs.Rule) (rules, error) {
 			// configs.Validate refuses this; a config built in code may not.
 			return nil, fmt.Errorf("proxy: routing.rules[%d].path_prefix %q does not start path %q", i, r.PathPrefix, r.Path)
 		case c.kind == fromPath:
-			// The template's own prefix is the longer, and the one used.
+			// The template's own prefix (up to {key}) is the one used.
 		default:
 			c.prefix = []byte(r.PathPrefix)
 			c.desc += " under " + r.PathPrefix
@@ -112,11 +112,12 @@ func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, plain
 }
 
 // ambiguousPath is the reason a request whose path is not plain is refused.
-const ambiguousPath = "path with a dot segment, an empty segment or an encoded slash, backslash or dot: the web tier might read another routing key from it"
+const ambiguousPath = "path with a dot segment, an empty segment, a ';' or an encoded slash, backslash or dot: the web tier might read another routing key from it"
 
 // plainPath reports whether a request path as the client wrote it has one
 // reading only: no dot segment ("." or ".."), no empty segment ("//"), no
-// backslash, and no percent-encoded '/', '\\' or '.'. fasthttp's normalized
+// backslash, no ';' (path parameters, which some web tiers strip), and no
+// percent-encoded '/', '\\' or '.'. fasthttp's normalized
 // path removes or decodes each of those, and a web tier may or may not do
 // the same (Envoy's path_with_escaped_slashes_action and merge_slashes exist
 // for this), so "/users/alice%2F..%2Fbob" could be bob's request to us and
@@ -136,7 +137,7 @@ func plainPath(p []byte) bool {
 			continue
 		}
 		switch p[i] {
-		case '\\':
+		case '\\', ';': // ';': servlet containers cut path parameters off a segment
 			return false
 		case '%':
 			if i+2 < len(p) {

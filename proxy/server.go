@@ -309,8 +309,11 @@ func placementFrom(cfg *configs.Config) (buckets.Topology, buckets.Overrides, er
 // behind a fence: dropping one would send a bucket's writes back to the
 // continent it is leaving, and forgetting a finished one would send them to
 // a continent that no longer has the bucket's data. A bucket whose home the
-// operator changed in the file takes the file's; entries that do not fit
-// the new bucket count or continents are dropped. It adds to next, the
+// operator changed in the file takes the file's, and its move ends;
+// entries that do not fit the new bucket count or continents are dropped.
+// (A file change that moves a moving bucket's computed home to the move's
+// target, through capacities, makes the reload fail, naming the bucket:
+// the running map stays.) It adds to next, the
 // new file's overrides.
 func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n uint32, topo buckets.Topology) {
 	fits := func(b uint32, continent string) bool {
@@ -325,8 +328,8 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 		next.Homes[b] = c
 	}
 	for b, m := range running.Moves {
-		if !fits(b, m.To) {
-			continue
+		if !fits(b, m.To) || next.Homes[b] != oldFile.Homes[b] {
+			continue // the operator gave the bucket a home in the file: it wins
 		}
 		if next.Moves == nil {
 			next.Moves = map[uint32]buckets.Move{}
