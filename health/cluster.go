@@ -125,7 +125,8 @@ type Cluster struct {
 	placement *Placement                // the newest bucket map held (c.mu)
 	inbox     atomic.Pointer[Placement] // newest not yet handed to OnPlacement
 	arrived   chan struct{}
-	access    accessBook // access reports heard from the fleet (stats.go)
+	metaDirty chan struct{} // the node's metadata changed: metaLoop broadcasts it
+	access    accessBook    // access reports heard from the fleet (stats.go)
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
 	now       func() time.Time
@@ -185,16 +186,17 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("health: need 1 to %d datacenters, got %d", MaxDatacenters, len(o.Datacenters))
 	}
 	c := &Cluster{
-		opts:    o,
-		log:     o.Logger,
-		self:    -1,
-		seen:    map[string]string{},
-		listed:  map[string]map[string]listedNode{"lan": {}, "wan": {}},
-		offered: make([]paddedCounter, len(o.Datacenters)),
-		kick:    make(chan struct{}, 1),
-		joinNow: make(chan struct{}, 1),
-		arrived: make(chan struct{}, 1),
-		now:     time.Now,
+		opts:      o,
+		log:       o.Logger,
+		self:      -1,
+		seen:      map[string]string{},
+		listed:    map[string]map[string]listedNode{"lan": {}, "wan": {}},
+		offered:   make([]paddedCounter, len(o.Datacenters)),
+		kick:      make(chan struct{}, 1),
+		joinNow:   make(chan struct{}, 1),
+		arrived:   make(chan struct{}, 1),
+		metaDirty: make(chan struct{}, 1),
+		now:       time.Now,
 	}
 	for i, d := range o.Datacenters {
 		if d.Name == o.Datacenter {
@@ -222,11 +224,12 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 
 	ctx, c.cancel = context.WithCancel(ctx)
-	c.done.Add(4)
+	c.done.Add(5)
 	go c.joinLoop(ctx)
 	go c.checkLoop(ctx)
 	go c.evaluateLoop(ctx)
 	go c.deliverLoop(ctx.Done())
+	go c.metaLoop(ctx.Done())
 	return c, nil
 }
 
@@ -449,24 +452,41 @@ func (c *Cluster) publishMeta() error {
 	return nil
 }
 
-// gossipMeta tells the pools the node's metadata changed. It must not be
-// called with c.mu held: memberlist calls back into the delegate.
+// gossipMeta tells the pools the node's metadata changed, through
+// metaLoop: it never waits. memberlist's UpdateNode waits until the
+// broadcast went out its retransmit count of times (up to its timeout, per
+// pool), which held the evaluation loop and, through SetMapVersion, the
+// proxy's lock for a bucket-map change, for up to two seconds.
 func (c *Cluster) gossipMeta(err error) {
 	if err != nil {
 		c.log.Error("node metadata not gossiped", "error", err)
 		return
 	}
-	if c.closing.Load() {
-		return // the pools are leaving or gone; Close gossips what matters
+	select {
+	case c.metaDirty <- struct{}{}:
+	default: // a broadcast is pending; it sends the newest metadata
 	}
-	for _, ml := range []*memberlist.Memberlist{c.lan, c.wan} {
-		if ml != nil {
-			if err := ml.UpdateNode(time.Second); err != nil {
-				c.log.Debug("gossiping node metadata", "error", err)
+}
+
+// metaLoop broadcasts the node's metadata each time it changed, newest
+// only: changes that come while one broadcast is under way share the next.
+func (c *Cluster) metaLoop(stop <-chan struct{}) {
+	defer c.done.Done()
+	for {
+		select {
+		case <-stop:
+			return // Close gossips what matters
+		case <-c.metaDirty:
+		}
+		for _, ml := range []*memberlist.Memberlist{c.lan, c.wan} {
+			if ml != nil && !c.closing.Load() {
+				if err := ml.UpdateNode(time.Second); err != nil {
+					c.log.Debug("gossiping node metadata", "error", err)
+				}
 			}
 		}
+		c.poke()
 	}
-	c.poke()
 }
 
 // poke asks the evaluation loop to run soon. Never blocks: delegates call it.

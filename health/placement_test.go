@@ -104,3 +104,30 @@ func TestNodeGossipsTheVersionItAdopted(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Changing the node's metadata does not wait for memberlist's broadcast
+// (UpdateNode waits for its retransmits, up to a second per pool): the
+// proxy calls SetMapVersion under its lock. The peer still hears the
+// newest version.
+func TestMetadataChangesDoNotWaitForTheBroadcast(t *testing.T) {
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.43", nil, nil, nil)
+	west := startNode(t, "edge-us-west", "us-west", "127.0.3.44", []string{east.LANAddr()}, []string{east.WANAddr()}, nil)
+	eventually(t, 5*time.Second, "both nodes to see each other", func() bool { return len(east.Members()) == 2 && len(west.Members()) == 2 })
+	start := time.Now()
+	for v := uint64(1); v <= 10; v++ {
+		west.SetMapVersion(v)
+	}
+	// Generous for a loaded machine; waiting for the broadcasts took
+	// seconds (10 changes x 2 pools, each up to 1 s).
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("10 metadata changes took %v: they waited for memberlist's broadcasts", took)
+	}
+	eventually(t, 5*time.Second, "east to see west's last version", func() bool {
+		for _, m := range east.Members() {
+			if m.Name == "edge-us-west" {
+				return m.MapVersion == 10
+			}
+		}
+		return false
+	})
+}
