@@ -97,6 +97,16 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 		e.c.listed[e.pool][n.Name] = listedNode{addr: n.Address(), meta: m}
 		if e.judges(m) {
 			e.c.seen[n.Name] = m.Datacenter
+			// A live node of the datacenter answers for the ones of it
+			// that died earlier: forget them, or a later clean leave of
+			// every live one (a restart under new pod names) would read
+			// as "all its proxy nodes are dead" because of a crash long
+			// past. The map would also grow by every crashed name.
+			for name, dc := range e.c.seen {
+				if _, live := e.c.listed[e.pool][name]; dc == m.Datacenter && !live {
+					delete(e.c.seen, name)
+				}
+			}
 		}
 	} else {
 		delete(e.c.listed[e.pool], n.Name)

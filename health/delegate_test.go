@@ -1,0 +1,43 @@
+package health
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// A crash long past does not make a datacenter down once a live node of
+// it has joined and later left cleanly (a restart under new names).
+func TestALiveNodeAnswersForTheDeadOnesOfItsDatacenter(t *testing.T) {
+	c := &Cluster{
+		log: slog.New(slog.DiscardHandler), continent: "us", seen: map[string]string{},
+		listed: map[string]map[string]listedNode{"lan": {}, "wan": {}}, kick: make(chan struct{}, 1),
+	}
+	e := &events{c: c, pool: "lan"}
+	node := func(name string, state NodeState) *memberlist.Node {
+		b, err := (&Meta{Continent: "us", Datacenter: "us-x", State: state}).Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &memberlist.Node{Name: name, Meta: b}
+	}
+	e.NotifyJoin(node("a", Serving))
+	e.NotifyLeave(node("a", Serving)) // crashed: its datacenter may be dead
+	if c.seen["a"] != "us-x" {
+		t.Fatalf("a node that died without draining is not remembered: %v", c.seen)
+	}
+	e.NotifyJoin(node("b", Serving)) // a new pod of us-x
+	e.NotifyLeave(node("b", Draining))
+	if len(c.seen) != 0 {
+		t.Fatalf("after a live node of us-x joined and left cleanly, still remembered: %v", c.seen)
+	}
+	// A crash while another node of the datacenter lives is still a crash.
+	e.NotifyJoin(node("c", Serving))
+	e.NotifyJoin(node("d", Serving))
+	e.NotifyLeave(node("c", Serving))
+	e.NotifyLeave(node("d", Serving))
+	if c.seen["c"] != "us-x" || c.seen["d"] != "us-x" {
+		t.Fatalf("two crashed nodes of us-x are not remembered: %v", c.seen)
+	}
+}
