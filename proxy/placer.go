@@ -243,10 +243,20 @@ func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 // this is the first look). Called with p.mu held.
 func (p *placer) seenPhase(b uint32, snap *buckets.Snapshot) time.Time {
 	m, _ := snap.Moving(b)
-	if s, ok := p.phaseAt[b]; ok && s.phase == m.Phase {
+	s, known := p.phaseAt[b]
+	if known && s.phase == m.Phase {
 		return s.at
 	}
 	now := p.now()
+	if !known {
+		// A move this process did not start: another node's (an
+		// operator on its admin endpoint, a leader before this one) or
+		// one from before a restart. It counts toward the hourly limit
+		// and starts the bucket's cooldown here too, or a change of
+		// leader would reset both. (Its true start is older: now errs
+		// on the side of fewer moves.)
+		p.advisor.Started(b, now)
+	}
 	p.phaseAt[b] = phaseSeen{m.Phase, now}
 	return now
 }

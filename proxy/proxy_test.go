@@ -756,3 +756,37 @@ func TestPathRuleWithAPathPrefix(t *testing.T) {
 		t.Fatal("a path_prefix that does not start the path was accepted")
 	}
 }
+
+// The advisor's hourly limit and cooldowns count moves this process did
+// not start (another node's, or one from before a restart) once it sees
+// them, and its own moves once.
+func TestAdvisorCountsMovesOtherNodesStarted(t *testing.T) {
+	h := newHarness(t, nil)
+	snap := h.srv.Placement().Load()
+	var us []uint32
+	for b := uint32(0); len(us) < 2; b++ {
+		if snap.Topology().Continents[snap.Home(b)].Name == "us" {
+			us = append(us, b)
+		}
+	}
+	theirs, ours := us[0], us[1]
+	o := snap.Overrides()
+	o.Moves = map[uint32]buckets.Move{theirs: {To: "eu", Phase: buckets.MoveCopying}}
+	if ok, err := h.srv.AdoptPlacement(snap.Version()+1, "another-node", o); !ok || err != nil {
+		t.Fatalf("adopt: %v %v", ok, err)
+	}
+	if _, err := h.srv.StartMove(ours, "eu"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := h.srv.placer.step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.srv.placer.mu.Lock()
+	n := h.srv.placer.advisor.MovesInLastHour(time.Now().Add(time.Second))
+	h.srv.placer.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("the advisor counts %d moves in the last hour, want 2 (another node's and ours, once each)", n)
+	}
+}
