@@ -3,9 +3,6 @@ package health
 import (
 	"encoding/binary"
 	"errors"
-	"net"
-
-	"github.com/hashicorp/memberlist"
 )
 
 // Placement is one version of the bucket map's overrides as the fleet
@@ -62,30 +59,7 @@ func (c *Cluster) SpreadPlacement(p Placement) {
 		return
 	}
 	c.SetMapVersion(p.Version)
-	msg := p.encode()
-	// The WAN pool reaches every node; without it, the LAN pool reaches
-	// this continent's.
-	ml, pool := c.wan, "wan"
-	if ml == nil {
-		ml, pool = c.lan, "lan"
-	}
-	var to []*memberlist.Node
-	c.mu.Lock()
-	for name, n := range c.listed[pool] {
-		host, port, err := splitHostPort(n.addr)
-		if name == c.opts.Node || err != nil {
-			continue
-		}
-		to = append(to, &memberlist.Node{Name: name, Addr: net.ParseIP(host), Port: uint16(port)})
-	}
-	c.mu.Unlock()
-	go func() {
-		for _, n := range to {
-			if err := ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("sending the bucket map", "to", n.Name, "error", err)
-			}
-		}
-	}()
+	c.sendToAll(p.encode(), "the bucket map")
 }
 
 // hold makes p the held placement if it is newer; it reports whether it was.

@@ -128,12 +128,32 @@ func (c *Cluster) receivedStats(b []byte) {
 func (c *Cluster) ShareAccess(r AccessReport) {
 	c.access.store(c.opts.Node, c.now(), r)
 	msg := encodeReport(c.opts.Node, r)
+	c.sendToAll(msg, "the access report")
+}
+
+// sendAtOnce bounds the reliable sends sendToAll runs at the same time.
+const sendAtOnce = 8
+
+// sendToAll sends msg reliably (over TCP) to every node peers lists, in
+// the background, up to sendAtOnce at a time: one after another, each
+// peer gone but still listed held the rest back by its dial timeout (10 s
+// on the LAN profile, 30 s on the WAN), and sends from successive ticks
+// piled up behind it.
+func (c *Cluster) sendToAll(msg []byte, what string) {
 	ml, to := c.peers()
+	if len(to) == 0 {
+		return
+	}
 	go func() {
+		slots := make(chan struct{}, sendAtOnce)
 		for _, n := range to {
-			if err := ml.SendReliable(n, msg); err != nil {
-				c.log.Debug("sending the access report", "to", n.Name, "error", err)
-			}
+			slots <- struct{}{}
+			go func() {
+				defer func() { <-slots }()
+				if err := ml.SendReliable(n, msg); err != nil {
+					c.log.Debug("sending "+what, "to", n.Name, "error", err)
+				}
+			}()
 		}
 	}()
 }
