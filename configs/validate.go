@@ -228,8 +228,11 @@ func (v *validator) name(field, kind, name string, i int, seen map[string]int) {
 		v.errorf(field, "is required")
 		return
 	}
-	if !validName(name) {
+	switch {
+	case !validName(name):
 		v.errorf(field, "invalid %s name %q: use only a-z, 0-9, '-', '_' and '.'", kind, name)
+	case len(name) > maxNameLen:
+		v.errorf(field, "%s name %q is %d bytes, over %d: names travel in every node's gossip metadata, which memberlist caps at 512 bytes", kind, name, len(name), maxNameLen)
 	}
 	if first, dup := seen[name]; dup {
 		v.errorf(field, "duplicate %s name %q (also %ss[%d])", kind, name, kind, first)
@@ -240,6 +243,9 @@ func (v *validator) name(field, kind, name string, i int, seen map[string]int) {
 
 // validName reports whether s is made of [a-z0-9-_.]: names end up in
 // headers, metric labels and gossip metadata, so keep them plain.
+// maxNameLen bounds continent and datacenter names (a DNS label's limit).
+const maxNameLen = 63
+
 func validName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		b := s[i]

@@ -124,6 +124,11 @@ func TestValidateRules(t *testing.T) {
 			`datacenters:`,
 			`  - {name: a, continent: US, capacity: 1, upstreams: ["h:1"]}`,
 		), []problem{{"continents[0].name", 2, `invalid continent name "US"`}}},
+		{"continent name too long", lines(
+			`continents: [{name: `+strings.Repeat("u", 64)+`}]`,
+			`datacenters: [{name: a, continent: `+strings.Repeat("u", 64)+`, capacity: 1, upstreams: ["h:1"]}]`,
+			`node: {datacenter: a}`,
+		), []problem{{"continents[0].name", 1, `is 64 bytes, over 63`}}},
 		{"duplicate continent", lines(
 			`node: {datacenter: a}`,
 			`continents:`,

@@ -48,8 +48,9 @@ type HotHash struct {
 	Spread uint8  `json:"spread"`
 }
 
-// MaxHotInMeta bounds the hot keys one node gossips, so its metadata stays
-// under memberlist's 512 bytes even with 64 datacenters' rates.
+// MaxHotInMeta bounds the hot keys one node gossips. With 64 datacenters'
+// rates and long names not all fit in memberlist's 512 bytes; Encode then
+// gossips as many as do.
 const MaxHotInMeta = 16
 
 // metaVersion is the encoding's version byte; decoders reject others so a
@@ -78,7 +79,11 @@ func (m *Meta) Encode(b []byte) ([]byte, error) {
 	for _, r := range m.Rates {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(r))
 	}
-	hot := m.Hot[:min(len(m.Hot), MaxHotInMeta)]
+	// Hot keys are a hint the fleet unions: those that do not fit under
+	// the cap are left out, rather than the whole metadata failing (with
+	// it the node's health and its draining word).
+	room := (MaxMetaSize - len(b) - 1) / 9
+	hot := m.Hot[:max(0, min(len(m.Hot), MaxHotInMeta, room))]
 	b = append(b, byte(len(hot)))
 	for _, h := range hot {
 		b = binary.LittleEndian.AppendUint64(b, h.Hash)

@@ -51,3 +51,26 @@ func TestHotKeysSpreadOverTheFleet(t *testing.T) {
 	west.SetHotKeys(nil)
 	eventually(t, 5*time.Second, "the key cools everywhere", func() bool { return eu.HotSpread(12345) == 1 && east.HotSpread(12345) == 1 })
 }
+
+// Hot keys that do not fit under memberlist's cap are left out; the rest
+// of the metadata (health, the draining word) still goes.
+func TestMetaLeavesOutHotKeysThatDoNotFit(t *testing.T) {
+	m := Meta{
+		Continent: strings.Repeat("c", 63), Datacenter: strings.Repeat("d", 63), State: Draining,
+		Rates: make([]float32, MaxDatacenters), Hot: make([]HotHash, MaxHotInMeta),
+	}
+	for i := range m.Hot {
+		m.Hot[i] = HotHash{Hash: uint64(i + 1), Spread: 4}
+	}
+	b, err := m.Encode(nil)
+	if err != nil {
+		t.Fatalf("metadata with long names, %d rates and %d hot keys: %v", MaxDatacenters, MaxHotInMeta, err)
+	}
+	if len(b) > MaxMetaSize {
+		t.Fatalf("%d bytes, over %d", len(b), MaxMetaSize)
+	}
+	got, err := DecodeMeta(b)
+	if err != nil || got.State != Draining || got.Datacenter != m.Datacenter || len(got.Hot) == 0 || len(got.Hot) >= MaxHotInMeta {
+		t.Fatalf("decoded %+v, %v: want the state and names, and some but not all hot keys", got, err)
+	}
+}
