@@ -492,3 +492,13 @@ func TestHotSiblingsFollowCapacity(t *testing.T) {
 		t.Fatal("cross-continent siblings never left the key's continent")
 	}
 }
+
+// A continent that lists a failover continent twice is refused: plans hold
+// each datacenter once, and the table has room for that only.
+func TestTopologyRefusesARepeatedFailoverContinent(t *testing.T) {
+	topo := twoContinents()
+	topo.Continents[0].FailoverTo = []string{topo.Continents[1].Name, topo.Continents[1].Name}
+	if _, err := Build(1, 64, topo, Overrides{}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("Build with a repeated failover continent: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // MaxDatacenters bounds a topology: sets of datacenters are 64-bit masks on
@@ -75,9 +76,14 @@ func (t *Topology) validate() error {
 		seen["c:"+c.Name] = true
 	}
 	for _, c := range t.Continents {
-		for _, f := range c.FailoverTo {
+		for i, f := range c.FailoverTo {
 			if !seen["c:"+f] || f == c.Name {
 				return fmt.Errorf("buckets: continent %q fails over to %q: not another known continent", c.Name, f)
+			}
+			if slices.Contains(c.FailoverTo[:i], f) {
+				// A plan holds each datacenter once; listed twice, it
+				// would outgrow its stride in the plan table.
+				return fmt.Errorf("buckets: continent %q fails over to %q twice", c.Name, f)
 			}
 		}
 	}

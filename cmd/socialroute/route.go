@@ -14,6 +14,9 @@ const routeAbout = `
 Explain where a request goes, without sending it: the routing key and the
 rule that found it, the bucket (social-hash table or xxhash), the home
 continent, the ordered datacenter list with each one's state, and the choice.
+It runs offline, on the config file alone: every datacenter is up, and
+pins, drains and moves made at runtime are not in it. For the running
+fleet's answer ask a node: GET /admin/route?user=U&path=P.
 
 The request is built as user U would send it to path P: U is put in every
 header and cookie the routing rules read, and the rules run in their order,
