@@ -79,7 +79,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) error {
 	workers := fs.Int("workers", 0, fmt.Sprintf("closed loop: `N` workers (default %d); open loop: at most N in flight (default %d)", loadtest.DefaultClosedWorkers, loadtest.DefaultOpenWorkers))
 	duration := fs.Duration("duration", loadtest.DefaultDuration, "how long load is measured, after the warm-up")
 	warmup := fs.Duration("warmup", loadtest.DefaultWarmup, "load sent before measuring starts (0s: none)")
-	requests := fs.Uint64("requests", 0, fmt.Sprintf("closed loop: measure `N` requests instead of a duration (--compare: per run, default %d)", loadtest.DefaultCompareRequests))
+	requests := fs.Uint64("requests", 0, fmt.Sprintf("closed loop: measure `N` requests instead of a duration, after a warm-up of N/4 (--compare: per run, default %d)", loadtest.DefaultCompareRequests))
 	timeout := fs.Duration("timeout", loadtest.DefaultRequestTimeout, "bound on one request")
 	graph := fs.String("graph", "", "follower graph edge-list `file` (plain or gzip); default: generated")
 	undirected := fs.Bool("undirected", false, "read each --graph line as a mutual edge")
@@ -127,6 +127,8 @@ func runLoadtest(args []string, stdout, stderr io.Writer) error {
 		return usage("--warmup must not be negative, got %v", *warmup)
 	case *requests > 0 && runMode == loadtest.OpenLoop && !*compare:
 		return usage("--requests needs --mode closed: the open loop runs for a --duration")
+	case *requests > 0 && (set["duration"] || set["warmup"]):
+		return usage("--requests counts the run instead of --duration and --warmup (it warms up on a quarter as many requests): use one or the other")
 	case *users < 2 || *users > 50_000_000:
 		return usage("--users must be between 2 and 50000000, got %d", *users)
 	case *buckets < 0 || *buckets > hashing.MaxBuckets:
@@ -155,6 +157,23 @@ func runLoadtest(args []string, stdout, stderr io.Writer) error {
 	if *target != "" {
 		if targets, err = loadtest.ParseTargets(*target); err != nil {
 			return usage("--target: %v", err)
+		}
+	}
+	// A continent the config does not have would go unnoticed: its
+	// clients would load the other continents' proxies, and origin
+	// locality would be reported as if they had their own.
+	known := map[string]bool{}
+	for _, c := range cfg.Continents {
+		known[c.Name] = true
+	}
+	for _, o := range originsV {
+		if !known[o.Continent] {
+			return usage("--origins: continent %q is not in the config (%s)", o.Continent, continentNames(cfg))
+		}
+	}
+	for _, t := range targets {
+		if t.Continent != "" && !known[t.Continent] {
+			return usage("--target: continent %q is not in the config (%s)", t.Continent, continentNames(cfg))
 		}
 	}
 
@@ -352,4 +371,13 @@ func serveWebTier(ctx context.Context, cfg *configs.Config, g *hashing.Graph, ra
 	fmt.Fprintln(stdout, "Ctrl-C stops it.")
 	<-ctx.Done()
 	return nil
+}
+
+// continentNames lists cfg's continents for an error message.
+func continentNames(cfg *configs.Config) string {
+	names := make([]string, len(cfg.Continents))
+	for i, c := range cfg.Continents {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
 }

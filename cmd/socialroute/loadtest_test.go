@@ -98,6 +98,20 @@ func TestLoadtestFlagMistakes(t *testing.T) {
 			t.Errorf("loadtest %v: exit %d, want 2 (usage)\n%s", args, code, stderr.String())
 		}
 	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--origins", "us=0.5,europe=0.5"}, `--origins: continent "europe" is not in the config (us, eu)`},
+		{[]string{"--target", "us=127.0.0.1:1,europe=127.0.0.1:2"}, `--target: continent "europe" is not in the config`},
+		{[]string{"--mode", "closed", "--requests", "100", "--warmup", "5s"}, "use one or the other"},
+		{[]string{"--mode", "closed", "--requests", "100", "--duration", "5s"}, "use one or the other"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(append([]string{"loadtest"}, c.args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("loadtest %v: exit %d, want 2 saying %q\n%s", c.args, code, c.want, stderr.String())
+		}
+	}
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"loadtest", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "--compare") {
 		t.Errorf("loadtest --help: exit %d\n%s", code, stderr.String())
