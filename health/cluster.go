@@ -509,7 +509,7 @@ type Member struct {
 	Pool       string `json:"pool"`
 	Datacenter string `json:"datacenter"`
 	Continent  string `json:"continent"`
-	NodeState  string `json:"node_state"` // serving, draining
+	NodeState  string `json:"node_state"` // serving, draining, or NodeUnreadable
 	MapVersion uint64 `json:"map_version"`
 	Healthy    int    `json:"healthy_upstreams"`
 	Upstreams  int    `json:"upstreams"`
@@ -517,9 +517,14 @@ type Member struct {
 
 // listedNode is one member of a pool, copied from a memberlist callback.
 type listedNode struct {
-	addr string
-	meta Meta
+	addr       string
+	meta       Meta
+	unreadable bool // its metadata did not decode: meta is zero
 }
+
+// NodeUnreadable is Member.NodeState for a node whose metadata this node
+// cannot read (another version of socialroute, say).
+const NodeUnreadable = "unreadable"
 
 // Members lists the nodes memberlist has not declared dead (alive or
 // suspect: it does not tell which) in both pools; a node in both appears
@@ -534,9 +539,13 @@ func (c *Cluster) Members() []Member {
 				continue
 			}
 			m := n.meta
+			state := m.State.String()
+			if n.unreadable {
+				state = NodeUnreadable
+			}
 			out = append(out, Member{
 				Name: name, Address: n.addr, Pool: pool,
-				Datacenter: m.Datacenter, Continent: m.Continent, NodeState: m.State.String(),
+				Datacenter: m.Datacenter, Continent: m.Continent, NodeState: state,
 				MapVersion: m.MapVersion, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
 			})
 		}

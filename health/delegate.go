@@ -89,7 +89,18 @@ func (e *events) judges(m Meta) bool {
 func (e *events) track(n *memberlist.Node, listed bool) {
 	m, err := DecodeMeta(n.Meta)
 	if err != nil {
-		e.c.log.Debug("member with unreadable metadata ignored", "node", n.Name, "error", err)
+		// Another version of socialroute, say. It says nothing of its
+		// datacenter, but it stays listed (as "unreadable", map version
+		// 0), so a move's fence waits for it instead of passing over a
+		// node whose map nobody knows.
+		e.c.log.Debug("member with unreadable metadata", "node", n.Name, "error", err)
+		e.c.mu.Lock()
+		if listed {
+			e.c.listed[e.pool][n.Name] = listedNode{addr: n.Address(), unreadable: true}
+		} else {
+			delete(e.c.listed[e.pool], n.Name)
+		}
+		e.c.mu.Unlock()
 		return
 	}
 	e.c.mu.Lock()

@@ -41,3 +41,23 @@ func TestALiveNodeAnswersForTheDeadOnesOfItsDatacenter(t *testing.T) {
 		t.Fatalf("two crashed nodes of us-x are not remembered: %v", c.seen)
 	}
 }
+
+// A member whose metadata does not decode stays listed, as unreadable,
+// so that what waits for every member (a move's fence) waits for it too.
+func TestAMemberWithUnreadableMetadataStaysListed(t *testing.T) {
+	c := &Cluster{
+		log: slog.New(slog.DiscardHandler), continent: "us", seen: map[string]string{},
+		listed: map[string]map[string]listedNode{"lan": {}, "wan": {}}, kick: make(chan struct{}, 1),
+	}
+	e := &events{c: c, pool: "lan"}
+	n := &memberlist.Node{Name: "from-the-future", Meta: []byte{99, 0, 0}}
+	e.NotifyJoin(n)
+	ms := c.Members()
+	if len(ms) != 1 || ms[0].Name != "from-the-future" || ms[0].NodeState != NodeUnreadable || ms[0].MapVersion != 0 {
+		t.Fatalf("members %+v, want the unreadable node listed as %q", ms, NodeUnreadable)
+	}
+	e.NotifyLeave(n)
+	if ms := c.Members(); len(ms) != 0 {
+		t.Fatalf("after it left: %+v", ms)
+	}
+}

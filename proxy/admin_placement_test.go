@@ -171,6 +171,18 @@ func TestCutoverWaitsForEveryNodeToHoldTheFence(t *testing.T) {
 	if m, _ := f.srv.Placement().Load().Moving(b); m.Phase != buckets.MoveFenced {
 		t.Fatalf("phase %s", m.Phase)
 	}
+	// A node whose metadata this one cannot read (another version) might
+	// route by any map: the fence waits for it too.
+	fleet.members = append(fleet.members, health.Member{Name: "edge-eu-2", NodeState: health.NodeUnreadable})
+	fleet.members[1].MapVersion = fenced
+	if w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", ""); w.Code != 409 || !strings.Contains(w.Body.String(), "edge-eu-2's metadata is unreadable") {
+		t.Fatalf("cutover with an unreadable node: %d %s", w.Code, w.Body)
+	}
+	fleet.members = fleet.members[:2]
+	fleet.members[1].MapVersion = fenced - 1
+	if w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", ""); w.Code != 409 {
+		t.Fatalf("cutover with a node behind: %d %s", w.Code, w.Body)
+	}
 	// The last node took the fence up just now: it may have writes in
 	// flight that it routed before, so the fence settles again from here.
 	fleet.members[1].MapVersion = fenced

@@ -221,6 +221,9 @@ func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 		return nil
 	}
 	for _, m := range p.fleet.Members() {
+		if m.NodeState == health.NodeUnreadable {
+			return fmt.Errorf("%w: node %s's metadata is unreadable here (another version?), so its map version is unknown", errFenceNotHeld, m.Name)
+		}
 		if m.MapVersion != snap.Version() {
 			return fmt.Errorf("%w: node %s routes by map version %d, this node by %d", errFenceNotHeld, m.Name, m.MapVersion, snap.Version())
 		}
