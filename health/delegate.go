@@ -59,7 +59,11 @@ type events struct {
 
 var _ memberlist.EventDelegate = (*events)(nil)
 
-func (e *events) NotifyJoin(n *memberlist.Node)   { e.track(n, true) }
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	e.track(n, true)
+	e.c.offerHeld(e.pool, n)
+}
+
 func (e *events) NotifyUpdate(n *memberlist.Node) { e.track(n, true) }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {

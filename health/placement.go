@@ -3,6 +3,9 @@ package health
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Placement is one version of the bucket map's overrides as the fleet
@@ -128,4 +131,29 @@ func (c *Cluster) heldState() []byte {
 		return nil
 	}
 	return c.placement.encode()
+}
+
+// offerHeld sends the held placement, if any, to node n, which just joined
+// pool. A change spread a moment before n was listed here did not go to
+// it, and the node it joined through may not have held the change yet;
+// push/pull would bring it, but that can be a minute away.
+func (c *Cluster) offerHeld(pool string, n *memberlist.Node) {
+	if n.Name == c.opts.Node {
+		return // (also: during a pool's creation, c.lan or c.wan is not set yet)
+	}
+	p := c.HeldPlacement()
+	ml := c.lan
+	if pool == "wan" {
+		ml = c.wan
+	}
+	if p == nil || ml == nil {
+		return
+	}
+	to := &memberlist.Node{Name: n.Name, Addr: slices.Clone(n.Addr), Port: n.Port} // n is memberlist's
+	msg := p.encode()
+	go func() {
+		if err := ml.SendReliable(to, msg); err != nil {
+			c.log.Debug("offering the bucket map to a new member", "to", to.Name, "error", err)
+		}
+	}()
 }

@@ -84,9 +84,6 @@ func TestNodeGossipsTheVersionItAdopted(t *testing.T) {
 			o.OnPlacement = func(p Placement) uint64 { tried.set(p); return 1 } // cannot adopt: stays on version 1
 		})
 	west.SetMapVersion(1)
-	eventually(t, 5*time.Second, "both nodes to see each other", func() bool { return len(east.Members()) == 2 && len(west.Members()) == 2 })
-	east.SpreadPlacement(Placement{Version: 5, Origin: "edge-us-east", Payload: []byte(`{}`)})
-	eventually(t, 5*time.Second, "west to be handed version 5", func() bool { return tried.get().Version == 5 })
 	versionOfWest := func() uint64 {
 		for _, m := range east.Members() {
 			if m.Name == "edge-us-west" {
@@ -95,6 +92,9 @@ func TestNodeGossipsTheVersionItAdopted(t *testing.T) {
 		}
 		return 0
 	}
+	eventually(t, 5*time.Second, "east to see west on version 1", func() bool { return versionOfWest() == 1 })
+	east.SpreadPlacement(Placement{Version: 5, Origin: "edge-us-east", Payload: []byte(`{}`)})
+	eventually(t, 5*time.Second, "west to be handed version 5", func() bool { return tried.get().Version == 5 })
 	// Give west's metadata time to spread, then check it never said 5.
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
