@@ -241,11 +241,11 @@ func (v *validator) name(field, kind, name string, i int, seen map[string]int) {
 	seen[name] = i
 }
 
-// validName reports whether s is made of [a-z0-9-_.]: names end up in
-// headers, metric labels and gossip metadata, so keep them plain.
 // maxNameLen bounds continent and datacenter names (a DNS label's limit).
 const maxNameLen = 63
 
+// validName reports whether s is made of [a-z0-9-_.]: names end up in
+// headers, metric labels and gossip metadata, so keep them plain.
 func validName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		b := s[i]

@@ -122,14 +122,15 @@ type Cluster struct {
 	closeErr  error
 	closing   atomic.Bool // Close has begun: metadata changes stay local
 
-	placement *Placement                // the newest bucket map held (c.mu)
-	inbox     atomic.Pointer[Placement] // newest not yet handed to OnPlacement
-	arrived   chan struct{}
-	metaDirty chan struct{} // the node's metadata changed: metaLoop broadcasts it
-	access    accessBook    // access reports heard from the fleet (stats.go)
-	cancel    context.CancelFunc
-	done      sync.WaitGroup
-	now       func() time.Time
+	placement  *Placement                // the newest bucket map held (c.mu)
+	inbox      atomic.Pointer[Placement] // newest not yet handed to OnPlacement
+	arrived    chan struct{}
+	metaDirty  chan struct{} // the node's metadata changed: metaLoop broadcasts it
+	offerSlots chan struct{} // offerHeld's sends in flight
+	access     accessBook    // access reports heard from the fleet (stats.go)
+	cancel     context.CancelFunc
+	done       sync.WaitGroup
+	now        func() time.Time
 }
 
 var _ Status = (*Cluster)(nil)
@@ -186,17 +187,18 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("health: need 1 to %d datacenters, got %d", MaxDatacenters, len(o.Datacenters))
 	}
 	c := &Cluster{
-		opts:      o,
-		log:       o.Logger,
-		self:      -1,
-		seen:      map[string]string{},
-		listed:    map[string]map[string]listedNode{"lan": {}, "wan": {}},
-		offered:   make([]paddedCounter, len(o.Datacenters)),
-		kick:      make(chan struct{}, 1),
-		joinNow:   make(chan struct{}, 1),
-		arrived:   make(chan struct{}, 1),
-		metaDirty: make(chan struct{}, 1),
-		now:       time.Now,
+		opts:       o,
+		log:        o.Logger,
+		self:       -1,
+		seen:       map[string]string{},
+		listed:     map[string]map[string]listedNode{"lan": {}, "wan": {}},
+		offered:    make([]paddedCounter, len(o.Datacenters)),
+		kick:       make(chan struct{}, 1),
+		joinNow:    make(chan struct{}, 1),
+		arrived:    make(chan struct{}, 1),
+		metaDirty:  make(chan struct{}, 1),
+		offerSlots: make(chan struct{}, sendAtOnce),
+		now:        time.Now,
 	}
 	for i, d := range o.Datacenters {
 		if d.Name == o.Datacenter {
@@ -469,7 +471,7 @@ func (c *Cluster) gossipMeta(err error) {
 }
 
 // metaLoop broadcasts the node's metadata each time it changed, newest
-// only: changes that come while one broadcast is under way share the next.
+// only: changes that come while one is being queued share the next.
 func (c *Cluster) metaLoop(stop <-chan struct{}) {
 	defer c.done.Done()
 	for {
@@ -479,8 +481,11 @@ func (c *Cluster) metaLoop(stop <-chan struct{}) {
 		case <-c.metaDirty:
 		}
 		for _, ml := range []*memberlist.Memberlist{c.lan, c.wan} {
-			if ml != nil && !c.closing.Load() {
-				if err := ml.UpdateNode(time.Second); err != nil {
+			if ml != nil {
+				// UpdateNode queues the broadcast before it waits for the
+				// retransmits; waiting buys nothing here and would hold
+				// the next change back (0 would mean wait for ever).
+				if err := ml.UpdateNode(time.Millisecond); err != nil {
 					c.log.Debug("gossiping node metadata", "error", err)
 				}
 			}

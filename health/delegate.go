@@ -100,7 +100,11 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 		e.c.log.Debug("member with unreadable metadata", "node", n.Name, "error", err)
 		e.c.mu.Lock()
 		if listed {
-			e.c.listed[e.pool][n.Name] = listedNode{addr: n.Address(), unreadable: true}
+			// A node listed before with readable metadata keeps it for
+			// judging its datacenter (dropped, a live node would read as
+			// dead); the fence sees "unreadable" all the same.
+			prev := e.c.listed[e.pool][n.Name]
+			e.c.listed[e.pool][n.Name] = listedNode{addr: n.Address(), meta: prev.meta, unreadable: true}
 		} else {
 			delete(e.c.listed[e.pool], n.Name)
 		}

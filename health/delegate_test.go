@@ -60,4 +60,12 @@ func TestAMemberWithUnreadableMetadataStaysListed(t *testing.T) {
 	if ms := c.Members(); len(ms) != 0 {
 		t.Fatalf("after it left: %+v", ms)
 	}
+	// A node read before keeps what it said for its datacenter's health
+	// (dropped, it would read as dead) while the fence sees it unreadable.
+	b, _ := (&Meta{Continent: "us", Datacenter: "us-x"}).Encode(nil)
+	e.NotifyJoin(&memberlist.Node{Name: "w", Meta: b})
+	e.NotifyUpdate(&memberlist.Node{Name: "w", Meta: []byte{99}})
+	if got := c.listed["lan"]["w"]; !got.unreadable || got.meta.Datacenter != "us-x" {
+		t.Fatalf("after an unreadable update: %+v, want unreadable with us-x kept", got)
+	}
 }

@@ -137,21 +137,34 @@ func (c *Cluster) heldState() []byte {
 // pool. A change spread a moment before n was listed here did not go to
 // it, and the node it joined through may not have held the change yet;
 // push/pull would bring it, but that can be a minute away.
+//
+// Only through the pool fleet-wide sends use (the WAN pool when there is
+// one), so a node in both pools is offered the map once; and at most
+// sendAtOnce offers at a time for the whole node, so a healed partition
+// (memberlist reports every revived node as joining) does not fan out
+// without bound: an offer that finds no slot is skipped, and push/pull
+// covers it.
 func (c *Cluster) offerHeld(pool string, n *memberlist.Node) {
 	if n.Name == c.opts.Node {
-		return // (also: during a pool's creation, c.lan or c.wan is not set yet)
+		return
+	}
+	ml, fleetPool := c.wan, "wan"
+	if ml == nil {
+		ml, fleetPool = c.lan, "lan"
 	}
 	p := c.HeldPlacement()
-	ml := c.lan
-	if pool == "wan" {
-		ml = c.wan
+	if p == nil || ml == nil || pool != fleetPool {
+		return
 	}
-	if p == nil || ml == nil {
+	select {
+	case c.offerSlots <- struct{}{}:
+	default:
 		return
 	}
 	to := &memberlist.Node{Name: n.Name, Addr: slices.Clone(n.Addr), Port: n.Port} // n is memberlist's
 	msg := p.encode()
 	go func() {
+		defer func() { <-c.offerSlots }()
 		if err := ml.SendReliable(to, msg); err != nil {
 			c.log.Debug("offering the bucket map to a new member", "to", to.Name, "error", err)
 		}

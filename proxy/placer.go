@@ -41,10 +41,9 @@ type placer struct {
 	opts      configs.Placement
 	recs      []buckets.Recommendation
 	evaluated time.Time
-	reports   int                     // access reports in the last evaluation
-	phaseAt   map[uint32]phaseSeen    // when this node first saw each move's phase
-	fleetAt   map[uint32]versionSeen  // when this node first saw every node hold a fence
-	lastMoves map[uint32]buckets.Move // the moves at the last look
+	reports   int                    // access reports in the last evaluation
+	phaseAt   map[uint32]phaseSeen   // when this node first saw each move's phase
+	fleetAt   map[uint32]versionSeen // when this node first saw every node hold a fence
 }
 
 type versionSeen struct {
@@ -156,17 +155,29 @@ var errFenceNotHeld = errors.New("proxy: not every node holds the fenced map ver
 // StartMove begins moving bucket b's home to continent to (phase copying)
 // as a new map version, and counts it against the advisor's hourly limit.
 func (s *Server) StartMove(b uint32, to string) (*buckets.Snapshot, error) {
+	// Noted before the map changes, so that a look at the new map in
+	// between does not take this move for another node's and count it
+	// twice. (p.mu cannot be held across ChangePlacement: a reload takes
+	// it under s.mu.)
+	p := s.placer
+	p.mu.Lock()
+	prev, had := p.phaseAt[b]
+	p.phaseAt[b] = phaseSeen{buckets.MoveCopying, p.now()}
+	p.mu.Unlock()
 	snap, err := s.ChangePlacement(func(o *buckets.Overrides) error {
 		return buckets.StartMove(o, s.Placement().Load(), b, to)
 	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err != nil {
+		if had {
+			p.phaseAt[b] = prev
+		} else {
+			delete(p.phaseAt, b)
+		}
 		return nil, err
 	}
-	p := s.placer
-	p.mu.Lock()
 	p.advisor.Started(b, p.now())
-	p.phaseAt[b] = phaseSeen{buckets.MoveCopying, p.now()}
-	p.mu.Unlock()
 	return snap, nil
 }
 
@@ -275,6 +286,12 @@ func (p *placer) step() error {
 	opts, recs := p.opts, slices.Clone(p.recs)
 	for b := range snap.Moves() { // note when each phase was first seen
 		p.seenPhase(b, snap)
+	}
+	for b := range p.phaseAt { // a move that ended: its next one starts afresh
+		if _, moving := snap.Moving(b); !moving {
+			delete(p.phaseAt, b)
+			delete(p.fleetAt, b)
+		}
 	}
 	p.mu.Unlock()
 	if !opts.AutoApply || !p.leader() {

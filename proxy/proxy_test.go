@@ -789,4 +789,25 @@ func TestAdvisorCountsMovesOtherNodesStarted(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("the advisor counts %d moves in the last hour, want 2 (another node's and ours, once each)", n)
 	}
+	// Their move is aborted, then started again: a second move.
+	for _, moves := range []map[uint32]buckets.Move{
+		{ours: {To: "eu", Phase: buckets.MoveCopying}},
+		{ours: {To: "eu", Phase: buckets.MoveCopying}, theirs: {To: "eu", Phase: buckets.MoveCopying}},
+	} {
+		cur := h.srv.Placement().Load()
+		o := cur.Overrides()
+		o.Moves = moves
+		if ok, err := h.srv.AdoptPlacement(cur.Version()+1, "another-node", o); !ok || err != nil {
+			t.Fatalf("adopt: %v %v", ok, err)
+		}
+		if err := h.srv.placer.step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.srv.placer.mu.Lock()
+	n = h.srv.placer.advisor.MovesInLastHour(time.Now().Add(time.Second))
+	h.srv.placer.mu.Unlock()
+	if n != 3 {
+		t.Fatalf("after another node moved bucket %d again, the advisor counts %d moves, want 3", theirs, n)
+	}
 }

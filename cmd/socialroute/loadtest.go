@@ -127,8 +127,8 @@ func runLoadtest(args []string, stdout, stderr io.Writer) error {
 		return usage("--warmup must not be negative, got %v", *warmup)
 	case *requests > 0 && runMode == loadtest.OpenLoop && !*compare:
 		return usage("--requests needs --mode closed: the open loop runs for a --duration")
-	case *requests > 0 && (set["duration"] || set["warmup"]):
-		return usage("--requests counts the run instead of --duration and --warmup (it warms up on a quarter as many requests): use one or the other")
+	case *requests > 0 && (set["duration"] || set["warmup"] && *warmup != 0):
+		return usage("--requests counts the run instead of --duration and --warmup (it warms up on a quarter as many requests; --warmup 0s: none): use one or the other")
 	case *users < 2 || *users > 50_000_000:
 		return usage("--users must be between 2 and 50000000, got %d", *users)
 	case *buckets < 0 || *buckets > hashing.MaxBuckets:

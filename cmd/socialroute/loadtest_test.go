@@ -106,6 +106,7 @@ func TestLoadtestFlagMistakes(t *testing.T) {
 		{[]string{"--target", "us=127.0.0.1:1,europe=127.0.0.1:2"}, `--target: continent "europe" is not in the config`},
 		{[]string{"--mode", "closed", "--requests", "100", "--warmup", "5s"}, "use one or the other"},
 		{[]string{"--mode", "closed", "--requests", "100", "--duration", "5s"}, "use one or the other"},
+		{[]string{"--mode", "closed", "--requests", "100", "--warmup", "0s", "--users", "1"}, "--users must be"}, // --warmup 0s is allowed: no warm-up
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(append([]string{"loadtest"}, c.args...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
