@@ -120,7 +120,7 @@ type Cluster struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	closing   atomic.Bool // Close has begun: metadata changes stay local
+	closing   atomic.Bool // Close has begun: the pools' socket errors are expected
 
 	placement  *Placement                // the newest bucket map held (c.mu)
 	inbox      atomic.Pointer[Placement] // newest not yet handed to OnPlacement
@@ -524,7 +524,7 @@ type Member struct {
 type listedNode struct {
 	addr       string
 	meta       Meta
-	unreadable bool // its metadata did not decode: meta is zero
+	unreadable bool // its metadata did not decode: meta is the last that did, or zero
 }
 
 // NodeUnreadable is Member.NodeState for a node whose metadata this node
