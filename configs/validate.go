@@ -263,7 +263,13 @@ func (v *validator) node() {
 	case !known:
 		v.errorf("node.datacenter", "unknown datacenter %q", v.c.Node.Datacenter)
 	}
+	if n := len(v.c.Node.Name); n > maxNodeNameLen {
+		v.errorf("node.name", "is %d bytes, over %d: gossip messages carry it after a length byte", n, maxNodeNameLen)
+	}
 }
+
+// maxNodeNameLen is what the one length byte of the fleet's messages holds.
+const maxNodeNameLen = 255
 
 func (v *validator) listen() {
 	l := &v.c.Listen

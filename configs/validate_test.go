@@ -124,6 +124,12 @@ func TestValidateRules(t *testing.T) {
 			`datacenters:`,
 			`  - {name: a, continent: US, capacity: 1, upstreams: ["h:1"]}`,
 		), []problem{{"continents[0].name", 2, `invalid continent name "US"`}}},
+		{"node name too long", lines(
+			`node: {datacenter: a, name: `+strings.Repeat("n", 256)+`}`,
+			`continents: [{name: us}]`,
+			`datacenters:`,
+			`  - {name: a, continent: us, capacity: 1, upstreams: ["h:1"]}`,
+		), []problem{{"node.name", 1, `is 256 bytes, over 255`}}},
 		{"continent name too long", lines(
 			`continents: [{name: `+strings.Repeat("u", 64)+`}]`,
 			`datacenters: [{name: a, continent: `+strings.Repeat("u", 64)+`, capacity: 1, upstreams: ["h:1"]}]`,
