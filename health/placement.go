@@ -148,10 +148,7 @@ func (c *Cluster) offerHeld(pool string, n *memberlist.Node) {
 	if n.Name == c.opts.Node {
 		return
 	}
-	ml, fleetPool := c.wan, "wan"
-	if ml == nil {
-		ml, fleetPool = c.lan, "lan"
-	}
+	ml, fleetPool := c.fleetPool()
 	p := c.HeldPlacement()
 	if p == nil || ml == nil || pool != fleetPool {
 		return

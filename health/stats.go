@@ -158,14 +158,21 @@ func (c *Cluster) sendToAll(msg []byte, what string) {
 	}()
 }
 
+// fleetPool is the pool fleet-wide messages go through, and its name: the
+// WAN pool reaches every node; without it, the LAN pool reaches this
+// continent's.
+func (c *Cluster) fleetPool() (*memberlist.Memberlist, string) {
+	if c.wan != nil {
+		return c.wan, "wan"
+	}
+	return c.lan, "lan"
+}
+
 // peers lists the nodes to send fleet-wide messages to, and the pool to
 // send them through: the WAN pool reaches every node; without it, the LAN
 // pool reaches this continent's.
 func (c *Cluster) peers() (*memberlist.Memberlist, []*memberlist.Node) {
-	ml, pool := c.wan, "wan"
-	if ml == nil {
-		ml, pool = c.lan, "lan"
-	}
+	ml, pool := c.fleetPool()
 	var to []*memberlist.Node
 	c.mu.Lock()
 	defer c.mu.Unlock()
