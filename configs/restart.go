@@ -38,23 +38,20 @@ func RestartOnly(a, b *Config) []string {
 	la.MaxHeaders, lb.MaxHeaders, la.HeadersWithUnderscores, lb.HeadersWithUnderscores = 0, 0, "", ""
 	out = appendChanged(out, "listen.", la, lb)
 	out = appendChanged(out, "admin.", a.Admin, b.Admin)
-	if a.Log.Format != b.Log.Format {
-		out = append(out, "log.format")
-	}
-	if a.Hot.DetectRate != b.Hot.DetectRate {
-		out = append(out, "hot.detect_rate")
-	}
-	if a.Hot.DetectTick != b.Hot.DetectTick {
-		out = append(out, "hot.detect_tick")
-	}
-	if a.Hot.MaxSpread != b.Hot.MaxSpread {
-		out = append(out, "hot.max_spread")
-	}
-	if a.Placement.StatsTick != b.Placement.StatsTick {
-		out = append(out, "placement.stats_tick")
-	}
-	if a.Placement.AdviseEvery != b.Placement.AdviseEvery {
-		out = append(out, "placement.advise_every")
+	for _, f := range []struct {
+		name    string
+		changed bool
+	}{
+		{"log.format", a.Log.Format != b.Log.Format},
+		{"hot.detect_rate", a.Hot.DetectRate != b.Hot.DetectRate},
+		{"hot.detect_tick", a.Hot.DetectTick != b.Hot.DetectTick},
+		{"hot.max_spread", a.Hot.MaxSpread != b.Hot.MaxSpread},
+		{"placement.stats_tick", a.Placement.StatsTick != b.Placement.StatsTick},
+		{"placement.advise_every", a.Placement.AdviseEvery != b.Placement.AdviseEvery},
+	} {
+		if f.changed {
+			out = append(out, f.name)
+		}
 	}
 	return out
 }
