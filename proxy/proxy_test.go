@@ -368,13 +368,7 @@ func TestFullConnectionPoolIsNeitherSentNorAFailure(t *testing.T) {
 			t.Fatalf("POST %d with us-b's pools full: status %d from %q (%s), want 200 from the next on the plan %v", i, r.StatusCode(), datacenterOf(r), r.Body(), plan)
 		}
 	}
-	for _, p := range h.srv.cur.Load().pools {
-		for _, u := range p.upstreams {
-			if u.breaker.State() != gobreaker.StateClosed {
-				t.Errorf("%s's breaker is %v after its pool was full", u.addr, u.breaker.State())
-			}
-		}
-	}
+	h.wantBreakersClosed("after its pool was full")
 	released.Do(func() { close(release) })
 	wg.Wait()
 	if slow[0] != 200 || slow[1] != 200 {
@@ -402,13 +396,7 @@ func TestOversizedResponseIs502WithoutRetryOrBreaker(t *testing.T) {
 	if got, all := h.hits("us-b"), h.hits(""); got != int64(n) || all != int64(n) {
 		t.Fatalf("us-b got %d requests and all datacenters %d, want %d and %d: no retries", got, all, n, n)
 	}
-	for _, p := range h.srv.cur.Load().pools {
-		for _, u := range p.upstreams {
-			if u.breaker.State() != gobreaker.StateClosed {
-				t.Errorf("%s's breaker is %v after oversized answers", u.addr, u.breaker.State())
-			}
-		}
-	}
+	h.wantBreakersClosed("after oversized answers")
 	for _, b := range h.backends {
 		b.resp = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(big[:1024]) }
 	}
@@ -582,12 +570,7 @@ func TestReloadSwapsConfigAndKeepsVersionRising(t *testing.T) {
 func TestReloadKeepsBucketMoves(t *testing.T) {
 	h := newHarness(t, nil)
 	snap := h.srv.Placement().Load()
-	var us []uint32
-	for b := uint32(0); len(us) < 4; b++ {
-		if snap.Topology().Continents[snap.Home(b)].Name == "us" {
-			us = append(us, b)
-		}
-	}
+	us := homedIn(t, snap, "us")
 	moving, moved, edited, movingEdited := us[0], us[1], us[2], us[3]
 	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
 		o.Moves = map[uint32]buckets.Move{moving: {To: "eu", Phase: buckets.MoveCutover}, movingEdited: {To: "eu", Phase: buckets.MoveCopying}}
@@ -763,12 +746,7 @@ func TestPathRuleWithAPathPrefix(t *testing.T) {
 func TestAdvisorCountsMovesOtherNodesStarted(t *testing.T) {
 	h := newHarness(t, nil)
 	snap := h.srv.Placement().Load()
-	var us []uint32
-	for b := uint32(0); len(us) < 2; b++ {
-		if snap.Topology().Continents[snap.Home(b)].Name == "us" {
-			us = append(us, b)
-		}
-	}
+	us := homedIn(t, snap, "us")
 	theirs, ours := us[0], us[1]
 	o := snap.Overrides()
 	o.Moves = map[uint32]buckets.Move{theirs: {To: "eu", Phase: buckets.MoveCopying}}
@@ -809,5 +787,28 @@ func TestAdvisorCountsMovesOtherNodesStarted(t *testing.T) {
 	h.srv.placer.mu.Unlock()
 	if n != 3 {
 		t.Fatalf("after another node moved bucket %d again, the advisor counts %d moves, want 3", theirs, n)
+	}
+}
+
+// homedIn lists the buckets snap homes on continent (Snapshot.HomedIn).
+func homedIn(t *testing.T, snap *buckets.Snapshot, continent string) []uint32 {
+	t.Helper()
+	c, ok := snap.Topology().ContinentIndex(continent)
+	if !ok {
+		t.Fatalf("no continent %q", continent)
+	}
+	return snap.HomedIn(c)
+}
+
+// wantBreakersClosed fails the test for every upstream whose breaker is
+// not closed; when says after what.
+func (h *harness) wantBreakersClosed(when string) {
+	h.t.Helper()
+	for _, p := range h.srv.cur.Load().pools {
+		for _, u := range p.upstreams {
+			if u.breaker.State() != gobreaker.StateClosed {
+				h.t.Errorf("%s's breaker is %v %s", u.addr, u.breaker.State(), when)
+			}
+		}
 	}
 }
