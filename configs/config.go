@@ -393,7 +393,7 @@ type Routing struct {
 	// MaxHops rejects, with 508, a request whose Via header shows it
 	// already passed socialroute this many times: a routing loop. Default 2.
 	MaxHops int `yaml:"max_hops"`
-	// ResponseHeaders adds X-Socialroute-Bucket and X-Socialroute-DC to
+	// ResponseHeaders adds X-Socialroute-Bucket and X-Socialroute-Dc to
 	// responses. Default true; a pointer so that an explicit false differs
 	// from "not set".
 	ResponseHeaders *bool `yaml:"response_headers"`

@@ -3,6 +3,8 @@ package configs
 import (
 	"fmt"
 	"os"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -115,5 +117,38 @@ func TestExamplesAreTheFiles(t *testing.T) {
 		if string(disk) != string(embedded) {
 			t.Errorf("%s differs from its embedded copy", name)
 		}
+	}
+}
+
+// TestReferenceNamesEveryField keeps the README's promise that
+// two-continents.yaml documents every setting: each YAML field of Config,
+// at any depth, appears in it as "name:" (most as a commented default).
+func TestReferenceNamesEveryField(t *testing.T) {
+	t.Parallel()
+	data, _ := Examples.ReadFile("two-continents.yaml")
+	text := string(data)
+	var missing []string
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || typ.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
+			return
+		}
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !regexp.MustCompile(`(?m)^[ #]*(- )?` + name + `:`).MatchString(text) {
+				missing = append(missing, prefix+name)
+			}
+			walk(prefix+name+".", f.Type)
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	if len(missing) > 0 {
+		t.Errorf("two-continents.yaml never names %d fields: %s", len(missing), strings.Join(missing, ", "))
 	}
 }
