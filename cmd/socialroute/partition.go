@@ -26,9 +26,11 @@ const partitionAbout = `
 Compute the social-hash table: read a follower graph, put friends in the same
 bucket, and write the user -> bucket table the proxy loads (config: table).
 
-Input is an edge list, plain or gzip: one edge per line, two user ids (non-
-negative integers) separated by blanks or a comma; '#' and '%' lines are
-comments. By default a line is a follow edge "follower followee"; with
+Input is an edge list, plain or gzip: one edge per line, two user ids
+(non-negative integers) separated by blanks or a comma; '#' and '%' lines
+are comments. The table keys each user by the decimal text of its id, so a
+request uses it only when its routing key is exactly that text ("42").
+By default a line is a follow edge "follower followee"; with
 --undirected it is a mutual one. A bad line stops the run with its line
 number, unless --max-bad-lines allows some, which are then skipped and listed.
 
@@ -55,6 +57,7 @@ communities, heavy-tailed out-degrees, power-law popular accounts) to
 Examples:
   socialroute partition --graph follows.txt.gz --buckets 4096 --out assignment.sht --hot-out hot.csv
   socialroute partition --graph ../shared/data/karate.edges.gz --undirected --buckets 2
+      (Zachary's karate club, from the test graphs kept beside the checkout)
   socialroute partition --graph follows-v2.txt.gz --previous assignment.sht --out assignment-v2.sht
   socialroute partition --generate-users 1000000 --generate-edges 20000000 --generate-out g.txt.gz --buckets 1024`
 

@@ -24,9 +24,14 @@ Run the edge proxy described by a config file until SIGTERM or SIGINT.
 Signals:
   SIGHUP    reload the config and the assignment table; requests in flight
             finish on the old ones, none is dropped. A config that fails to
-            load or validate is logged and the old one stays in force;
-            settings only a restart applies (listen, admin, log.format,
-            the detector's and placer's ticks) are named in a warning.
+            load or validate is logged and the old one stays in force.
+            Settings only a restart applies (the listener's address and
+            sockets, admin, log.format, hot.detect_rate/detect_tick/
+            max_spread, placement.stats_tick/advise_every,
+            listen.tls.watch_interval) are kept and named in a warning.
+            With gossip on, a file that changes datacenters, gossip or
+            node is refused whole (nothing of it applies): those need a
+            restart of every node.
   SIGTERM   drain: /readyz answers 503 at once; after listen.drain_delay
   SIGINT    (default 0; what your load balancer needs to notice) stop
             accepting, finish in-flight requests (at most
@@ -41,8 +46,8 @@ binary with the same config, wait until it logs "serving", then SIGTERM
 the old one; it drains as above while the new one takes new connections.
 With gossip on, the new process serves at once without gossip (its
 breakers judge the datacenters) and binds the gossip ports as soon as the
-old one, on SIGTERM, has left the fleet (first thing it does, before the
-drain); it then rejoins under the same node name. The fleet takes a node
+old one, on SIGTERM, has left the fleet (after listen.drain_delay,
+before the connection drain); it then rejoins under the same node name. The fleet takes a node
 that leaves for one that left, not one that died: no datacenter goes down.
 Give every node a gossip join list, so that it finds the fleet again.
 
