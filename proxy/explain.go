@@ -37,7 +37,10 @@ type ExplainedChoice struct {
 }
 
 // Explain routes req as the request path would, without forwarding it, and
-// says why at every step.
+// says why at every step. It leaves no trace: the request counts toward no
+// hot-key detection, access statistics or offered load, and the choice is
+// the deterministic one the admin views make (a datacenter whose drain is
+// still ramping is skipped, as it will be once the ramp ends).
 func (s *Server) Explain(req *fasthttp.Request) Explanation {
 	st := s.cur.Load()
 	var e Explanation
@@ -60,8 +63,17 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 		}
 	}
 	var d Decision
-	st.router.route(key, hashKey(key), req.Header.Peek(st.viewer), &d, false, isWrite(&req.Header))
+	st.router.plan(key, hashKey(key), req.Header.Peek(st.viewer), &d, false, isWrite(&req.Header))
 	snap := d.Snapshot
+	now := time.Now()
+	dcs := s.datacentersNow(st, snap, s.gossipView(nil), now)
+	d.Next = -1
+	for i, dc := range d.Plan {
+		if dcs[dc].usable() {
+			d.Next = i
+			break
+		}
+	}
 	topo := snap.Topology()
 	e.Bucket, e.Source, e.MapVersion = d.Bucket, d.Source.String(), snap.Version()
 	e.Spread, e.Sibling = d.Spread, d.Sibling
@@ -69,11 +81,10 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 		e.Home = topo.Continents[snap.Home(d.Bucket)].Name
 	}
 	pinned, isPinned := snap.Pinned(d.Bucket)
-	now := time.Now().UnixNano()
 	var skipped []string
 	for i, dc := range d.Plan {
-		state := st.router.state(snap, int(dc)).String()
-		if w := snap.Weight(int(dc), now, st.router.drainRamp); w > 0 && w < 1 {
+		state := dcs[dc].state()
+		if w := dcs[dc].weight; w > 0 && w < 1 {
 			state = fmt.Sprintf("drain ramp: taking %.0f%% of its traffic", 100*w)
 		}
 		c := ExplainedChoice{

@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/socialroute/socialroute/buckets"
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/hashing"
+	"github.com/socialroute/socialroute/health"
 	"github.com/sony/gobreaker/v2"
 	"github.com/valyala/fasthttp"
 )
@@ -452,7 +454,7 @@ func TestBreakerStopsSendingToADeadDatacenter(t *testing.T) {
 		t.Fatalf("us-b was tried %d times, want 6 (3 per upstream until the breakers open)", n)
 	}
 	e := h.srv.Explain(userRequest(id))
-	if e.Plan[0].State != dcNoUpstream.String() || e.Chosen != plan[1] {
+	if e.Plan[0].State != "no ready upstream" || e.Chosen != plan[1] {
 		t.Fatalf("explain: %+v", e)
 	}
 }
@@ -653,6 +655,48 @@ func TestExplain(t *testing.T) {
 	var sb strings.Builder
 	if err := e.WriteText(&sb); err != nil || !strings.Contains(sb.String(), "<- chosen") || !strings.Contains(sb.String(), "skipped us-a drained") {
 		t.Fatalf("text:\n%s", sb.String())
+	}
+}
+
+// offerCountingStatus is a fleet Status as health.Cluster is one: Usable
+// counts the request as load offered to the datacenter; Status does not.
+type offerCountingStatus struct{ offers atomic.Int64 }
+
+func (s *offerCountingStatus) Usable(int) bool { s.offers.Add(1); return true }
+func (s *offerCountingStatus) Status() []health.DCStatus {
+	up := make([]health.DCStatus, 5) // the harness's five datacenters
+	for i := range up {
+		up[i].Up = true
+	}
+	return up
+}
+
+// An explanation leaves no trace in the fleet's load figures (gossip sums
+// every node's offered load to decide when a datacenter is full), and its
+// choice does not depend on a drain ramp's dice.
+func TestExplainOffersNoLoadAndRollsNoDice(t *testing.T) {
+	status := &offerCountingStatus{}
+	cfg := testConfig(t, func(c *configs.Config) { c.Routing.DrainRamp = time.Hour })
+	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler), Status: status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, srv: srv}
+	id, plan := h.userWhosePlanStartsWith("us-a")
+	// us-a is drained from now on, over an hour: the request path still
+	// sends it almost all of its traffic, by dice, for a while.
+	if _, err := srv.ChangePlacement(func(o *buckets.Overrides) error { o.Drained["us-a"] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	status.offers.Store(0)
+	for range 200 {
+		e := srv.Explain(userRequest(id))
+		if e.Chosen != plan[1] || !strings.HasPrefix(e.Plan[0].State, "drain ramp") {
+			t.Fatalf("explain chose %s with %q first; want %s, us-a ramping and skipped", e.Chosen, e.Plan[0].State, plan[1])
+		}
+	}
+	if n := status.offers.Load(); n != 0 {
+		t.Errorf("200 explanations offered the fleet %d requests of load; want 0", n)
 	}
 }
 

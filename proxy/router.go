@@ -132,9 +132,17 @@ func isWrite(h *fasthttp.RequestHeader) bool {
 }
 
 // route is Route for a key of hash h; observe counts the request toward
-// hot-key detection and the bucket's access statistics (explanations do
-// not).
+// hot-key detection and the bucket's access statistics.
 func (r *Router) route(key []byte, h uint64, viewer []byte, d *Decision, observe, write bool) {
+	r.plan(key, h, viewer, d, observe, write)
+	d.Next = r.nextUsable(d, 0)
+}
+
+// plan is route without choosing: d gets its bucket and plan, and Next is
+// left alone. Choosing asks the health Status, which counts the request as
+// load offered to the datacenter it takes, and rolls a drain ramp's dice;
+// explanations must do neither.
+func (r *Router) plan(key []byte, h uint64, viewer []byte, d *Decision, observe, write bool) {
 	snap := r.placement.Load()
 	d.Snapshot = snap
 	d.Spread, d.Sibling, d.Write = 1, 0, write
@@ -164,7 +172,6 @@ func (r *Router) route(key []byte, h uint64, viewer []byte, d *Decision, observe
 			d.Plan = snap.Plan(d.Bucket)
 		}
 	}
-	d.Next = r.nextUsable(d, 0)
 }
 
 // spread is how many buckets the key with hash h fans out over: the most
@@ -217,10 +224,6 @@ const (
 	dcDown
 	dcNoUpstream
 )
-
-func (s dcState) String() string {
-	return [...]string{"usable", "drained", "down", "no ready upstream (breakers open)"}[s]
-}
 
 func (r *Router) state(snap *buckets.Snapshot, dc int) dcState {
 	switch {
