@@ -421,7 +421,19 @@ func (c *turnConn) SetReadDeadline(t time.Time) error {
 	return c.rd.set(t, c.armRd)
 }
 
+// SetWriteDeadline first sends what is held back: bytes Write accepted go
+// out under the deadline in force when they were written, as a plain
+// connection's would have. tls.Conn.Close writes its close_notify and then
+// sets a write deadline of now; without this, the response held before it
+// (every Connection: close answer over TLS) died of that deadline. In
+// steady state nothing is held when fasthttp moves a write deadline (it
+// does so before writing), so this is one TryLock. A Write in progress
+// holds wmu and sends for itself: the new deadline must not wait for it.
 func (c *turnConn) SetWriteDeadline(t time.Time) error {
+	if c.wmu.TryLock() {
+		_ = c.sendHeld() // a failed send fails the next Write too
+		c.wmu.Unlock()
+	}
 	return c.wd.set(t, c.armWd)
 }
 

@@ -136,6 +136,29 @@ func TestTurnConnCloseSendsHeldBytes(t *testing.T) {
 	})
 }
 
+// Bytes Write accepted go out under the deadline in force when they were
+// written. tls.Conn.Close writes its close_notify and then sets a write
+// deadline of now; the response held before it must still reach the peer
+// (every Connection: close answer over TLS depends on it).
+func TestTurnConnDeadlineMovedAfterAWriteStillSends(t *testing.T) {
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, peer := turnPair(t, inOrder)
+		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetWriteDeadline(time.Now())
+		c.Close()
+		_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" {
+			t.Fatalf("peer got %q, want the response written before the deadline moved", got)
+		}
+	})
+}
+
 // A Read whose deadline has already passed still sends what was held: the
 // peer sees what a plain connection's Write would have sent.
 func TestTurnConnExpiredReadStillSends(t *testing.T) {

@@ -340,6 +340,33 @@ log:
 		t.Fatalf("us-east's web tier counted %d requests, the clients %d", east.hits.Load(), byDC["us-east"])
 	}
 
+	// 3b. Answers on a connection the proxy closes: Connection: close, and
+	// HTTP/1.0 without keep-alive (HAProxy's httpchk). The response is
+	// written, then tls.Conn.Close sets a write deadline of now; the
+	// response must still leave.
+	for _, req := range []string{
+		"GET /users/7/feed HTTP/1.1\r\nHost: shop.e2e.test\r\nConnection: close\r\n\r\n",
+		"GET /users/7/feed HTTP/1.0\r\nHost: shop.e2e.test\r\n\r\n",
+	} {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: "shop.e2e.test", RootCAs: edgeCA.pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q over TLS: %v (the proxy closed without its answer)", req, err)
+		}
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%q over TLS: status %d", req, resp.StatusCode)
+		}
+	}
+
 	// 4. A connection opened before the reload, with one request done.
 	pre, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: "default.e2e.test", RootCAs: edgeCA.pool})
 	if err != nil {
