@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -71,7 +73,10 @@ type AdminOptions struct {
 // ?format=text or an Accept header that prefers text. Errors are
 // {"error": "field: what is wrong", "field": "field"}: 400 for bad input,
 // 404 for an unknown bucket or datacenter, 405 (with Allow) for a wrong
-// method, 401 without the token.
+// method, 401 without the token, 422 for a config file a reload refuses,
+// 503 for a change while the node drains (it is leaving the fleet, so the
+// change would reach no other node), and, with NoToken, 403 for a request
+// whose Host is not localhost or a loopback address (DNS rebinding).
 //
 // Changes (pins, drains) go through Server.ChangePlacement: they raise the
 // map version and reach the fleet through Options.OnPlacementChange; a
@@ -86,6 +91,7 @@ type Admin struct {
 	reload   func() error
 	log      *slog.Logger
 	draining atomic.Bool
+	joined   atomic.Bool          // gossip has once listed another member
 	reg      *prometheus.Registry // the endpoint's own metrics: gossip, readiness, Go runtime
 	handler  http.Handler
 }
@@ -126,7 +132,10 @@ func (a *Admin) SetDraining(on bool) { a.draining.Store(on) }
 
 // Ready reports whether the node should get traffic, and if not, why: the
 // client listener is serving, the node is not draining, and, with gossip
-// on and seeds to join, it has joined (sees a member other than itself).
+// on and seeds to join, it has joined (seen a member other than itself).
+// Joining is checked until it happens, not after: a node whose peers are
+// all gone, or upgrading, goes on serving on its breakers, and must not
+// take itself out of its balancer's pool just when it is the last one.
 // The configuration and table are up by construction: the Server exists.
 func (a *Admin) Ready() (bool, []string) {
 	var why []string
@@ -138,8 +147,12 @@ func (a *Admin) Ready() (bool, []string) {
 	}
 	if a.cluster != nil {
 		g := a.s.cur.Load().cfg.Gossip
-		if (len(g.LAN.Join) > 0 || len(g.WAN.Join) > 0) && len(a.cluster.Members()) < 2 {
-			why = append(why, "gossip has not joined the fleet yet")
+		if (len(g.LAN.Join) > 0 || len(g.WAN.Join) > 0) && !a.joined.Load() {
+			if len(a.cluster.Members()) >= 2 {
+				a.joined.Store(true)
+			} else {
+				why = append(why, "gossip has not joined the fleet yet")
+			}
 		}
 	}
 	return len(why) == 0, why
@@ -152,8 +165,10 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.Se
 // a.auth.
 func (a *Admin) routes() http.Handler {
 	mux := http.NewServeMux()
+	// Which routes need the token is decided before the mux (see below);
+	// open and closed say it here too, for the reader.
 	open := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, h) }
-	closed := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, a.auth(h)) }
+	closed := open
 
 	open("GET /healthz", a.healthz)
 	open("GET /readyz", a.readyz)
@@ -185,18 +200,50 @@ func (a *Admin) routes() http.Handler {
 	closed("GET /status", a.statusPage)
 	closed("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/status", http.StatusFound) })
 
-	// Anything else: the mux's 404 or 405 (with Allow), as JSON, and
-	// behind the token too, so the routes are not there to probe.
+	// The token is checked before the mux for every path but the two
+	// probes: the mux's 404s, 405s and its own redirects (/debug/pprof,
+	// //metrics) are behind it too, so the routes are not there to probe.
+	// Anything the mux has no route for gets its 404 or 405 (with Allow)
+	// as JSON.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "" {
-			if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !a.authorized(w, r) {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			if a.noToken && !loopbackHost(r.Host) {
+				// Without a token, loopback is the only guard, and a page
+				// of another site reaches loopback by DNS rebinding: its
+				// requests then carry that site's name as Host.
+				writeError(w, http.StatusForbidden, "host", fmt.Sprintf("%q: without a token (admin.insecure_no_token) the endpoint answers only requests addressed to localhost or a loopback address", r.Host))
 				return
 			}
+			if !a.authorized(w, r) {
+				return
+			}
+			if a.draining.Load() && r.Method != http.MethodGet && r.Method != http.MethodHead {
+				// The node is leaving the fleet: a change made here would
+				// reach no other node, yet be answered as done.
+				writeError(w, http.StatusServiceUnavailable, "node", "draining: this node is shutting down and its changes would not reach the fleet; send them to another node")
+				return
+			}
+		}
+		if _, pattern := mux.Handler(r); pattern == "" {
 			mux.ServeHTTP(&jsonFallback{ResponseWriter: w}, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a Host header names this host by a loopback
+// address or "localhost", with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // jsonFallback turns the mux's plain-text 404 and 405 into the endpoint's
@@ -225,15 +272,6 @@ func (j *jsonFallback) Write(b []byte) (int, error) {
 		j.WriteHeader(http.StatusOK)
 	}
 	return len(b), nil // the mux's own text is dropped
-}
-
-// auth wraps h: only requests carrying the token get through.
-func (a *Admin) auth(h http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.authorized(w, r) {
-			h(w, r)
-		}
-	})
 }
 
 // realm names the endpoint in authentication challenges.

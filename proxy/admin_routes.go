@@ -371,7 +371,8 @@ func (a *Admin) reloadConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("admin: reload requested", "remote", r.RemoteAddr)
 	if err := a.reload(); err != nil {
-		writeError(w, http.StatusInternalServerError, "config", "reload failed; the running configuration stays in force: "+err.Error())
+		// The file on disk is what is at fault, not this node.
+		writeError(w, http.StatusUnprocessableEntity, "config", "reload failed; the running configuration stays in force: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -213,10 +213,61 @@ func TestAdminRoutesAnswerWithTheToken(t *testing.T) {
 	if w := f.call("GET", "/", "", ""); w.Code != http.StatusFound || w.Header().Get("Location") != "/status" {
 		t.Errorf("GET /: %d to %q, want a redirect to /status", w.Code, w.Header().Get("Location"))
 	}
-	// The insecure mode needs no token at all.
+	// The insecure mode needs no token at all, for requests addressed to
+	// loopback. A page of another site that reached loopback by DNS
+	// rebinding names its own site as Host (and, same-origin to the
+	// browser, passes the cross-origin check): 403.
 	open := newAdminFixture(t, nil, AdminOptions{NoToken: true})
-	if w := open.call("GET", "/admin/buckets", "", "-"); w.Code != 200 {
-		t.Fatalf("NoToken: %d %s", w.Code, w.Body)
+	for _, host := range []string{"127.0.0.1:9901", "localhost:9901", "[::1]:9901", "LOCALHOST"} {
+		r := httptest.NewRequest("GET", "/admin/buckets", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		open.admin.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("NoToken, Host %s: %d %s", host, w.Code, w.Body)
+		}
+	}
+	for _, host := range []string{"example.com", "evil.example:9901", "127.0.0.1.evil.example"} {
+		r := httptest.NewRequest("POST", "/admin/datacenters/eu-b/drain", nil)
+		r.Host = host
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		open.admin.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden || open.srv.Placement().Load().Drained(4) {
+			t.Fatalf("NoToken, Host %s: %d %s; want 403 and nothing drained", host, w.Code, w.Body)
+		}
+	}
+}
+
+// The mux's own redirects are behind the token like every route.
+func TestAdminRedirectsNeedTheToken(t *testing.T) {
+	f := newAdminFixture(t, nil, AdminOptions{})
+	for _, p := range []string{"/debug/pprof", "//metrics", "/admin/../metrics"} {
+		if w := f.call("GET", p, "", "-"); w.Code != http.StatusUnauthorized {
+			t.Errorf("GET %s without a token: %d (Location %q), want 401", p, w.Code, w.Header().Get("Location"))
+		}
+	}
+}
+
+// Once the node drains, it leaves the fleet: a change made on it would
+// reach no other node. Changes get 503; reading still works.
+func TestAdminRefusesChangesWhileDraining(t *testing.T) {
+	f := newAdminFixture(t, nil, AdminOptions{Reload: func() error { return nil }})
+	f.admin.SetDraining(true)
+	for _, rt := range []struct{ method, target, body string }{
+		{"POST", "/admin/datacenters/eu-b/drain", ""},
+		{"POST", "/admin/buckets/7/pin", `{"datacenter": "us-a"}`},
+		{"POST", "/admin/reload", ""},
+	} {
+		if w := f.call(rt.method, rt.target, rt.body, ""); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "draining") {
+			t.Errorf("%s %s while draining: %d %s, want 503", rt.method, rt.target, w.Code, w.Body)
+		}
+	}
+	if v := f.srv.Placement().Load().Version(); v != 1 {
+		t.Errorf("map version %d after refused changes, want 1", v)
+	}
+	if w := f.call("GET", "/admin/datacenters", "", ""); w.Code != 200 {
+		t.Errorf("GET while draining: %d", w.Code)
 	}
 }
 
@@ -579,6 +630,14 @@ func TestAdminReadiness(t *testing.T) {
 	if code, body := readyz(); code != 200 || !strings.Contains(body, `"ready": true`) {
 		t.Fatalf("joined: %d %s", code, body)
 	}
+	// Its peers gone (their upgrade, or a disaster), the node serves on
+	// its breakers: it stays ready, or the balancer would have none.
+	cluster.mu.Lock()
+	cluster.members = cluster.members[:1]
+	cluster.mu.Unlock()
+	if code, body := readyz(); code != 200 {
+		t.Fatalf("alone again after joining: %d %s, want still ready", code, body)
+	}
 	f.admin.SetDraining(true)
 	if code, body := readyz(); code != 503 || !strings.Contains(body, "draining") {
 		t.Fatalf("draining: %d %s", code, body)
@@ -688,7 +747,7 @@ func TestAdminHotAndReload(t *testing.T) {
 	fail = true
 	w = f.call("POST", "/admin/reload", "", "")
 	var e apiError
-	if w.Code != 500 || json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Field != "config" || !strings.Contains(e.Error, "buckets: must be between") {
+	if w.Code != http.StatusUnprocessableEntity || json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Field != "config" || !strings.Contains(e.Error, "buckets: must be between") {
 		t.Fatalf("failed reload: %d %s", w.Code, w.Body)
 	}
 }
