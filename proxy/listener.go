@@ -3,8 +3,11 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/socialroute/socialroute/configs"
@@ -32,7 +35,7 @@ func Listen(ctx context.Context, l configs.Listen) (net.Listener, error) {
 // X-Forwarded-Proto follow, and RemoteAddr is the PROXY header's client.
 func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 	l := s.cur.Load().cfg.Listen
-	ln = turnListener{ln}
+	ln = turnListener{patientListener{Listener: ln, log: s.log}}
 	if l.ProxyProtocol != nil {
 		var err error
 		if ln, err = proxyProtocolListener(ln, l.ProxyProtocol); err != nil {
@@ -43,6 +46,42 @@ func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 		ln = tls.NewListener(ln, s.tlsConf)
 	}
 	return ln, nil
+}
+
+// patientListener waits out the errors of an exhausted machine in Accept
+// (no file descriptors, no socket buffers, no memory) instead of returning
+// them: fasthttp's Serve retries only timeouts, so one burst past the
+// descriptor limit would end Serve, and with it the process and every
+// connection it held. HAProxy pauses its listener the same way. The wait
+// starts at 5 ms and doubles up to a second (net/http's schedule); the
+// connections being served meanwhile close and free what was short.
+type patientListener struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (l patientListener) Accept() (net.Conn, error) {
+	var wait time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || !exhausted(err) {
+			return c, err
+		}
+		if wait == 0 {
+			wait = 5 * time.Millisecond
+			l.log.Warn("accept: the machine is out of a resource; accepting again when it frees up", "error", err)
+		} else {
+			wait = min(2*wait, time.Second)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// exhausted reports whether an accept error says the machine ran out of
+// something the next connections will give back.
+func exhausted(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 // drainGrace bounds the first phase of a drain, while busy keep-alive

@@ -3,13 +3,20 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/socialroute/socialroute/configs"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 func TestListenReusePort(t *testing.T) {
@@ -86,4 +93,92 @@ func TestShutdownAnswersBeforeClosingKeepAlive(t *testing.T) {
 	if d := time.Since(start); d > drainGrace+3*time.Second { // ends, not waits for some other timeout; generous for a noisy machine
 		t.Errorf("Shutdown took %v with no connection left open", d)
 	}
+}
+
+// failingListener fails its first Accepts with errs, then accepts from ln.
+type failingListener struct {
+	net.Listener
+	errs []error
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if len(l.errs) > 0 {
+		err := l.errs[0]
+		l.errs = l.errs[1:]
+		return nil, err
+	}
+	return l.Listener.Accept()
+}
+
+// Out of file descriptors (a burst past the limit), the proxy waits and
+// accepts again; it does not stop serving, which would end the process.
+// Any other accept error still ends Serve.
+func TestServeOutlivesRunningOutOfDescriptors(t *testing.T) {
+	h := newHarness(t, nil)
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", syscall.EMFILE)}
+	ln := &failingListener{Listener: fasthttputil.NewInmemoryListener(), errs: []error{emfile, emfile, emfile}}
+	patient := patientListener{Listener: ln, log: slog.New(slog.DiscardHandler)}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := patient.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	c, err := ln.Listener.(*fasthttputil.InmemoryListener).Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case got := <-accepted:
+		got.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection accepted after three EMFILEs")
+	}
+	// Serve itself: a listener that is out of descriptors twice, then
+	// serves a request.
+	inner := fasthttputil.NewInmemoryListener()
+	srv, err := New(h.cfg, nil, Options{Logger: slog.New(slog.DiscardHandler), Dial: h.dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(&failingListener{Listener: inner, errs: []error{emfile, emfile}}) }()
+	// The in-memory Dial waits for an Accept: bounded, so that a Serve
+	// that gave up fails the test instead of hanging it.
+	client := &fasthttp.HostClient{Addr: "proxy.test", Dial: func(string) (net.Conn, error) {
+		dialed := make(chan net.Conn, 1)
+		go func() {
+			if c, err := inner.Dial(); err == nil {
+				dialed <- c
+			}
+		}()
+		select {
+		case c := <-dialed:
+			return c, nil
+		case err := <-served:
+			return nil, fmt.Errorf("Serve returned %v", err)
+		case <-time.After(5 * time.Second):
+			return nil, errors.New("not accepted in 5 s")
+		}
+	}}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.SetRequestURI("http://proxy.test/")
+	req.Header.Set("X-User-ID", "42")
+	if err := client.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("after EMFILE: %v, status %d", err, resp.StatusCode())
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned %v", err)
+	default:
+	}
+	// Another error is not waited out.
+	other := &failingListener{Listener: fasthttputil.NewInmemoryListener(), errs: []error{errors.New("accept: something else")}}
+	if _, err := (patientListener{Listener: other, log: slog.New(slog.DiscardHandler)}).Accept(); err == nil {
+		t.Fatal("a non-exhaustion error was swallowed")
+	}
+	_ = srv.Shutdown(context.Background())
 }
