@@ -161,8 +161,9 @@ func (a *Admin) Ready() (bool, []string) {
 // ServeHTTP serves the admin routes.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
-// routes builds the mux. Every route but /healthz and /readyz goes through
-// a.auth.
+// routes builds the mux, behind the checks every path but /healthz and
+// /readyz passes first: the Host (without a token), the token, and no
+// change while draining.
 func (a *Admin) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Which routes need the token is decided before the mux (see below);
