@@ -12,17 +12,20 @@ import (
 // balancers must open with a PROXY protocol header (v1 or v2), whose source
 // address then becomes the connection's RemoteAddr: fasthttp's
 // ctx.RemoteIP(), and so X-Forwarded-For and max_conns_per_ip, see the real
-// client. A connection from any other address that sends a PROXY header is
-// refused (its first read fails and fasthttp closes it); one that sends
-// none is served with its own address. A trusted balancer that sends no
-// header is refused too: the spec forbids guessing.
+// client. A connection from any other address is not looked at for a
+// header at all (SKIP): its bytes go to fasthttp as they are, so a PROXY
+// header it sends is a malformed request, 400, and never reaches an
+// upstream; one that sends none is served with its own address. A trusted
+// balancer that sends no header is refused: the spec forbids guessing.
 //
 // The header is read on the connection's first read, in the connection's
-// goroutine, bounded by p.HeaderTimeout. (With listen.max_conns_per_ip set,
-// fasthttp asks for the address in its accept loop, so a trusted balancer
-// that stalls its header holds up accepts for at most HeaderTimeout.)
+// goroutine, bounded by p.HeaderTimeout. With listen.max_conns_per_ip set,
+// fasthttp asks for the address in its accept loop. Not reading strangers'
+// headers is what keeps one that connects and sends nothing from holding
+// up every accept for HeaderTimeout (REJECT reads the header to refuse
+// it). A trusted balancer that stalls its header still can.
 func proxyProtocolListener(ln net.Listener, p *configs.ProxyProtocol) (net.Listener, error) {
-	policy, err := proxyproto.PolicyFromRanges(p.Trusted, proxyproto.REQUIRE, proxyproto.REJECT)
+	policy, err := proxyproto.PolicyFromRanges(p.Trusted, proxyproto.REQUIRE, proxyproto.SKIP)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: listen.proxy_protocol.trusted: %w", err)
 	}

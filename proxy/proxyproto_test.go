@@ -169,3 +169,40 @@ func TestProxyProtocolThenTLS(t *testing.T) {
 		t.Errorf("X-Forwarded-Proto = %q, want https", got)
 	}
 }
+
+// With max_conns_per_ip, fasthttp asks each new connection's address in its
+// accept loop. An untrusted connection has no PROXY header to wait for, so
+// one that opens and sends nothing holds up nobody; before, its address
+// waited for a header for header_timeout, and so did every accept.
+func TestProxyProtocolSilentStrangerHoldsUpNoAccept(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *configs.Config) {
+		withProxyProtocol(c)
+		c.Listen.ProxyProtocol.HeaderTimeout = 3 * time.Second
+		c.Listen.MaxConnsPerIP = 5
+	})
+	silent, err := h.ln.DialWithLocalAddr(stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	start := time.Now()
+	resp, err := h.sendVia(&net.TCPAddr{IP: net.IPv4(198, 51, 100, 6), Port: 1}, nil, "42")
+	if err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("a client after a silent stranger: %v %v", resp, err)
+	}
+	// A behaviour bound, far from both outcomes: about 0 s, against the
+	// 3 s header timeout.
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("a client after a silent stranger waited %v for its answer (header_timeout 3s)", took.Round(time.Millisecond))
+	}
+	// A stranger's PROXY header of either version is still refused.
+	for _, v := range []byte{1, 2} {
+		if resp, err := h.sendVia(stranger, proxyHeader(t, v), "42"); err == nil && resp.StatusCode() == 200 {
+			t.Errorf("a v%d PROXY header from %s was honoured", v, stranger.IP)
+		}
+	}
+	if n := h.hits(""); n != 1 {
+		t.Errorf("upstreams received %d requests, want only the plain one", n)
+	}
+}
