@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/socialroute/socialroute/health"
 )
 
 // MinAdminToken is the shortest admin token NewAdmin accepts: a token is a
@@ -426,7 +427,11 @@ func (g *gossipCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (g *gossipCollector) Collect(ch chan<- prometheus.Metric) {
-	byState := map[string]int{}
+	// Every state is reported, at 0 too: a series that vanishes cannot
+	// fire an alert on "no member is draining any more" or be summed.
+	byState := map[string]int{
+		health.Serving.String(): 0, health.Draining.String(): 0, health.NodeUnreadable: 0,
+	}
 	for _, m := range g.c.Members() {
 		byState[m.NodeState]++
 	}

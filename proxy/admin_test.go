@@ -698,6 +698,7 @@ func TestAdminGossipViews(t *testing.T) {
 	for _, want := range []string{
 		`socialroute_gossip_members{node_state="serving"} 1`,
 		`socialroute_gossip_members{node_state="draining"} 1`,
+		`socialroute_gossip_members{node_state="unreadable"} 0`,
 		`socialroute_datacenter_up{continent="us",datacenter="us-b"} 0`,
 		`socialroute_datacenter_up{continent="us",datacenter="us-a"} 1`,
 		`socialroute_datacenter_offered_rps{datacenter="eu-a"} 10`,
