@@ -119,21 +119,7 @@ func TestTurnConnTurnsArriveInOrder(t *testing.T) {
 // A write the next Read would have sent still goes out when the
 // connection closes instead (a response with Connection: close).
 func TestTurnConnCloseSendsHeldBytes(t *testing.T) {
-	eachWait(t, func(t *testing.T, inOrder bool) {
-		c, peer := turnPair(t, inOrder)
-		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-		_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got, err := io.ReadAll(peer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" {
-			t.Fatalf("peer got %q", got)
-		}
-	})
+	closeSendsHeld(t, func(*turnConn) {})
 }
 
 // Bytes Write accepted go out under the deadline in force when they were
@@ -141,20 +127,27 @@ func TestTurnConnCloseSendsHeldBytes(t *testing.T) {
 // deadline of now; the response held before it must still reach the peer
 // (every Connection: close answer over TLS depends on it).
 func TestTurnConnDeadlineMovedAfterAWriteStillSends(t *testing.T) {
+	closeSendsHeld(t, func(c *turnConn) { _ = c.SetWriteDeadline(time.Now()) })
+}
+
+// closeSendsHeld writes a response, runs beforeClose, closes, and checks
+// that the peer got the response whole, in both wait modes.
+func closeSendsHeld(t *testing.T, beforeClose func(*turnConn)) {
+	const response = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
 	eachWait(t, func(t *testing.T, inOrder bool) {
 		c, peer := turnPair(t, inOrder)
-		if _, err := c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")); err != nil {
+		if _, err := c.Write([]byte(response)); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetWriteDeadline(time.Now())
+		beforeClose(c)
 		c.Close()
 		_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 		got, err := io.ReadAll(peer)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" {
-			t.Fatalf("peer got %q, want the response written before the deadline moved", got)
+		if string(got) != response {
+			t.Fatalf("peer got %q, want the response written before the close", got)
 		}
 	})
 }
