@@ -127,6 +127,18 @@ func (s *Server) datacentersNow(st *state, snap *buckets.Snapshot, gossip []heal
 	return out
 }
 
+// firstUsable is the position in plan of the first datacenter usable now,
+// by the deterministic states dcs; -1 if there is none. It is the views'
+// nextUsable.
+func firstUsable(plan []uint8, dcs []dcNow) int {
+	for i, dc := range plan {
+		if dcs[dc].usable() {
+			return i
+		}
+	}
+	return -1
+}
+
 // bucketCounts counts, per datacenter, the buckets whose list it heads
 // (home), those it would take now (serving: the first usable datacenter of
 // their list) and those pinned to it, and the buckets none of whose
@@ -145,15 +157,9 @@ func countBuckets(snap *buckets.Snapshot, dcs []dcNow) bucketCounts {
 		if dc, ok := snap.Pinned(b); ok {
 			c.pinned[dc]++
 		}
-		served := false
-		for _, dc := range plan {
-			if dcs[dc].usable() {
-				c.serving[dc]++
-				served = true
-				break
-			}
-		}
-		if !served {
+		if i := firstUsable(plan, dcs); i >= 0 {
+			c.serving[plan[i]]++
+		} else {
 			c.unserved++
 		}
 	}
@@ -332,18 +338,18 @@ func (v *view) bucket(b uint32) BucketView {
 	if isPinned {
 		out.Pinned = topo.Datacenters[pinned].Name
 	}
-	chosen := -1
+	plan := v.snap.Plan(b)
+	chosen := firstUsable(plan, v.dcs)
 	var skipped []string
-	for i, dc := range v.snap.Plan(b) {
+	for i, dc := range plan {
 		d := v.dcs[dc]
 		c := ExplainedChoice{
 			Datacenter: topo.Datacenters[dc].Name, Continent: topo.Datacenters[dc].Continent,
-			State: d.state(), Pinned: isPinned && int(dc) == pinned,
+			State: d.state(), Pinned: isPinned && int(dc) == pinned, Chosen: i == chosen,
 		}
-		if chosen < 0 && d.usable() {
-			chosen, c.Chosen = i, true
+		if c.Chosen {
 			out.Chosen = c.Datacenter
-		} else if chosen < 0 {
+		} else if chosen < 0 || i < chosen {
 			skipped = append(skipped, c.Datacenter+" "+c.State)
 		}
 		out.Plan = append(out.Plan, c)

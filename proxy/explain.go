@@ -67,13 +67,7 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 	snap := d.Snapshot
 	now := time.Now()
 	dcs := s.datacentersNow(st, snap, s.gossipView(nil), now)
-	d.Next = -1
-	for i, dc := range d.Plan {
-		if dcs[dc].usable() {
-			d.Next = i
-			break
-		}
-	}
+	d.Next = firstUsable(d.Plan, dcs)
 	topo := snap.Topology()
 	e.Bucket, e.Source, e.MapVersion = d.Bucket, d.Source.String(), snap.Version()
 	e.Spread, e.Sibling = d.Spread, d.Sibling
