@@ -568,7 +568,8 @@ type Placement struct {
 	Headroom float64 `yaml:"headroom"`
 	// AutoApply starts recommended moves and walks them through their
 	// phases on their own. Default false: recommendations are only shown
-	// (GET /admin/placement/recommendations).
+	// (GET /admin/placement/recommendations; POST /admin/placement/evaluate
+	// runs the advisor now).
 	AutoApply bool `yaml:"auto_apply"`
 	// CopyTime is how long an automatic move stays copying (the web tier
 	// copies the bucket's data to the new home) before writes are fenced.

@@ -13,7 +13,8 @@ import (
 
 // placementRoutes registers the placement advisor's and moves' routes:
 //
-//	GET    /admin/placement/recommendations  the advisor's view: recommendations, candidates, moves
+//	GET    /admin/placement/recommendations  the advisor's last evaluation: recommendations, candidates, moves
+//	POST   /admin/placement/evaluate         run the advisor now and answer as the GET does
 //	POST   /admin/buckets/{id}/move          {"to": "eu"}: start moving the bucket's home (copying)
 //	POST   /admin/buckets/{id}/move/advance  next phase: copying -> fenced -> cutover -> done
 //	DELETE /admin/buckets/{id}/move          abort a move no write has followed yet
@@ -21,6 +22,7 @@ import (
 // Every step is a new map version, spread to the fleet like a pin.
 func (a *Admin) placementRoutes(closed func(string, http.HandlerFunc)) {
 	closed("GET /admin/placement/recommendations", a.recommendations)
+	closed("POST /admin/placement/evaluate", a.evaluate)
 	closed("POST /admin/buckets/{id}/move", a.moveStart)
 	closed("POST /admin/buckets/{id}/move/advance", a.moveAdvance)
 	closed("DELETE /admin/buckets/{id}/move", a.moveAbort)
@@ -28,12 +30,14 @@ func (a *Admin) placementRoutes(closed func(string, http.HandlerFunc)) {
 
 // placementView is GET /admin/placement/recommendations.
 type placementView struct {
-	AutoApply     bool      `json:"auto_apply"`
-	EvaluatedAt   time.Time `json:"evaluated_at"`
-	MapVersion    uint64    `json:"map_version"`
-	AccessReports int       `json:"access_reports"` // nodes whose counts were weighed
-	MovesLastHour int       `json:"moves_in_last_hour"`
-	MovesPerHour  int       `json:"moves_per_hour"`
+	AutoApply bool `json:"auto_apply"`
+	// EvaluatedAt is when the advisor last ran (absent before its first
+	// run, placement.advise_every after the start).
+	EvaluatedAt   *time.Time `json:"evaluated_at,omitempty"`
+	MapVersion    uint64     `json:"map_version"`
+	AccessReports int        `json:"access_reports"` // nodes whose counts were weighed
+	MovesLastHour int        `json:"moves_in_last_hour"`
+	MovesPerHour  int        `json:"moves_per_hour"`
 	// Recommendations are the moves the advisor would start now.
 	Recommendations []buckets.Recommendation `json:"recommendations"`
 	// Candidates are buckets whose hysteresis window is running.
@@ -51,18 +55,24 @@ type moveView struct {
 	Since time.Time `json:"since"`
 }
 
-// PlacementView runs the advisor on the fleet's counts now and reports it.
+// placementView reports the advisor's last evaluation. It does not run the
+// advisor: an evaluation moves the candidates' hysteresis windows (starts
+// them, or drops one whose share dipped), so a view that ran it would make
+// when a bucket moves depend on how often someone looks.
 func (s *Server) placementView() placementView {
 	p := s.placer
-	recs := p.evaluate()
 	snap := s.Placement().Load()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := placementView{
-		AutoApply: p.opts.AutoApply, EvaluatedAt: p.evaluated, MapVersion: snap.Version(),
+		AutoApply: p.opts.AutoApply, MapVersion: snap.Version(),
 		AccessReports: p.reports, MovesLastHour: p.advisor.MovesInLastHour(p.now()),
-		MovesPerHour: p.advisor.Options().MovesPerHour, Recommendations: recs,
+		MovesPerHour: p.advisor.Options().MovesPerHour, Recommendations: slices.Clone(p.recs),
 		Candidates: p.advisor.Candidates(snap), Moves: []moveView{},
+	}
+	if !p.evaluated.IsZero() {
+		at := p.evaluated
+		v.EvaluatedAt = &at
 	}
 	if v.Recommendations == nil {
 		v.Recommendations = []buckets.Recommendation{}
@@ -78,6 +88,14 @@ func (s *Server) placementView() placementView {
 }
 
 func (a *Admin) recommendations(w http.ResponseWriter, r *http.Request) {
+	reply(w, r, a.s.placementView())
+}
+
+// evaluate is POST /admin/placement/evaluate: the advisor runs now, as on
+// its placement.advise_every tick (without carrying out recommendations,
+// even with auto_apply), and the answer is the view after it.
+func (a *Admin) evaluate(w http.ResponseWriter, r *http.Request) {
+	a.s.placer.evaluate()
 	reply(w, r, a.s.placementView())
 }
 

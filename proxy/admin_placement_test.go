@@ -214,18 +214,52 @@ func TestRecommendationsFollowTheTraffic(t *testing.T) {
 		t.Fatalf("bucket %d: %d EU-origin requests counted, want 20", b, n)
 	}
 	var v placementView
-	f.get("/admin/placement/recommendations", &v) // starts the window
-	if len(v.Candidates) != 1 || v.Candidates[0].Bucket != b {
-		t.Fatalf("candidates %+v", v.Candidates)
+	f.evaluate(&v) // starts the window
+	if len(v.Candidates) != 1 || v.Candidates[0].Bucket != b || v.EvaluatedAt == nil {
+		t.Fatalf("candidates %+v", v)
 	}
 	time.Sleep(time.Millisecond)
-	f.get("/admin/placement/recommendations", &v)
+	f.evaluate(&v)
 	if len(v.Recommendations) != 1 || v.Recommendations[0].Bucket != b || v.Recommendations[0].To != "eu" || v.Recommendations[0].Share != 1 || v.AutoApply {
 		t.Fatalf("recommendations %+v", v)
+	}
+	var shown placementView
+	f.get("/admin/placement/recommendations", &shown)
+	if len(shown.Recommendations) != 1 || shown.Recommendations[0] != v.Recommendations[0] || !shown.EvaluatedAt.Equal(*v.EvaluatedAt) {
+		t.Fatalf("GET shows %+v, not the last evaluation %+v", shown, v)
 	}
 	// Not applied unless configured: the map did not change.
 	if _, moving := f.srv.Placement().Load().Moving(b); moving {
 		t.Fatal("a recommendation was applied without auto_apply")
+	}
+}
+
+// Looking does not move the advisor: a GET reports the last evaluation
+// and starts no hysteresis window, however often it comes. (Before, every
+// GET ran the advisor, so a dashboard polling the page started windows
+// between ticks and dropped candidates on a passing dip.)
+func TestRecommendationsViewRunsNoEvaluation(t *testing.T) {
+	f := newAdminFixture(t, func(c *configs.Config) {
+		c.Node.Datacenter = "eu-a"
+		c.Placement.Window = time.Nanosecond
+		c.Placement.MinRequests = 10
+		c.Placement.StatsTick = time.Hour
+		c.Placement.AdviseEvery = time.Hour
+	}, AdminOptions{})
+	user, _ := usUser(t, f.harness)
+	for range 20 {
+		f.userDo("GET", user)
+	}
+	var v placementView
+	for range 3 {
+		f.get("/admin/placement/recommendations", &v)
+		time.Sleep(time.Millisecond)
+	}
+	if v.EvaluatedAt != nil || len(v.Candidates) != 0 || len(v.Recommendations) != 0 {
+		t.Fatalf("GET ran the advisor: %+v", v)
+	}
+	if w := f.call("GET", "/admin/placement/evaluate", "", ""); w.Code != 405 {
+		t.Fatalf("GET /admin/placement/evaluate: %d, want 405 (it changes the advisor's state)", w.Code)
 	}
 }
 

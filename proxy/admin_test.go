@@ -84,6 +84,19 @@ func (f *adminFixture) get(target string, v any) {
 	}
 }
 
+// evaluate runs the placement advisor through the admin endpoint and
+// decodes its answer into v.
+func (f *adminFixture) evaluate(v *placementView) {
+	f.t.Helper()
+	w := f.call("POST", "/admin/placement/evaluate", "", "")
+	if w.Code != 200 {
+		f.t.Fatalf("POST /admin/placement/evaluate: %d %s", w.Code, w.Body)
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
+		f.t.Fatalf("POST /admin/placement/evaluate: %v in %s", err, w.Body)
+	}
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
