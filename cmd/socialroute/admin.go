@@ -23,6 +23,11 @@ const (
 	adminReadTimeout       = 30 * time.Second
 	adminWriteTimeout      = 90 * time.Second
 	adminIdleTimeout       = 2 * time.Minute
+	// adminShutdownGrace is how long admin requests in flight may finish
+	// once the proxy has drained. A CPU profile runs up to a minute, and
+	// the exit should not wait for it (or a supervisor's kill timeout
+	// would end the process with SIGKILL): after the grace they are cut.
+	adminShutdownGrace = 5 * time.Second
 )
 
 // adminEndpoint is the running admin listener. A nil *adminEndpoint (the
@@ -128,13 +133,16 @@ func (e *adminEndpoint) SetDraining() {
 	}
 }
 
-// Shutdown stops the endpoint: no new requests, in-flight ones finish
-// until ctx ends.
+// Shutdown stops the endpoint: no new requests; in-flight ones finish
+// until ctx ends, and are cut then (their connections closed).
 func (e *adminEndpoint) Shutdown(ctx context.Context) error {
 	if e == nil {
 		return nil
 	}
 	err := e.http.Shutdown(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = errors.Join(err, e.http.Close())
+	}
 	if serr := <-e.done; !errors.Is(serr, http.ErrServerClosed) && serr != nil {
 		err = errors.Join(err, serr)
 	}

@@ -190,3 +190,45 @@ func TestStartAdminRefuses(t *testing.T) {
 		}
 	}
 }
+
+// An admin request still running when the node stops is cut after the
+// grace, not waited for: a 30 s CPU profile must not hold the exit up
+// (a supervisor's stop timeout would end the process with SIGKILL).
+func TestAdminShutdownCutsRequestsAfterTheGrace(t *testing.T) {
+	t.Setenv(configs.AdminTokenEnv, e2eAdminToken)
+	cfg := adminConfig(t, "admin: {enabled: true, address: \"127.0.0.1:0\"}\n")
+	e, err := startAdmin(cfg, serving(t, cfg), nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+e.Addr()+"/debug/pprof/profile?seconds=30", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAdminToken)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the profile is running
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := e.Shutdown(ctx); err == nil {
+		t.Error("Shutdown reported nothing cut")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Shutdown waited %v for the profile", took)
+	}
+	select {
+	case err := <-answered:
+		if err == nil {
+			t.Fatal("the profile finished: it was not in flight, so this test checked nothing")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the profile's connection is still open after Shutdown")
+	}
+}

@@ -103,21 +103,31 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	// The admin endpoint's reloads run in the loop below, like SIGHUP's,
 	// so the running config has one owner.
-	reloads := make(chan chan error)
+	// draining closes when the drain starts: the loop takes no reloads
+	// from then on, so one waiting for it is answered at once.
+	reloads, draining := make(chan chan error), make(chan struct{})
 	admin, err := startAdmin(cfg, srv, cluster, func() error {
 		done := make(chan error, 1)
 		select {
 		case reloads <- done:
 			return <-done
-		case <-ctx.Done():
+		case <-draining:
 			return errors.New("the node is shutting down")
+		case <-ctx.Done():
+			return errors.New("the node is stopping")
 		}
 	}, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	defer admin.Shutdown(context.Background())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), adminShutdownGrace)
+		defer cancel()
+		if err := admin.Shutdown(ctx); err != nil {
+			log.Warn("admin requests still running were cut", "grace", adminShutdownGrace, "error", err)
+		}
+	}()
 	defer cancel() // before admin.Shutdown: a reload waiting for the loop gives up
 
 	sigs := make(chan os.Signal, 4) // a SIGHUP and a SIGTERM close together are both kept
@@ -145,6 +155,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			}
 			log.Info("draining", "signal", sig.String(), "timeout", cfg.Listen.ShutdownTimeout)
 			admin.SetDraining() // /readyz answers 503 from now on
+			close(draining)
 			// A second SIGTERM or SIGINT ends the wait and the drain at once.
 			stop, stopNow := context.WithCancel(context.Background())
 			go func() {
