@@ -108,8 +108,30 @@ func newMetrics(s *Server) *metrics {
 			Help: "Version of the bucket map this node routes by; every pin, drain or reload raises it.",
 		}, func() float64 { return float64(s.Placement().Load().Version()) }),
 		&routingCollector{s: s},
+		&certCollector{s: s},
 	)
 	return m
+}
+
+// certCollector reports when each listener certificate in force expires,
+// so an alert can fire before it does (the proxy serves an expired one
+// rather than refuse every name; see loadCertSet).
+type certCollector struct{ s *Server }
+
+var descCertExpiry = prometheus.NewDesc("socialroute_tls_certificate_expiry_timestamp_seconds",
+	"When a listener certificate in force expires (its NotAfter, in Unix seconds), by its listen.tls.certificates entry and cert_file. Alert on: "+
+		"socialroute_tls_certificate_expiry_timestamp_seconds - time() < 14 * 86400.",
+	[]string{"certificate", "file"}, nil)
+
+func (c *certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry }
+
+func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.certs == nil {
+		return // no TLS on the listener
+	}
+	for _, sc := range c.s.certs.cur.Load().certs {
+		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(sc.notAfter.Unix()), sc.field, sc.file)
+	}
 }
 
 func counterFunc(name, help string, v *atomic.Uint64) prometheus.CounterFunc {

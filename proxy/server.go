@@ -131,12 +131,10 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 	s.cur.Store(st)
 	l := cfg.Listen
 	if l.TLS != nil {
-		set, err := loadCertSet(cfg, l.TLS)
-		if err != nil {
+		s.certs = &certStore{log: s.log}
+		if err := s.certs.reload(cfg); err != nil {
 			return nil, err
 		}
-		s.certs = &certStore{log: s.log}
-		s.certs.cur.Store(set)
 		s.tlsConf = serverTLSConfig(l.TLS, s.certs)
 	}
 	s.http = &fasthttp.Server{
@@ -352,7 +350,7 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 		// Certificates first: a bad one fails the reload, and the running
 		// configuration and certificates stay.
 		var err error
-		if certs, err = loadCertSet(cfg, cfg.Listen.TLS); err != nil {
+		if certs, err = s.certs.load(cfg); err != nil {
 			return err
 		}
 	}

@@ -23,8 +23,21 @@ import (
 type certSet struct {
 	byName map[string]*tls.Certificate // lower-case SNI name or "*.rest"
 	def    *tls.Certificate
-	files  []fileStamp // what the set was read from, for the watcher
+	files  []fileStamp  // what the set was read from, for the watcher
+	certs  []servedCert // one per listen.tls.certificates entry, in order
 }
+
+// servedCert is one configured certificate: where it came from and when it
+// expires, for the log and the expiry metric.
+type servedCert struct {
+	field    string // listen.tls.certificates[i]
+	file     string // cert_file as configured
+	path     string // cert_file resolved
+	notAfter time.Time
+}
+
+// expired reports whether c has expired at now.
+func (c servedCert) expired(now time.Time) bool { return now.After(c.notAfter) }
 
 // fileStamp identifies one version of a file cheaply: a change of either
 // field means the file was rewritten.
@@ -43,8 +56,17 @@ type certStore struct {
 // loadCertSet reads every certificate of t, with paths resolved against
 // cfg's folder. Any failure fails the whole set: half a set would serve the
 // default certificate for names that were meant to have their own.
-func loadCertSet(cfg *configs.Config, t *configs.ListenTLS) (*certSet, error) {
+//
+// An expired certificate is not a failure by itself. Refusing it would
+// take every name down (at a start) or keep stale files for every name (at
+// a reload) because one name's renewal is late; it is served, and its
+// clients see the same error as when it expired while running (HAProxy
+// does the same). It fails the set only when it would replace a
+// certificate in force (inForce, read from the same file) that is still
+// valid: a renewal tool wrote an old file back.
+func loadCertSet(cfg *configs.Config, t *configs.ListenTLS, inForce *certSet) (*certSet, error) {
 	set := &certSet{byName: map[string]*tls.Certificate{}}
+	now := time.Now()
 	for i, c := range t.Certificates {
 		field := fmt.Sprintf("listen.tls.certificates[%d]", i)
 		certPath, keyPath, ocspPath := cfg.FilePath(c.CertFile), cfg.FilePath(c.KeyFile), cfg.FilePath(c.OCSPFile)
@@ -71,9 +93,14 @@ func loadCertSet(cfg *configs.Config, t *configs.ListenTLS) (*certSet, error) {
 			}
 			pair.Leaf = leaf
 		}
-		if now := time.Now(); now.After(leaf.NotAfter) {
-			return nil, fmt.Errorf("proxy: %s: certificate %s expired on %s", field, certPath, leaf.NotAfter.Format(time.RFC3339))
+		sc := servedCert{field: field, file: c.CertFile, path: certPath, notAfter: leaf.NotAfter}
+		if sc.expired(now) {
+			if prev, ok := inForce.valid(certPath, now); ok {
+				return nil, fmt.Errorf("proxy: %s: certificate %s expired on %s; the one in force from that file is valid until %s, so it stays",
+					field, certPath, leaf.NotAfter.Format(time.RFC3339), prev.notAfter.Format(time.RFC3339))
+			}
 		}
+		set.certs = append(set.certs, sc)
 		if ocspPath != "" {
 			if pair.OCSPStaple, err = os.ReadFile(ocspPath); err != nil {
 				return nil, fmt.Errorf("proxy: %s.ocsp_file: %w", field, err)
@@ -97,6 +124,20 @@ func loadCertSet(cfg *configs.Config, t *configs.ListenTLS) (*certSet, error) {
 		return nil, errors.New("proxy: listen.tls.certificates: none configured")
 	}
 	return set, nil
+}
+
+// valid returns the certificate of s read from path, if s has one and it
+// has not expired at now. A nil set has none.
+func (s *certSet) valid(path string, now time.Time) (servedCert, bool) {
+	if s == nil {
+		return servedCert{}, false
+	}
+	for _, c := range s.certs {
+		if c.path == path && !c.expired(now) {
+			return c, true
+		}
+	}
+	return servedCert{}, false
 }
 
 // get chooses the certificate for a handshake: the exact server name, then
@@ -146,10 +187,28 @@ func serverTLSConfig(t *configs.ListenTLS, store *certStore) *tls.Config {
 	}
 }
 
+// load reads cfg's certificates as a new set, weighed against the set in
+// force (see loadCertSet), and logs each that has expired. It does not
+// swap the set in.
+func (cs *certStore) load(cfg *configs.Config) (*certSet, error) {
+	set, err := loadCertSet(cfg, cfg.Listen.TLS, cs.cur.Load())
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, c := range set.certs {
+		if c.expired(now) {
+			cs.log.Error("serving an EXPIRED certificate: clients that check will refuse it; renew it", "field", c.field,
+				"file", c.path, "expired", c.notAfter.Format(time.RFC3339))
+		}
+	}
+	return set, nil
+}
+
 // reload reads the certificates again and swaps them in; on failure the
 // ones in force stay and the error says why.
 func (cs *certStore) reload(cfg *configs.Config) error {
-	set, err := loadCertSet(cfg, cfg.Listen.TLS)
+	set, err := cs.load(cfg)
 	if err != nil {
 		return err
 	}
@@ -171,21 +230,26 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 			return
 		case <-tick.C:
 		}
-		c := cfg()
-		if c.Listen.TLS == nil || !cs.cur.Load().changed() {
+		c, inForce := cfg(), cs.cur.Load()
+		if c.Listen.TLS == nil || !inForce.changed() {
 			continue
 		}
 		if failed != nil && !(&certSet{files: failed}).changed() {
 			continue // still the files that failed; said so already
 		}
-		set, err := loadCertSet(c, c.Listen.TLS)
+		set, err := cs.load(c)
 		if err != nil {
-			failed = stampsOf(cs.cur.Load().files)
+			failed = stampsOf(inForce.files)
 			cs.log.Error("certificate reload failed; the certificates in force stay", "error", err)
 			continue
 		}
 		failed = nil
-		cs.cur.Store(set)
+		// A SIGHUP may have swapped in another config's set while this
+		// one loaded; it is newer and wins. Its files are looked at on
+		// the next tick.
+		if !cs.cur.CompareAndSwap(inForce, set) {
+			continue
+		}
 		cs.log.Info("certificates reloaded: files changed", "certificates", len(c.Listen.TLS.Certificates))
 	}
 }

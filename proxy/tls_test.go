@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -62,6 +64,13 @@ func newTestCA(t testing.TB) *testCA {
 // and returns its PEM chain and key.
 func (ca *testCA) issue(t testing.TB, cn string, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
+	return ca.issueUntil(t, time.Now().Add(24*time.Hour), cn, names...)
+}
+
+// issueUntil is issue for a certificate valid until notAfter (in the past
+// for an expired one).
+func (ca *testCA) issueUntil(t testing.TB, notAfter time.Time, cn string, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +79,8 @@ func (ca *testCA) issue(t testing.TB, cn string, names ...string) (certPEM, keyP
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: cn},
 		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    notAfter.Add(-48 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
@@ -383,29 +392,89 @@ func TestTLSWatcherReloadsChangedFiles(t *testing.T) {
 	waitFor("b-renewed")
 }
 
-func TestLoadCertSetRefusesExpired(t *testing.T) {
+// An expired certificate is served, not refused, unless it would replace
+// a valid one read from the same file: one late renewal must not take
+// every name down at a start, nor hold back every other name's renewal at
+// a reload.
+func TestExpiredCertificates(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)),
-		Subject:      pkix.Name{CommonName: "old"},
-		DNSNames:     []string{"old.example"},
-		NotBefore:    time.Now().Add(-48 * time.Hour),
-		NotAfter:     time.Now().Add(-24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
+	ca, dir := newTestCA(t), t.TempDir()
 	cfg := &configs.Config{}
-	lt := &configs.ListenTLS{Certificates: []configs.Certificate{{
-		CertFile: writeFile(t, dir, "old.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		KeyFile:  writeFile(t, dir, "old.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})),
-	}}}
-	if _, err := loadCertSet(cfg, lt); err == nil || !strings.Contains(err.Error(), "expired") {
-		t.Errorf("err = %v, want expired", err)
+	expired := func(base string) configs.Certificate {
+		c, k := ca.issueUntil(t, time.Now().Add(-24*time.Hour), base, base+".example")
+		return configs.Certificate{CertFile: writeFile(t, dir, base+".pem", c), KeyFile: writeFile(t, dir, base+".key", k)}
+	}
+	valid := ca.issueFiles(t, dir, "valid", "valid", "valid.example")
+	old := expired("old")
+
+	// At a start: served, logged by field, and the set says which has
+	// expired.
+	var logs bytes.Buffer
+	store := &certStore{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	start, err := store.load(&configs.Config{Listen: configs.Listen{TLS: &configs.ListenTLS{Certificates: []configs.Certificate{valid, old}}}})
+	if err != nil {
+		t.Fatalf("a start with one expired certificate: %v", err)
+	}
+	if len(start.certs) != 2 || start.certs[0].expired(time.Now()) || !start.certs[1].expired(time.Now()) ||
+		start.certs[1].field != "listen.tls.certificates[1]" || servedName(start, "old.example") != "old" {
+		t.Fatalf("set %+v", start.certs)
+	}
+	if l := logs.String(); !strings.Contains(l, "EXPIRED") || !strings.Contains(l, "listen.tls.certificates[1]") || strings.Contains(l, "certificates[0]") {
+		t.Fatalf("log of the expired certificate:\n%s", l)
+	}
+
+	// At a reload: the same expired file again is no reason to refuse
+	// the other names' new certificates.
+	renewed := ca.issueFiles(t, dir, "valid", "valid-renewed", "valid.example")
+	again, err := loadCertSet(cfg, &configs.ListenTLS{Certificates: []configs.Certificate{renewed, old}}, start)
+	if err != nil || servedName(again, "valid.example") != "valid-renewed" {
+		t.Fatalf("a reload that renews one and keeps an expired one: %v", err)
+	}
+
+	// An expired file written over a valid certificate in force is
+	// refused, and the error says which, and why.
+	expired("valid")
+	_, err = loadCertSet(cfg, &configs.ListenTLS{Certificates: []configs.Certificate{renewed, old}}, again)
+	if err == nil || !strings.Contains(err.Error(), "listen.tls.certificates[0]") || !strings.Contains(err.Error(), "stays") {
+		t.Fatalf("an expired certificate over a valid one: %v, want refused", err)
+	}
+}
+
+// servedName is the common name of the certificate set serves for SNI name.
+func servedName(set *certSet, name string) string {
+	return set.get(&tls.ClientHelloInfo{ServerName: name}).Leaf.Subject.CommonName
+}
+
+// A proxy starts with an expired certificate among valid ones, serves the
+// valid names, and reports every expiry as a metric.
+func TestTLSStartsWithAnExpiredCertificate(t *testing.T) {
+	ca, dir := newTestCA(t), t.TempDir()
+	c, k := ca.issueUntil(t, time.Now().Add(-time.Hour), "late", "late.example")
+	late := configs.Certificate{CertFile: writeFile(t, dir, "late.pem", c), KeyFile: writeFile(t, dir, "late.key", k)}
+	valid := ca.issueFiles(t, dir, "valid", "valid", "valid.example")
+	th := &tlsHarness{ca: ca, dir: dir}
+	th.harness = newHarness(t, func(c *configs.Config) {
+		c.Listen.TLS = &configs.ListenTLS{Certificates: []configs.Certificate{valid, late}}
+	})
+	conn, err := th.handshake("valid.example", nil)
+	if err != nil {
+		t.Fatalf("the valid name: %v", err)
+	}
+	conn.Close()
+	if _, err := th.handshake("late.example", nil); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("the expired name: %v, want the client to refuse an expired certificate", err)
+	}
+	got := map[string]float64{}
+	mfs, _ := th.srv.Registry().Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "socialroute_tls_certificate_expiry_timestamp_seconds" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	now := float64(time.Now().Unix())
+	if len(got) != 2 || got["listen.tls.certificates[0]"] < now || got["listen.tls.certificates[1]"] > now {
+		t.Fatalf("expiry metric %v (now %v)", got, now)
 	}
 }
