@@ -72,8 +72,9 @@ type orderedWait struct {
 	slot  int32
 	fd    int
 
-	rd, wr waitSide
-	closed atomic.Bool
+	rd, wr  waitSide
+	closed  atomic.Bool
+	closing sync.Once // the first Close's work; a second waits for it
 
 	// sole: the socket is in readyOrder's epoll instance only, out of the
 	// runtime's, so writes that find the socket buffer full wait here too.
@@ -392,23 +393,45 @@ func (c *turnConn) Close() error {
 		c.wmu.Unlock()
 	}
 	w := c.inOrder
-	if w == nil || w.closed.Swap(true) {
+	if w == nil {
 		return c.Conn.Close()
 	}
-	// Out of readyOrder while the descriptor is still this socket's: its
-	// number, reused, must never wake c.
-	w.order.remove(w.slot, w.fd)
-	err := c.Conn.Close()
-	c.rd.mu.Lock()
-	w.rd.stop()
-	c.rd.mu.Unlock()
-	c.wd.mu.Lock()
-	w.wr.stop()
-	c.wd.mu.Unlock()
-	w.rd.permit() // a Read or Write waiting finds the connection closed
-	w.wr.permit()
+	// A second Close (fasthttp's Shutdown closing an idle connection as
+	// its serving goroutine ends it) waits in the Once until the first
+	// has left readyOrder: were it to close the descriptor sooner, a
+	// connection accepted in between could get the number, and the first
+	// Close's removal would take that connection out of readyOrder.
+	var err error
+	first := false
+	w.closing.Do(func() {
+		first = true
+		w.closed.Store(true)
+		if hook := testHookClosing.Load(); hook != nil {
+			(*hook)(c)
+		}
+		// Out of readyOrder while the descriptor is still this
+		// socket's: its number, reused, must never wake c.
+		w.order.remove(w.slot, w.fd)
+		err = c.Conn.Close()
+		c.rd.mu.Lock()
+		w.rd.stop()
+		c.rd.mu.Unlock()
+		c.wd.mu.Lock()
+		w.wr.stop()
+		c.wd.mu.Unlock()
+		w.rd.permit() // a Read or Write waiting finds the connection closed
+		w.wr.permit()
+	})
+	if !first {
+		return c.Conn.Close() // closed already: net.ErrClosed
+	}
 	return err
 }
+
+// testHookClosing, when set by a test, runs in the first Close of an
+// ordered turnConn after it is marked closed and before it leaves
+// readyOrder.
+var testHookClosing atomic.Pointer[func(*turnConn)]
 
 func (c *turnConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
