@@ -172,9 +172,12 @@ type Listen struct {
 	// BodyTimeout bounds reading a request's body once its headers are in.
 	// Default 30s.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
-	// MaxConnsPerIP caps the connections one client address may hold open;
-	// more are refused. Default 0: no cap (behind an L4 balancer without
-	// the PROXY protocol every client has the balancer's address).
+	// MaxConnsPerIP caps the connections one client may hold open: an
+	// IPv4 address, or an IPv6 /64 (its hosts pick any address in it).
+	// More are refused, with a 429 in plain HTTP and a close under TLS,
+	// and counted in socialroute_connections_refused_total. Default 0: no
+	// cap (behind an L4 balancer without the PROXY protocol every client
+	// has the balancer's address).
 	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
 	// MaxHeaders caps the header fields of a request; more get 431.
 	// Default 100.

@@ -31,7 +31,8 @@ func Listen(ctx context.Context, l configs.Listen) (net.Listener, error) {
 // wrapListener stacks what the config asks for on a raw listener: each
 // socket a turnConn (the cheaper read/write turns), then the
 // PROXY protocol (the header precedes the TLS handshake on the
-// wire), then TLS. fasthttp sees tls.Conns, so ctx.IsTLS() and
+// wire), then listen.max_conns_per_ip (counting the header's client),
+// then TLS. fasthttp sees tls.Conns, so ctx.IsTLS() and
 // X-Forwarded-Proto follow, and RemoteAddr is the PROXY header's client.
 func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 	l := s.cur.Load().cfg.Listen
@@ -41,6 +42,9 @@ func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 		if ln, err = proxyProtocolListener(ln, l.ProxyProtocol); err != nil {
 			return nil, err
 		}
+	}
+	if s.clients != nil {
+		ln = limitListener{ln, s.clients}
 	}
 	if s.tlsConf != nil {
 		ln = tls.NewListener(ln, s.tlsConf)

@@ -109,6 +109,15 @@ func newMetrics(s *Server) *metrics {
 		}, func() float64 { return float64(s.Placement().Load().Version()) }),
 		&routingCollector{s: s},
 		&certCollector{s: s},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "socialroute_connections_refused_total",
+			Help: "Client connections refused because their client (an IPv4 address or an IPv6 /64) held listen.max_conns_per_ip already.",
+		}, func() float64 {
+			if s.clients == nil {
+				return 0
+			}
+			return float64(s.clients.refused.Load())
+		}),
 	)
 	return m
 }

@@ -35,6 +35,30 @@ func (f *adminFixture) scrape() map[string]float64 {
 	return out
 }
 
+// gathered reads metric name from s's registry: value by its first label's
+// value ("" for a series without labels).
+func gathered(t *testing.T, s *Server, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			k := ""
+			if l := m.GetLabel(); len(l) > 0 {
+				k = l[0].GetValue()
+			}
+			out[k] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
 func requestsSeries(dc, continent, status string) string {
 	return metricRequests + `{continent="` + continent + `",datacenter="` + dc + `",spread="false",status="` + status + `"}`
 }

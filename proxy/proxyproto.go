@@ -19,11 +19,10 @@ import (
 // balancer that sends no header is refused: the spec forbids guessing.
 //
 // The header is read on the connection's first read, in the connection's
-// goroutine, bounded by p.HeaderTimeout. With listen.max_conns_per_ip set,
-// fasthttp asks for the address in its accept loop. Not reading strangers'
-// headers is what keeps one that connects and sends nothing from holding
-// up every accept for HeaderTimeout (REJECT reads the header to refuse
-// it). A trusted balancer that stalls its header still can.
+// goroutine, bounded by p.HeaderTimeout; nothing in the accept loop asks
+// for the address (listen.max_conns_per_ip counts on the first read too,
+// see clientLimit), so a connection that opens and sends nothing holds up
+// no other.
 func proxyProtocolListener(ln net.Listener, p *configs.ProxyProtocol) (net.Listener, error) {
 	policy, err := proxyproto.PolicyFromRanges(p.Trusted, proxyproto.REQUIRE, proxyproto.SKIP)
 	if err != nil {

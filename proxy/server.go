@@ -87,6 +87,7 @@ type Server struct {
 	// listener's tls.Config that reads them at each handshake.
 	certs   *certStore
 	tlsConf *tls.Config
+	clients *clientLimit // listen.max_conns_per_ip; nil without a cap
 
 	// ln is the listener Serve accepts on, closed first by Shutdown;
 	// draining makes every response close its connection (see Shutdown).
@@ -137,6 +138,9 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		}
 		s.tlsConf = serverTLSConfig(l.TLS, s.certs)
 	}
+	if l.MaxConnsPerIP > 0 {
+		s.clients = newClientLimit(l.MaxConnsPerIP, l.TLS != nil, s.log)
+	}
 	s.http = &fasthttp.Server{
 		Handler:                      s.serveRequest,
 		ErrorHandler:                 s.handleParseError,
@@ -151,7 +155,8 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true, // on SIGTERM, close each connection after its in-flight request
-		MaxConnsPerIP:                l.MaxConnsPerIP,
+		// listen.max_conns_per_ip is clientLimit's, not fasthttp's
+		// MaxConnsPerIP: see clientLimit.
 		// ReadTimeout bounds the request line and headers; once they are
 		// in, the body gets its own budget. A request without a body has
 		// nothing more to read, and arming a deadline for it would cost a

@@ -464,15 +464,7 @@ func TestTLSStartsWithAnExpiredCertificate(t *testing.T) {
 	if _, err := th.handshake("late.example", nil); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("the expired name: %v, want the client to refuse an expired certificate", err)
 	}
-	got := map[string]float64{}
-	mfs, _ := th.srv.Registry().Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == "socialroute_tls_certificate_expiry_timestamp_seconds" {
-			for _, m := range mf.GetMetric() {
-				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-			}
-		}
-	}
+	got := gathered(t, th.srv, "socialroute_tls_certificate_expiry_timestamp_seconds")
 	now := float64(time.Now().Unix())
 	if len(got) != 2 || got["listen.tls.certificates[0]"] < now || got["listen.tls.certificates[1]"] > now {
 		t.Fatalf("expiry metric %v (now %v)", got, now)
