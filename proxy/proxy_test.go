@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -562,6 +563,48 @@ func TestReloadSwapsConfigAndKeepsVersionRising(t *testing.T) {
 	}
 	if r := h.getUser(id); datacenterOf(r) != "us-c" {
 		t.Fatal("a failed reload changed routing")
+	}
+}
+
+// A reload rebuilds pins and drains from the file, so it undoes the ones
+// made at run time; it names each one it undoes, and not one the new file
+// makes itself or one the running map shares with the file.
+func TestReloadNamesTheRuntimeChangesItUndoes(t *testing.T) {
+	h := newHarness(t, nil)
+	us := homedIn(t, h.srv.Placement().Load(), "us")
+	a, b, c, d := us[0], us[1], us[2], us[3]
+	key := func(b uint32) string { return strconv.Itoa(int(b)) }
+	file := func(c *configs.Config) {
+		c.Drained = []string{"us-b"}
+		c.Pins = map[string]string{key(a): "us-a", key(b): "us-a", key(d): "us-c"}
+	}
+	if err := h.srv.Reload(testConfig(t, file), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
+		o.Drained = map[string]bool{"us-c": true, "eu-b": true} // and us-b undrained
+		delete(o.Pins, a)
+		o.Pins[b] = "us-c"
+		o.Pins[c] = "us-b"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	old := h.srv.cur.Load()
+	if err := h.srv.Reload(testConfig(t, func(cfg *configs.Config) {
+		file(cfg)
+		cfg.Drained = append(cfg.Drained, "us-c") // the file takes this drain over
+	}), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := revertedChanges(old, h.srv.cur.Load())
+	pins := map[uint32]string{a: "unpin of bucket " + key(a), b: "pin of bucket " + key(b) + " to us-c", c: "pin of bucket " + key(c) + " to us-b"}
+	want := []string{"drain of eu-b", "undrain of us-b"}
+	for _, bucket := range slices.Sorted(maps.Keys(pins)) {
+		want = append(want, pins[bucket])
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("undone:\n got %q\nwant %q", got, want)
 	}
 }
 

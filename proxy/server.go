@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,6 +268,58 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	return st, nil
 }
 
+// revertedChanges names the pins and drains made at run time (the running
+// map differs from the old file there) that next's map does not keep: a
+// reload rebuilds them from the file, and an operator who drained a failing
+// datacenter through the admin endpoint must hear that a reload for some
+// other reason just sent traffic back to it. At most maxReverted are named.
+func revertedChanges(old, next *state) []string {
+	_, oldFile, err := placementFrom(old.cfg)
+	if err != nil {
+		return nil // the running config loaded once, so this does not happen
+	}
+	running := old.router.placement.Load().Overrides()
+	now := next.router.placement.Load().Overrides()
+	var undone []string
+	for _, dc := range slices.Sorted(maps.Keys(union(running.Drained, oldFile.Drained))) {
+		if r := running.Drained[dc]; r != oldFile.Drained[dc] && now.Drained[dc] != r {
+			undone = append(undone, map[bool]string{true: "drain of ", false: "undrain of "}[r]+dc)
+		}
+	}
+	pins := 0
+	for _, b := range slices.Sorted(maps.Keys(union(running.Pins, oldFile.Pins))) {
+		if r := running.Pins[b]; r != oldFile.Pins[b] && now.Pins[b] != r {
+			if pins++; pins > maxReverted {
+				continue
+			}
+			if r == "" {
+				undone = append(undone, fmt.Sprintf("unpin of bucket %d", b))
+			} else {
+				undone = append(undone, fmt.Sprintf("pin of bucket %d to %s", b, r))
+			}
+		}
+	}
+	if pins > maxReverted {
+		undone = append(undone, fmt.Sprintf("and %d more pins", pins-maxReverted))
+	}
+	return undone
+}
+
+// maxReverted bounds the pins a reload's warning names one by one.
+const maxReverted = 20
+
+// union is the keys of a and b, as a set.
+func union[K comparable, V any](a, b map[K]V) map[K]struct{} {
+	u := make(map[K]struct{}, len(a)+len(b))
+	for k := range a {
+		u[k] = struct{}{}
+	}
+	for k := range b {
+		u[k] = struct{}{}
+	}
+	return u
+}
+
 // sameUpstreamSettings reports whether pooled clients built for a can be
 // kept for b (retries are read per request, not baked into clients).
 func sameUpstreamSettings(a, b configs.Upstream) bool {
@@ -365,6 +419,10 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	}
 	if fields := configs.RestartOnly(old.cfg, cfg); len(fields) > 0 {
 		s.log.Warn("these settings changed but take effect only after a restart", "fields", strings.Join(fields, ", "))
+	}
+	if undone := revertedChanges(old, st); len(undone) > 0 {
+		s.log.Warn("the reload undid pins and drains made at run time (admin or fleet), since the file does not have them; put lasting ones in the file",
+			"undone", strings.Join(undone, ", "))
 	}
 	s.cur.Store(st)
 	if certs != nil {
