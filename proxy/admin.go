@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -95,6 +96,11 @@ type Admin struct {
 	joined   atomic.Bool          // gossip has once listed another member
 	reg      *prometheus.Registry // the endpoint's own metrics: gossip, readiness, Go runtime
 	handler  http.Handler
+
+	// refused counts requests answered 401, by reason; wrongToken keeps
+	// someone guessing tokens from flooding the log.
+	refused    *prometheus.CounterVec
+	wrongToken logEvery
 }
 
 // NewAdmin builds the admin endpoint of s.
@@ -111,7 +117,16 @@ func NewAdmin(s *Server, o AdminOptions) (*Admin, error) {
 		a.log = slog.Default()
 	}
 	a.token = sha256.Sum256(o.Token)
+	a.wrongToken.every = 10 * time.Second
+	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "socialroute_admin_unauthorized_total",
+		Help: "Admin requests answered 401, by reason: missing (no credentials), wrong (a token that is not valid), basic_write (Basic credentials for a change).",
+	}, []string{"reason"})
+	for _, r := range []string{"missing", "wrong", "basic_write"} {
+		a.refused.WithLabelValues(r) // at 0 from the start, so rate() sees the first
+	}
 	a.reg.MustRegister(
+		a.refused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -303,6 +318,7 @@ func (a *Admin) authorized(w http.ResponseWriter, r *http.Request) bool {
 	sum := sha256.Sum256([]byte(given))
 	if given != "" && subtle.ConstantTimeCompare(sum[:], a.token[:]) == 1 {
 		if basic && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			a.refused.WithLabelValues("basic_write").Inc()
 			w.Header().Add("WWW-Authenticate", "Bearer "+realm)
 			writeError(w, http.StatusUnauthorized, "authorization", "changes need \"Authorization: Bearer <token>\"; Basic credentials are for reading")
 			return false
@@ -311,11 +327,15 @@ func (a *Admin) authorized(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Add("WWW-Authenticate", "Bearer "+realm)
 	w.Header().Add("WWW-Authenticate", "Basic "+realm+`, charset="UTF-8"`)
-	msg := "a token is required: \"Authorization: Bearer <token>\""
+	msg, reason := "a token is required: \"Authorization: Bearer <token>\"", "missing"
 	if given != "" {
-		msg = "the token is not valid"
-		a.log.Warn("admin: request with a wrong token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		msg, reason = "the token is not valid", "wrong"
+		if ok, held := a.wrongToken.due(); ok {
+			a.log.Warn("admin: request with a wrong token (logged once in 10s; socialroute_admin_unauthorized_total counts all)",
+				"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "wrong_since_last_line", held)
+		}
 	}
+	a.refused.WithLabelValues(reason).Inc()
 	writeError(w, http.StatusUnauthorized, "authorization", msg)
 	return false
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -186,6 +187,18 @@ func TestAdminRoutesNeedTheToken(t *testing.T) {
 	if strings.Contains(f.logs.String(), testToken) {
 		t.Fatal("the token is in the logs")
 	}
+	// Every refusal counts; the wrong tokens make one log line, not one
+	// each: someone guessing must not flood the log.
+	routes := len(adminRoutes) + 1
+	metrics := f.call("GET", "/metrics", "", "").Body.String()
+	for reason, n := range map[string]int{"missing": 4 * routes, "wrong": 4 * routes, "basic_write": 0} {
+		if line := fmt.Sprintf("socialroute_admin_unauthorized_total{reason=%q} %d\n", reason, n); !strings.Contains(metrics, line) {
+			t.Errorf("metrics lack %q", line)
+		}
+	}
+	if n := strings.Count(f.logs.String(), "wrong token"); n != 1 {
+		t.Errorf("%d log lines for %d wrong tokens, want 1", n, 4*routes)
+	}
 
 	// Basic credentials (the status page in a browser) read, never change.
 	if w := f.call("GET", "/admin/datacenters", "", basic("anyone", testToken)); w.Code != 200 {
@@ -193,6 +206,9 @@ func TestAdminRoutesNeedTheToken(t *testing.T) {
 	}
 	if w := f.call("POST", "/admin/datacenters/eu-b/drain", "", basic("anyone", testToken)); w.Code != 401 || !strings.Contains(w.Body.String(), "Bearer") {
 		t.Fatalf("POST with Basic credentials: %d %s, want 401 asking for a bearer token", w.Code, w.Body)
+	}
+	if !strings.Contains(f.call("GET", "/metrics", "", "").Body.String(), `socialroute_admin_unauthorized_total{reason="basic_write"} 1`) {
+		t.Error("the POST with Basic credentials is not counted as basic_write")
 	}
 	// Health needs nothing.
 	for _, p := range []string{"/healthz", "/readyz"} {

@@ -33,12 +33,12 @@ type clientLimit struct {
 	mu   sync.Mutex
 	open map[netip.Prefix]int
 
-	refused  atomic.Uint64
-	loggedAt atomic.Int64 // unix nanoseconds of the last refusal logged
+	refused atomic.Uint64
+	warn    logEvery
 }
 
 func newClientLimit(max int, tls bool, log *slog.Logger) *clientLimit {
-	return &clientLimit{max: max, tls: tls, log: log, open: map[netip.Prefix]int{}}
+	return &clientLimit{max: max, tls: tls, log: log, open: map[netip.Prefix]int{}, warn: logEvery{every: time.Minute}}
 }
 
 // clientOf is the client a remote address belongs to; ok is false for an
@@ -88,9 +88,9 @@ func (l *clientLimit) refuse(c net.Conn, k netip.Prefix) {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = io.WriteString(c, refusedResponse)
 	}
-	now := time.Now().UnixNano()
-	if last := l.loggedAt.Load(); now-last > int64(time.Minute) && l.loggedAt.CompareAndSwap(last, now) {
-		l.log.Warn("refusing connections past listen.max_conns_per_ip (logged once a minute)", "client", k.String(), "max_conns_per_ip", l.max)
+	if ok, held := l.warn.due(); ok {
+		l.log.Warn("refusing connections past listen.max_conns_per_ip (logged once a minute)",
+			"client", k.String(), "max_conns_per_ip", l.max, "refused_since_last_line", held)
 	}
 }
 
