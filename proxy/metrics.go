@@ -68,7 +68,7 @@ type stateMetrics struct {
 	dcs []dcMetrics
 }
 
-func newMetrics(s *Server) *metrics {
+func newMetrics(s *Server, version string) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: metricRequests,
@@ -107,6 +107,19 @@ func newMetrics(s *Server) *metrics {
 			Name: "socialroute_map_version",
 			Help: "Version of the bucket map this node routes by; every pin, drain or reload raises it.",
 		}, func() float64 { return float64(s.Placement().Load().Version()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "socialroute_build_info",
+			Help:        "Always 1; the labels say which build runs (as socialroute version prints it).",
+			ConstLabels: prometheus.Labels{"version": version}, // go_info has the Go version
+		}, func() float64 { return 1 }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "socialroute_config_last_reload_successful",
+			Help: "1 if the last reload (SIGHUP, POST /admin/reload) applied, 0 if it was refused and the previous configuration runs; 1 at start.",
+		}, func() float64 { return bool01(s.lastReload.ok.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "socialroute_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration in force was loaded (the start, or the last reload that applied), in unix seconds.",
+		}, func() float64 { return float64(s.lastReload.succeeded.Load()) }),
 		&routingCollector{s: s},
 		&certCollector{s: s},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

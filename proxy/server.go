@@ -42,6 +42,8 @@ type Options struct {
 	// advisor and shows every node's map version for a move's fence
 	// (health.Cluster does). Default: this node's own counts only.
 	Fleet PlacementFleet
+	// Version is the binary's version, for socialroute_build_info.
+	Version string
 }
 
 // state is everything a reload replaces, published as one immutable value
@@ -77,7 +79,13 @@ type Server struct {
 	stats   Stats
 	metrics *metrics
 	serving atomic.Bool // between Serve and Shutdown: readiness
-	placer  *placer     // access statistics, the advisor and moves (placer.go)
+	// lastReload is the outcome of the last reload attempt (RecordReload),
+	// for the metrics; the start counts as a successful one.
+	lastReload struct {
+		ok        atomic.Bool
+		succeeded atomic.Int64 // unix seconds
+	}
+	placer *placer // access statistics, the advisor and moves (placer.go)
 	// bg lives from New to Shutdown; the background loops Serve starts
 	// (hot-key detection, placement, certificate watching) end with it. A
 	// Shutdown before Serve starts them leaves them nothing to run.
@@ -125,7 +133,8 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		s.status = &health.Static{}
 	}
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
-	s.metrics = newMetrics(s)
+	s.RecordReload(nil) // the start is the first load
+	s.metrics = newMetrics(s, opts.Version)
 	s.placer = newPlacer(s, opts.Fleet)
 	st, err := s.newState(cfg, table, nil)
 	if err != nil {
@@ -433,6 +442,18 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	s.log.Info("configuration reloaded", "map_version", snap.Version(), "table_users", table.Len())
 	s.placementChanged(snap)
 	return nil
+}
+
+// RecordReload notes the outcome of a reload attempt (SIGHUP, the admin
+// endpoint) for socialroute_config_last_reload_successful and
+// ..._success_timestamp_seconds. The caller that reads the file reports
+// it, since most failures come before Reload: a file that does not parse,
+// a table that does not load.
+func (s *Server) RecordReload(err error) {
+	s.lastReload.ok.Store(err == nil)
+	if err == nil {
+		s.lastReload.succeeded.Store(time.Now().Unix())
+	}
 }
 
 // ChangePlacement applies an operator's change (pin, drain, home) to the

@@ -42,3 +42,59 @@ func TestReloadAppliesLogLevelAndNamesRestartOnlySettings(t *testing.T) {
 		t.Fatalf("the reload did not name listen.read_timeout as needing a restart:\n%s", out)
 	}
 }
+
+// Whether the last reload applied is a metric, so an alert can catch a
+// node left on an old configuration by a file it refused; a file that
+// does not even parse counts.
+func TestReloadOutcomeIsAMetric(t *testing.T) {
+	cfg := adminConfig(t, "")
+	level := new(slog.LevelVar)
+	log := slog.New(slog.DiscardHandler)
+	srv, err := proxy.New(cfg, nil, proxy.Options{Logger: log, Version: "v9.9.9-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := srv.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	started := gauge("socialroute_config_last_reload_success_timestamp_seconds")
+	if gauge("socialroute_config_last_reload_successful") != 1 || started == 0 || gauge("socialroute_build_info") != 1 {
+		t.Fatal("at start: the last load is not a success, or build_info is missing")
+	}
+	good, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Path, []byte("buckets: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reload(srv, cfg, cfg.Path, false, log, level); err == nil {
+		t.Fatal("a file that does not parse reloaded")
+	}
+	if got := gauge("socialroute_config_last_reload_successful"); got != 0 {
+		t.Fatalf("after a refused reload: last_reload_successful = %v, want 0", got)
+	}
+	if got := gauge("socialroute_config_last_reload_success_timestamp_seconds"); got != started {
+		t.Fatalf("a refused reload moved the success timestamp: %v -> %v", started, got)
+	}
+	if err := os.WriteFile(cfg.Path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reload(srv, cfg, cfg.Path, false, log, level); err != nil {
+		t.Fatal(err)
+	}
+	if got := gauge("socialroute_config_last_reload_successful"); got != 1 {
+		t.Fatalf("after a reload that applied: last_reload_successful = %v, want 1", got)
+	}
+}

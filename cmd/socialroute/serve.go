@@ -78,7 +78,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := proxy.Options{Logger: log}
+	opts := proxy.Options{Logger: log, Version: buildVersion()}
 	if cluster != nil {
 		defer cluster.Close()
 		link.cluster = cluster
@@ -225,6 +225,7 @@ func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool
 	default:
 		err = srv.Reload(cfg, table)
 	}
+	srv.RecordReload(err)
 	if err != nil {
 		log.Error("reload failed; the running configuration stays in force", "error", err)
 		return nil, err
