@@ -36,7 +36,7 @@ func Listen(ctx context.Context, l configs.Listen) (net.Listener, error) {
 // X-Forwarded-Proto follow, and RemoteAddr is the PROXY header's client.
 func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 	l := s.cur.Load().cfg.Listen
-	ln = turnListener{patientListener{Listener: ln, log: s.log}}
+	ln = turnListener{newPatientListener(ln, s.log)}
 	if l.ProxyProtocol != nil {
 		var err error
 		if ln, err = proxyProtocolListener(ln, l.ProxyProtocol); err != nil {
@@ -58,13 +58,25 @@ func (s *Server) wrapListener(ln net.Listener) (net.Listener, error) {
 // descriptor limit would end Serve, and with it the process and every
 // connection it held. HAProxy pauses its listener the same way. The wait
 // starts at 5 ms and doubles up to a second (net/http's schedule); the
-// connections being served meanwhile close and free what was short.
+// connections being served meanwhile close and free what was short. Close
+// ends a wait at once: Shutdown must not sit out a second of it.
 type patientListener struct {
 	net.Listener
-	log *slog.Logger
+	log    *slog.Logger
+	once   sync.Once
+	closed chan struct{}
 }
 
-func (l patientListener) Accept() (net.Conn, error) {
+func newPatientListener(ln net.Listener, log *slog.Logger) *patientListener {
+	return &patientListener{Listener: ln, log: log, closed: make(chan struct{})}
+}
+
+func (l *patientListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+func (l *patientListener) Accept() (net.Conn, error) {
 	var wait time.Duration
 	for {
 		c, err := l.Listener.Accept()
@@ -77,7 +89,13 @@ func (l patientListener) Accept() (net.Conn, error) {
 		} else {
 			wait = min(2*wait, time.Second)
 		}
-		time.Sleep(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-l.closed:
+			t.Stop()
+			return nil, net.ErrClosed // what fasthttp's Serve takes for the end
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -110,6 +111,57 @@ func (l *failingListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
+// exhaustedListener fails every Accept with EMFILE until closed, and
+// counts the calls.
+type exhaustedListener struct {
+	net.Listener
+	calls  atomic.Int32
+	closed atomic.Bool
+}
+
+func (l *exhaustedListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
+}
+
+func (l *exhaustedListener) Accept() (net.Conn, error) {
+	l.calls.Add(1)
+	if l.closed.Load() {
+		return nil, net.ErrClosed
+	}
+	return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", syscall.EMFILE)}
+}
+
+// Close ends a wait for descriptors at once: with the wait grown to
+// 640 ms, Accept returns as soon as the listener is closed, not when the
+// wait is over.
+func TestPatientListenerCloseEndsTheWait(t *testing.T) {
+	ln := &exhaustedListener{Listener: fasthttputil.NewInmemoryListener()}
+	patient := newPatientListener(ln, slog.New(slog.DiscardHandler))
+	returned := make(chan error, 1)
+	go func() {
+		_, err := patient.Accept()
+		returned <- err
+	}()
+	// The 8th call starts the 640 ms wait (5, 10, ..., 320 ms before it).
+	waitUntil(t, "eight accept attempts", func() bool { return ln.calls.Load() >= 8 })
+	start := time.Now()
+	patient.Close()
+	select {
+	case err := <-returned:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+		// A behaviour bound, far from both outcomes: about 0, against
+		// the rest of a 640 ms wait.
+		if d := time.Since(start); d > 300*time.Millisecond {
+			t.Fatalf("Accept returned %v after Close", d.Round(time.Millisecond))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+}
+
 // Out of file descriptors (a burst past the limit), the proxy waits and
 // accepts again; it does not stop serving, which would end the process.
 // Any other accept error still ends Serve.
@@ -117,7 +169,7 @@ func TestServeOutlivesRunningOutOfDescriptors(t *testing.T) {
 	h := newHarness(t, nil)
 	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", syscall.EMFILE)}
 	ln := &failingListener{Listener: fasthttputil.NewInmemoryListener(), errs: []error{emfile, emfile, emfile}}
-	patient := patientListener{Listener: ln, log: slog.New(slog.DiscardHandler)}
+	patient := newPatientListener(ln, slog.New(slog.DiscardHandler))
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := patient.Accept()
@@ -177,7 +229,7 @@ func TestServeOutlivesRunningOutOfDescriptors(t *testing.T) {
 	}
 	// Another error is not waited out.
 	other := &failingListener{Listener: fasthttputil.NewInmemoryListener(), errs: []error{errors.New("accept: something else")}}
-	if _, err := (patientListener{Listener: other, log: slog.New(slog.DiscardHandler)}).Accept(); err == nil {
+	if _, err := newPatientListener(other, slog.New(slog.DiscardHandler)).Accept(); err == nil {
 		t.Fatal("a non-exhaustion error was swallowed")
 	}
 	_ = srv.Shutdown(context.Background())
