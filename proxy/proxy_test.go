@@ -610,16 +610,20 @@ func TestReloadNamesTheRuntimeChangesItUndoes(t *testing.T) {
 
 // A reload rebuilds pins and drains from the file but keeps the bucket
 // moves under way and the homes finished moves wrote: dropping them would
-// send a bucket's writes back past its move's fence. A home the file
-// changes wins, and the advisor keeps its count of moves started.
+// send a bucket's writes back past its move's fence. That holds for a
+// bucket that moved before and is moving again. A home the file changes
+// wins, and the advisor keeps its count of moves started.
 func TestReloadKeepsBucketMoves(t *testing.T) {
 	h := newHarness(t, nil)
 	snap := h.srv.Placement().Load()
 	us := homedIn(t, snap, "us")
-	moving, moved, edited, movingEdited := us[0], us[1], us[2], us[3]
+	moving, moved, edited, movingEdited, movingBack := us[0], us[1], us[2], us[3], us[4]
 	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
-		o.Moves = map[uint32]buckets.Move{moving: {To: "eu", Phase: buckets.MoveCutover}, movingEdited: {To: "eu", Phase: buckets.MoveCopying}}
-		o.Homes[moved], o.Homes[edited] = "eu", "eu"
+		o.Moves = map[uint32]buckets.Move{
+			moving: {To: "eu", Phase: buckets.MoveCutover}, movingEdited: {To: "eu", Phase: buckets.MoveCopying},
+			movingBack: {To: "us", Phase: buckets.MoveCutover},
+		}
+		o.Homes[moved], o.Homes[edited], o.Homes[movingBack] = "eu", "eu", "eu"
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -633,6 +637,7 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 		c.Homes = map[string]string{strconv.Itoa(int(edited)): "us", strconv.Itoa(int(movingEdited)): "eu"}
 		c.Placement.MovesPerHour++
 	})
+	old := h.srv.cur.Load()
 	if err := h.srv.Reload(cfg, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -644,11 +649,17 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	if wp := snap.WritePlan(moving); snap.Topology().Datacenters[wp[0]].Continent != "eu" {
 		t.Fatalf("bucket %d in cutover writes to %s first, want eu", moving, snap.Topology().Datacenters[wp[0]].Name)
 	}
+	if m, ok := snap.Moving(movingBack); !ok || m.To != "us" || m.Phase != buckets.MoveCutover || continent(movingBack) != "eu" {
+		t.Fatalf("bucket %d, moved to eu and now in cutover back to us: move %+v (%v), home %s after the reload; want the move kept", movingBack, m, ok, continent(movingBack))
+	}
 	if got := continent(moved); got != "eu" {
 		t.Fatalf("bucket %d, moved to eu, is homed in %s after the reload", moved, got)
 	}
 	if got := continent(edited); got != "us" {
 		t.Fatalf("bucket %d, which the new file homes in us, is homed in %s", edited, got)
+	}
+	if got := revertedChanges(old, h.srv.cur.Load()); !slices.Equal(got, []string{fmt.Sprintf("move of bucket %d to eu (the file sets its home)", movingEdited)}) {
+		t.Fatalf("the reload names as undone %q, want only bucket %d's move", got, movingEdited)
 	}
 	if m, ok := snap.Moving(movingEdited); ok || continent(movingEdited) != "eu" {
 		t.Fatalf("bucket %d, moving to eu and homed there by the new file: move %+v (%v), home %s; want no move, home eu", movingEdited, m, ok, continent(movingEdited))

@@ -278,7 +278,8 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 }
 
 // revertedChanges names the pins and drains made at run time (the running
-// map differs from the old file there) that next's map does not keep: a
+// map differs from the old file there) that next's map does not keep, and
+// the moves under way it ends (carryMoves keeps all but those): a
 // reload rebuilds them from the file, and an operator who drained a failing
 // datacenter through the admin endpoint must hear that a reload for some
 // other reason just sent traffic back to it. At most maxReverted are named.
@@ -310,6 +311,11 @@ func revertedChanges(old, next *state) []string {
 	}
 	if pins > maxReverted {
 		undone = append(undone, fmt.Sprintf("and %d more pins", pins-maxReverted))
+	}
+	for _, b := range slices.Sorted(maps.Keys(running.Moves)) {
+		if _, kept := now.Moves[b]; !kept {
+			undone = append(undone, fmt.Sprintf("move of bucket %d to %s (the file sets its home)", b, running.Moves[b].To))
+		}
 	}
 	return undone
 }
@@ -386,13 +392,9 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 		_, ok := topo.ContinentIndex(continent)
 		return b < n && ok
 	}
-	for b, c := range running.Homes {
-		fileHome, inOld := oldFile.Homes[b]
-		if inOld && fileHome == c || next.Homes[b] != fileHome || !fits(b, c) {
-			continue // the file's own, or the file now says otherwise
-		}
-		next.Homes[b] = c
-	}
+	// Moves first: whether the file changed a bucket's home is a question
+	// about the files alone, before next.Homes gains the running map's
+	// (a bucket that moved before and is moving again has both).
 	for b, m := range running.Moves {
 		if !fits(b, m.To) || next.Homes[b] != oldFile.Homes[b] {
 			continue // the operator gave the bucket a home in the file: it wins
@@ -401,6 +403,13 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 			next.Moves = map[uint32]buckets.Move{}
 		}
 		next.Moves[b] = m
+	}
+	for b, c := range running.Homes {
+		fileHome, inOld := oldFile.Homes[b]
+		if inOld && fileHome == c || next.Homes[b] != fileHome || !fits(b, c) {
+			continue // the file's own, or the file now says otherwise
+		}
+		next.Homes[b] = c
 	}
 }
 
@@ -430,7 +439,7 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 		s.log.Warn("these settings changed but take effect only after a restart", "fields", strings.Join(fields, ", "))
 	}
 	if undone := revertedChanges(old, st); len(undone) > 0 {
-		s.log.Warn("the reload undid pins and drains made at run time (admin or fleet), since the file does not have them; put lasting ones in the file",
+		s.log.Warn("the reload undid changes made at run time (admin, fleet or advisor), since the file does not have them; put lasting ones in the file",
 			"undone", strings.Join(undone, ", "))
 	}
 	s.cur.Store(st)
