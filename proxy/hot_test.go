@@ -206,3 +206,34 @@ func hotScenario(t *testing.T, spread int) float64 {
 	mean /= float64(len(utils))
 	return slices.Max(utils) / mean
 }
+
+// A hot account's spread reads are its fans', served from its siblings:
+// they say nothing of where its bucket's own users are, so the placement
+// advisor's counts leave them out (counted against the sibling that served
+// them, they moved buckets whose users never asked). Its writes, which go
+// to its own bucket, count there.
+func TestSpreadReadsAreNotCountedForPlacement(t *testing.T) {
+	h := newHarness(t, withHotFile(t, "user,followers\nstar,5000000\n", func(c *configs.Config) {
+		c.Node.Datacenter = "eu-a"
+		c.Placement.StatsTick = time.Hour // no decay during the test
+	}))
+	own, _ := h.srv.Router().assigner.Bucket(hashing.HashString("star"))
+	for range 40 {
+		if r := h.do("GET", "/accounts/star/media", nil); !strings.HasSuffix(spreadOf(r), "/5") {
+			t.Fatalf("a read of star: spread %q, want i/5", spreadOf(r))
+		}
+	}
+	for range 10 {
+		h.do("POST", "/accounts/star/media", nil)
+	}
+	a := h.srv.placer.access.Load()
+	total := uint32(0)
+	for b := range a.Buckets() {
+		for c := range a.Continents() {
+			total += a.Count(b, c)
+		}
+	}
+	if n := a.Count(own, 1); n != 10 || total != 10 {
+		t.Fatalf("counted %d requests for star's bucket from eu and %d in all; want its 10 writes only", n, total)
+	}
+}

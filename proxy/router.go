@@ -160,10 +160,13 @@ func (r *Router) plan(key []byte, h uint64, viewer []byte, d *Decision, observe,
 		// home owns the key's data, and while the bucket moves its write
 		// plan is what keeps the fence (a sibling's plan knows nothing of
 		// the move). Writes still count toward detection.
+		// A spread read is not counted for placement: it is a fan's, and
+		// says nothing of where the bucket's own users are (counted
+		// against the sibling that serves it, it would move buckets whose
+		// users never asked).
 		if k := r.spread(h, key, observe); k > 1 && !write {
 			r.pickSibling(snap, h, viewer, k, d)
-		}
-		if observe {
+		} else if observe {
 			r.access.Record(d.Bucket, r.origin)
 		}
 		if write {
