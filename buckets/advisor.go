@@ -199,7 +199,9 @@ func (a *Advisor) Advise(in AdvisorInput) []Recommendation {
 		if b >= s.n {
 			continue
 		}
-		if _, moving := moves[b]; moving || cooling[b] {
+		_, moving := moves[b]
+		_, pinned := s.overrides.Pins[b] // where the operator put it
+		if moving || pinned || cooling[b] {
 			continue
 		}
 		var total uint64

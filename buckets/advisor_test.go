@@ -162,6 +162,22 @@ func TestAdvisorRespectsCapacityAndUnappliedAdviceRepeats(t *testing.T) {
 	}
 }
 
+// A pinned bucket is where the operator put it: the advisor does not
+// recommend moving it, however its traffic shifts.
+func TestAdvisorLeavesPinnedBucketsAlone(t *testing.T) {
+	base := mustBuild(t, 512, twoContinents(), Overrides{})
+	us := base.HomedIn(0)
+	snap := mustBuild(t, 512, twoContinents(), Overrides{Pins: map[uint32]string{us[1]: "us-west"}})
+	traffic := Counts{Continents: 2, ByBucket: map[uint32][]uint32{us[0]: {10, 190}, us[1]: {10, 190}}}
+	a := NewAdvisor(AdvisorOptions{Window: time.Minute})
+	now := time.Unix(0, 0)
+	a.Advise(AdvisorInput{Now: now, Snapshot: snap, Traffic: traffic})
+	recs := a.Advise(AdvisorInput{Now: now.Add(time.Minute), Snapshot: snap, Traffic: traffic})
+	if len(recs) != 1 || recs[0].Bucket != us[0] {
+		t.Fatalf("recommendations %+v, want only bucket %d (bucket %d is pinned)", recs, us[0], us[1])
+	}
+}
+
 func TestBucketCapacityFollowsContinentCapacity(t *testing.T) {
 	snap := mustBuild(t, 1000, twoContinents(), Overrides{})
 	c := BucketCapacity(snap, 1)

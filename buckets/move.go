@@ -216,6 +216,12 @@ func (s *Snapshot) buildMoves(o Overrides, pins []int, perContinent [][]candidat
 			return fmt.Errorf("buckets: move of bucket %d: unknown phase %q", b, m.Phase)
 		case ci == int(s.home[b]):
 			return fmt.Errorf("buckets: move of bucket %d: %q is already its home", b, m.To)
+		case pins[b] >= 0 && s.topo.Datacenters[pins[b]].Continent != m.To:
+			// A pin goes first in the read plan, and once the move is done
+			// in the write plan too: one left on the old continent would
+			// send the bucket's writes back there, past the fence.
+			return fmt.Errorf("buckets: move of bucket %d to %s: it is pinned to %s, on another continent; unpin it first (or pin it in %s)",
+				b, m.To, s.topo.Datacenters[pins[b]].Name, m.To)
 		}
 		s.phase[b], s.moveTo[b] = code, uint8(ci)
 		old := int(s.home[b])

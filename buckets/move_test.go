@@ -3,6 +3,7 @@ package buckets
 import (
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -126,6 +127,45 @@ func TestMoveRefusals(t *testing.T) {
 	}
 	if _, err := Build(1, 64, twoContinents(), Overrides{Moves: map[uint32]Move{b: {To: "us", Phase: MoveCopying}}}); err == nil {
 		t.Fatal("move to its own home built")
+	}
+}
+
+// A pin on the continent a bucket leaves would come first in its plans
+// once the move is done, sending its writes back past the fence: a move of
+// a bucket pinned there is refused, and so is such a pin on a moving
+// bucket. A pin on the target continent is fine.
+func TestMoveOfAPinnedBucket(t *testing.T) {
+	topo := twoContinents()
+	usDC, euDC := topo.Datacenters[0].Name, ""
+	for _, d := range topo.Datacenters {
+		if d.Continent == "eu" {
+			euDC = d.Name
+			break
+		}
+	}
+	m := NewMap(mustBuild(t, 64, topo, Overrides{}))
+	b := usBucket(t, m)
+	try := func(f func(*Overrides) error) error { _, err := m.Update(f); return err }
+	if err := try(func(o *Overrides) error { o.Pins[b] = usDC; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") })
+	if err == nil || !strings.Contains(err.Error(), "pinned to "+usDC) {
+		t.Fatalf("a move of a bucket pinned to %s: %v, want refused naming the pin", usDC, err)
+	}
+	if err := try(func(o *Overrides) error { o.Pins[b] = euDC; return StartMove(o, m.Load(), b, "eu") }); err != nil {
+		t.Fatalf("a move of a bucket pinned on its target continent: %v", err)
+	}
+	if err := try(func(o *Overrides) error { o.Pins[b] = usDC; return nil }); err == nil {
+		t.Fatal("a moving bucket was pinned to the continent it leaves")
+	}
+	for range 3 {
+		if err := try(func(o *Overrides) error { _, err := AdvanceMove(o, b); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Load(); s.Topology().Datacenters[s.WritePlan(b)[0]].Continent != "eu" {
+		t.Fatalf("after the move, bucket %d writes to %s first", b, s.Topology().Datacenters[s.WritePlan(b)[0]].Name)
 	}
 }
 
