@@ -23,6 +23,11 @@ import (
 	"github.com/socialroute/socialroute/health"
 )
 
+// ErrShuttingDown is what AdminOptions.Reload returns when the node began
+// to stop before it could reload: the admin endpoint answers 503, not the
+// 422 of a file that does not load.
+var ErrShuttingDown = errors.New("the node is shutting down")
+
 // MinAdminToken is the shortest admin token NewAdmin accepts: a token is a
 // password to the whole fleet's routing.
 const MinAdminToken = 16

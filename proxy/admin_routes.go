@@ -371,6 +371,12 @@ func (a *Admin) reloadConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("admin: reload requested", "remote", r.RemoteAddr)
 	if err := a.reload(); err != nil {
+		if errors.Is(err, ErrShuttingDown) {
+			// Refused for the node's sake (SIGTERM came while the reload
+			// waited), not the file's: a deploy script must not roll back.
+			writeError(w, http.StatusServiceUnavailable, "node", "draining: this node is shutting down and took no reload; send it to another node")
+			return
+		}
 		// The file on disk is what is at fault, not this node.
 		writeError(w, http.StatusUnprocessableEntity, "config", "reload failed; the running configuration stays in force: "+err.Error())
 		return

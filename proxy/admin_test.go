@@ -759,9 +759,12 @@ func TestAdminGossipViews(t *testing.T) {
 
 func TestAdminHotAndReload(t *testing.T) {
 	reloads := 0
-	fail := false
+	fail, stopping := false, false
 	f := newAdminFixture(t, nil, AdminOptions{Reload: func() error {
 		reloads++
+		if stopping {
+			return ErrShuttingDown
+		}
 		if fail {
 			return errors.New("configs: proxy.yaml:3: buckets: must be between 1 and 65536")
 		}
@@ -779,6 +782,12 @@ func TestAdminHotAndReload(t *testing.T) {
 	var e apiError
 	if w.Code != http.StatusUnprocessableEntity || json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Field != "config" || !strings.Contains(e.Error, "buckets: must be between") {
 		t.Fatalf("failed reload: %d %s", w.Code, w.Body)
+	}
+	// SIGTERM came while the reload waited: the node's doing, not the
+	// file's, so not a 422 a deploy script would roll back for.
+	stopping = true
+	if w := f.call("POST", "/admin/reload", "", ""); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "another node") {
+		t.Fatalf("a reload refused because the node is stopping: %d %s, want 503", w.Code, w.Body)
 	}
 }
 

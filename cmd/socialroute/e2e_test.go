@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -422,4 +423,40 @@ func TestEndToEndDrainDelay(t *testing.T) {
 			t.Fatalf("the logs do not say why it stopped:\n%s", p.logs.String())
 		}
 	})
+}
+
+// SIGHUPs while the process stops (logrotate's, say) are not its end: with
+// a CPU profile holding the admin endpoint through its grace, the process
+// still exits 0, not killed by a SIGHUP's default action.
+func TestEndToEndSighupWhileStoppingIsHarmless(t *testing.T) {
+	web := startWebServers(t)
+	dir := t.TempDir()
+	config, addr, admin := filepath.Join(dir, "proxy.yaml"), freeAddr(t), freeAddr(t)
+	writeConfig(t, config, addr, web, fmt.Sprintf("admin: {enabled: true, address: %q, insecure_no_token: true}\n", admin))
+	p := startProxy(t, config, addr)
+	waitFor(t, "ready", func() bool { c, _ := adminGet(t, admin, "/readyz", ""); return c == 200 })
+	go func() {
+		if resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=30"); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the profile is running
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case err := <-p.done:
+			if err != nil {
+				t.Fatalf("the proxy exited with %v, want 0", err)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+			p.cmd.Process.Signal(syscall.SIGHUP)
+		case <-deadline:
+			t.Fatal("the proxy did not exit within 20 s of SIGTERM")
+		}
+	}
 }

@@ -101,6 +101,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	sigs := make(chan os.Signal, 4) // a SIGHUP and a SIGTERM close together are both kept
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	// Stopped last, after the admin endpoint's grace: a SIGHUP then
+	// (logrotate's) must not take its default action and kill the process
+	// with status 129 on its way out.
+	defer signal.Stop(sigs)
 	// The admin endpoint's reloads run in the loop below, like SIGHUP's,
 	// so the running config has one owner.
 	// draining closes when the drain starts: the loop takes no reloads
@@ -112,9 +118,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		case reloads <- done:
 			return <-done
 		case <-draining:
-			return errors.New("the node is shutting down")
+			return proxy.ErrShuttingDown
 		case <-ctx.Done():
-			return errors.New("the node is stopping")
+			return proxy.ErrShuttingDown
 		}
 	}, log)
 	if err != nil {
@@ -130,9 +136,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}()
 	defer cancel() // before admin.Shutdown: a reload waiting for the loop gives up
 
-	sigs := make(chan os.Signal, 4) // a SIGHUP and a SIGTERM close together are both kept
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
