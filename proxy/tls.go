@@ -191,7 +191,12 @@ func serverTLSConfig(t *configs.ListenTLS, store *certStore) *tls.Config {
 // force (see loadCertSet), and logs each that has expired. It does not
 // swap the set in.
 func (cs *certStore) load(cfg *configs.Config) (*certSet, error) {
-	set, err := loadCertSet(cfg, cfg.Listen.TLS, cs.cur.Load())
+	return cs.loadOver(cfg, cs.cur.Load())
+}
+
+// loadOver is load weighed against inForce, the set the caller read.
+func (cs *certStore) loadOver(cfg *configs.Config, inForce *certSet) (*certSet, error) {
+	set, err := loadCertSet(cfg, cfg.Listen.TLS, inForce)
 	if err != nil {
 		return nil, err
 	}
@@ -230,14 +235,19 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 			return
 		case <-tick.C:
 		}
-		c, inForce := cfg(), cs.cur.Load()
+		// The set first, then the config: Reload stores the config before
+		// the set, so a set read first is never newer than the config,
+		// and a SIGHUP's set cannot be replaced by one built from the
+		// config it replaced (an older set fails the CompareAndSwap).
+		inForce := cs.cur.Load()
+		c := cfg()
 		if c.Listen.TLS == nil || !inForce.changed() {
 			continue
 		}
 		if failed != nil && !(&certSet{files: failed}).changed() {
 			continue // still the files that failed; said so already
 		}
-		set, err := cs.load(c)
+		set, err := cs.loadOver(c, inForce)
 		if err != nil {
 			failed = stampsOf(inForce.files)
 			cs.log.Error("certificate reload failed; the certificates in force stay", "error", err)
