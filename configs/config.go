@@ -173,7 +173,8 @@ type Listen struct {
 	// Default 30s.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// MaxConnsPerIP caps the connections one client may hold open: an
-	// IPv4 address, or an IPv6 /64 (its hosts pick any address in it).
+	// IPv4 address, or an IPv6 /64 (its hosts pick any address in it),
+	// except in the NAT64 prefixes, where each address is an IPv4 client.
 	// More are refused, with a 429 in plain HTTP and a close under TLS,
 	// and counted in socialroute_connections_refused_total. Default 0: no
 	// cap (behind an L4 balancer without the PROXY protocol every client

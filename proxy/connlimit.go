@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // clientLimit is listen.max_conns_per_ip: at most max connections open at
@@ -56,9 +58,20 @@ func clientOf(a net.Addr) (netip.Prefix, bool) {
 	if ip = ip.Unmap(); ip.Is4() {
 		return netip.PrefixFrom(ip, 32), true
 	}
+	if nat64.Contains(ip) || nat64Local.Contains(ip) {
+		// An IPv4 client translated to IPv6 (NAT64, SIIT): each address
+		// is a client of its own. Their /64 holds the whole IPv4 Internet.
+		return netip.PrefixFrom(ip, 128), true
+	}
 	p, _ := ip.Prefix(64)
 	return p, true
 }
+
+// The well-known NAT64 prefix (RFC 6052) and the local-use one (RFC 8215).
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+)
 
 // enter counts a connection of client k, unless k holds max already.
 func (l *clientLimit) enter(k netip.Prefix) bool {
@@ -85,14 +98,32 @@ func (l *clientLimit) leave(k netip.Prefix) {
 func (l *clientLimit) refuse(c net.Conn, k netip.Prefix) {
 	l.refused.Add(1)
 	if !l.tls {
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.SetDeadline(time.Now().Add(refuseLinger))
 		_, _ = io.WriteString(c, refusedResponse)
+		// Read what the client sends until it closes (it reads the 429's
+		// Connection: close), within refuseLinger: closing with its
+		// request unread would send a reset, which clients report instead
+		// of the 429.
+		buf := make([]byte, 4096)
+		for n := 0; n < refuseDrain; {
+			m, err := c.Read(buf)
+			if n += m; err != nil {
+				break
+			}
+		}
 	}
 	if ok, held := l.warn.due(); ok {
 		l.log.Warn("refusing connections past listen.max_conns_per_ip (logged once a minute)",
 			"client", k.String(), "max_conns_per_ip", l.max, "refused_since_last_line", held)
 	}
 }
+
+// A refused plain-HTTP connection is held at most refuseLinger, reading at
+// most refuseDrain bytes, so that its 429 arrives.
+const (
+	refuseLinger = 250 * time.Millisecond
+	refuseDrain  = 16 << 10
+)
 
 const refusedBody = "Too many connections from your address.\n"
 
@@ -126,6 +157,7 @@ type limitedConn struct {
 	net.Conn
 	l       *clientLimit
 	checked bool // touched only by Read, which one goroutine calls at a time
+	refused bool // likewise: every Read after a refusal is EOF
 	key     netip.Prefix
 	state   atomic.Int32 // what Close must undo; Read and Close race on it
 }
@@ -133,9 +165,10 @@ type limitedConn struct {
 func (c *limitedConn) Read(b []byte) (int, error) {
 	if !c.checked {
 		c.checked = true
-		if !c.admit() {
-			return 0, io.EOF // fasthttp closes quietly
-		}
+		c.refused = !c.admit()
+	}
+	if c.refused {
+		return 0, io.EOF // fasthttp closes quietly
 	}
 	return c.Conn.Read(b)
 }
@@ -143,7 +176,7 @@ func (c *limitedConn) Read(b []byte) (int, error) {
 // admit counts c for its client, or refuses it.
 func (c *limitedConn) admit() bool {
 	k, ok := clientOf(c.Conn.RemoteAddr()) // under the PROXY protocol, reads the header
-	if !ok {
+	if !ok || balancerOwn(c.Conn) {
 		return true
 	}
 	if !c.l.enter(k) {
@@ -163,4 +196,17 @@ func (c *limitedConn) Close() error {
 		c.l.leave(c.key)
 	}
 	return c.Conn.Close()
+}
+
+// balancerOwn reports whether c is a trusted balancer's connection made on
+// its own behalf: a PROXY LOCAL header (its health checks), or none read.
+// Its address is then the balancer's, and counting it would refuse real
+// clients for the balancer's probes.
+func balancerOwn(c net.Conn) bool {
+	pc, ok := c.(*proxyproto.Conn)
+	if !ok {
+		return false // not from a trusted balancer
+	}
+	h := pc.ProxyHeader()
+	return h == nil || h.Command.IsLocal()
 }

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -23,6 +25,9 @@ func TestClientOf(t *testing.T) {
 		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa::1")}, "2001:db8:1:2::/64"},
 		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff:ffff:ffff:ffff")}, "2001:db8:1:2::/64"},
 		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:3::1")}, "2001:db8:1:3::/64"},
+		{&net.TCPAddr{IP: net.ParseIP("64:ff9b::203.0.113.9")}, "64:ff9b::cb00:7109/128"}, // NAT64: an IPv4 client each
+		{&net.TCPAddr{IP: net.ParseIP("64:ff9b::203.0.113.10")}, "64:ff9b::cb00:710a/128"},
+		{&net.TCPAddr{IP: net.ParseIP("64:ff9b:1:2::1")}, "64:ff9b:1:2::1/128"},
 		{&net.UnixAddr{Name: "/run/x.sock"}, ""},
 		{&net.TCPAddr{}, ""},
 	} {
@@ -151,5 +156,74 @@ func TestMaxConnsPerIPRefusesTLSWithAClose(t *testing.T) {
 	}
 	if r := roundTrip(t, first, "7"); r.StatusCode() != 200 {
 		t.Fatalf("the connection within the cap: %d", r.StatusCode())
+	}
+}
+
+// A trusted balancer's own connections (PROXY LOCAL: its health checks)
+// carry its address, not a client's: they are not counted, so probes never
+// use up, or get refused by, the cap.
+func TestMaxConnsPerIPLeavesBalancerHealthChecksUncounted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *configs.Config) {
+		withProxyProtocol(c)
+		c.Listen.MaxConnsPerIP = 1
+	})
+	local, err := (&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL}).Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, code := h.openConn(balancer, local); code != 200 {
+			t.Fatalf("health check %d (PROXY LOCAL) held open beside the others: %d, want 200", i+1, code)
+		}
+	}
+}
+
+// Over real TCP each refused client reads its 429 whole. (The proxy also
+// reads the request before closing, as net/http does: closing with it
+// unread sends a reset, and some stacks, Windows's, then drop the answer.
+// Linux keeps it, so this test passes without that part.)
+func TestMaxConnsPerIPRefusalArrivesOverTCP(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) { c.Listen.MaxConnsPerIP = 1 })
+	srv, err := New(h.cfg, nil, Options{Logger: slog.New(slog.DiscardHandler), Dial: h.dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	defer srv.Shutdown(context.Background())
+	request := "GET /feed HTTP/1.1\r\nHost: proxy.test\r\nX-User-ID: 7\r\n\r\n"
+	roundTrip := func(c net.Conn) (int, error) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, request); err != nil {
+			return 0, err
+		}
+		var resp fasthttp.Response
+		if err := resp.Read(bufio.NewReader(c)); err != nil {
+			return 0, err
+		}
+		return resp.StatusCode(), nil
+	}
+	first, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if code, err := roundTrip(first); code != 200 {
+		t.Fatalf("the first connection: %d %v", code, err)
+	}
+	for i := range 20 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, err := roundTrip(c)
+		c.Close()
+		if code != 429 {
+			t.Fatalf("refused connection %d: %d %v, want the 429", i+1, code, err)
+		}
 	}
 }
