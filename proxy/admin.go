@@ -125,7 +125,7 @@ func NewAdmin(s *Server, o AdminOptions) (*Admin, error) {
 	a.wrongToken.every = 10 * time.Second
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "socialroute_admin_unauthorized_total",
-		Help: "Admin requests answered 401, by reason: missing (no credentials), wrong (a token that is not valid), basic_write (Basic credentials for a change).",
+		Help: "Admin requests answered 401, by reason: missing (no Authorization header), wrong (credentials that are not the token, malformed ones included), basic_write (Basic credentials for a change).",
 	}, []string{"reason"})
 	for _, r := range []string{"missing", "wrong", "basic_write"} {
 		a.refused.WithLabelValues(r) // at 0 from the start, so rate() sees the first
@@ -333,7 +333,7 @@ func (a *Admin) authorized(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Add("WWW-Authenticate", "Bearer "+realm)
 	w.Header().Add("WWW-Authenticate", "Basic "+realm+`, charset="UTF-8"`)
 	msg, reason := "a token is required: \"Authorization: Bearer <token>\"", "missing"
-	if given != "" {
+	if given != "" || r.Header.Get("Authorization") != "" { // sent something, just not the token
 		msg, reason = "the token is not valid", "wrong"
 		if ok, held := a.wrongToken.due(); ok {
 			a.log.Warn("admin: request with a wrong token (logged once in 10s; socialroute_admin_unauthorized_total counts all)",
