@@ -279,7 +279,8 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 
 // revertedChanges names the pins and drains made at run time (the running
 // map differs from the old file there) that next's map does not keep, and
-// the moves under way it ends (carryMoves keeps all but those): a
+// the moves under way and finished moves' homes it ends (carryMoves keeps
+// all but those the file overrides or that no longer fit): a
 // reload rebuilds them from the file, and an operator who drained a failing
 // datacenter through the admin endpoint must hear that a reload for some
 // other reason just sent traffic back to it. At most maxReverted are named.
@@ -314,13 +315,29 @@ func revertedChanges(old, next *state) []string {
 	}
 	for _, b := range slices.Sorted(maps.Keys(running.Moves)) {
 		if _, kept := now.Moves[b]; !kept {
-			undone = append(undone, fmt.Sprintf("move of bucket %d to %s (the file sets its home)", b, running.Moves[b].To))
+			why := "the file sets its home"
+			if _, ok := next.router.placement.Load().Topology().ContinentIndex(running.Moves[b].To); !ok || int(b) >= next.cfg.Buckets {
+				why = "the bucket or its continent is gone"
+			}
+			undone = append(undone, fmt.Sprintf("move of bucket %d to %s (%s)", b, running.Moves[b].To, why))
 		}
+	}
+	homes := 0
+	for _, b := range slices.Sorted(maps.Keys(running.Homes)) {
+		if c := running.Homes[b]; c != oldFile.Homes[b] && now.Homes[b] != c {
+			if homes++; homes <= maxReverted {
+				undone = append(undone, fmt.Sprintf("home of bucket %d in %s (a finished move's)", b, c))
+			}
+		}
+	}
+	if homes > maxReverted {
+		undone = append(undone, fmt.Sprintf("and %d more homes", homes-maxReverted))
 	}
 	return undone
 }
 
-// maxReverted bounds the pins a reload's warning names one by one.
+// maxReverted bounds the pins, and the homes, a reload's warning names one
+// by one.
 const maxReverted = 20
 
 // union is the keys of a and b, as a set.
