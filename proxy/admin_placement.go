@@ -170,7 +170,7 @@ func (a *Admin) moveAdvance(w http.ResponseWriter, r *http.Request) {
 	}
 	next, phase, err := a.s.AdvanceMove(id)
 	switch {
-	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, errFenceNotHeld):
+	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, errFenceNotHeld), errors.Is(err, errMoveChanged):
 		writeError(w, http.StatusConflict, "id", err.Error())
 		return
 	case err != nil:

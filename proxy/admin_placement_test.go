@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -304,4 +305,36 @@ func TestAutoApplyWalksAMoveToDone(t *testing.T) {
 		t.Fatalf("bucket %d not moved home to the EU; phases seen %v", b, phases)
 	}
 	t.Logf("phases seen: %v, map version %d", phases, snap.Version())
+}
+
+// Two advances that both looked at the fenced move (an operator's and the
+// placer's, or two operators') take it one phase, not two: the second is
+// refused, and the move stays in cutover, whose reads still fall back to
+// the old home, for cutover_time.
+func TestConcurrentAdvancesTakeAMoveOnePhase(t *testing.T) {
+	f := newAdminFixture(t, fastMoves, AdminOptions{})
+	_, b := usUser(t, f.harness)
+	if _, err := f.srv.StartMove(b, "eu"); err != nil {
+		t.Fatal(err)
+	}
+	if _, phase, err := f.srv.AdvanceMove(b); err != nil || phase != buckets.MoveFenced {
+		t.Fatalf("to the fence: %v %v", phase, err)
+	}
+	time.Sleep(time.Millisecond) // fence_settle
+	var nested error
+	testHookMoveChecked = func(uint32) {
+		testHookMoveChecked = nil
+		_, _, nested = f.srv.AdvanceMove(b) // the other advance, between this one's look and its change
+	}
+	defer func() { testHookMoveChecked = nil }()
+	_, phase, err := f.srv.AdvanceMove(b)
+	if nested != nil {
+		t.Fatalf("the first advance: %v", nested)
+	}
+	if !errors.Is(err, errMoveChanged) {
+		t.Fatalf("the second advance from fenced: phase %q, %v; want refused (errMoveChanged)", phase, err)
+	}
+	if m, ok := f.srv.Placement().Load().Moving(b); !ok || m.Phase != buckets.MoveCutover {
+		t.Fatalf("after both advances the move is %+v (moving %v), want cutover", m, ok)
+	}
 }

@@ -152,6 +152,13 @@ func (p *placer) evaluate() []buckets.Recommendation {
 // errFenceNotHeld refuses a cutover some node may not know is fenced.
 var errFenceNotHeld = errors.New("proxy: not every node holds the fenced map version yet")
 
+// errMoveChanged refuses an advance from a phase the move has left.
+var errMoveChanged = errors.New("proxy: the move changed phase while advancing; look again")
+
+// testHookMoveChecked, if set, runs in AdvanceMove between its look at the
+// move and its change (tests).
+var testHookMoveChecked func(b uint32)
+
 // StartMove begins moving bucket b's home to continent to (phase copying)
 // as a new map version, and counts it against the advisor's hourly limit.
 func (s *Server) StartMove(b uint32, to string) (*buckets.Snapshot, error) {
@@ -188,13 +195,24 @@ func (s *Server) StartMove(b uint32, to string) (*buckets.Snapshot, error) {
 func (s *Server) AdvanceMove(b uint32) (*buckets.Snapshot, buckets.MovePhase, error) {
 	var phase buckets.MovePhase
 	cur := s.Placement().Load()
-	if m, ok := cur.Moving(b); ok && m.Phase == buckets.MoveFenced {
+	seen, moving := cur.Moving(b)
+	if moving && seen.Phase == buckets.MoveFenced {
 		if err := s.placer.fenceHeld(b, cur); err != nil {
 			return nil, "", err
 		}
 	}
+	if testHookMoveChecked != nil {
+		testHookMoveChecked(b)
+	}
 	snap, err := s.ChangePlacement(func(o *buckets.Overrides) error {
-		if m, ok := o.Moves[b]; ok && m.Phase == buckets.MoveFenced && s.Placement().Load() != cur {
+		m, ok := o.Moves[b]
+		if ok && (!moving || m.Phase != seen.Phase) {
+			// Another advance (an operator's, the placer's) came first:
+			// advancing from the phase it left would skip one, cutover's
+			// fallback reads included.
+			return fmt.Errorf("%w: it is %s now, not %s", errMoveChanged, m.Phase, seen.Phase)
+		}
+		if ok && m.Phase == buckets.MoveFenced && s.Placement().Load() != cur {
 			return fmt.Errorf("%w: the map changed while checking; retry", errFenceNotHeld)
 		}
 		var err error
@@ -324,7 +342,7 @@ func (p *placer) step() error {
 		}
 		if _, phase, err := p.s.AdvanceMove(b); err == nil {
 			p.s.log.Info("placement: move advanced", "bucket", b, "phase", phase)
-		} else if !errors.Is(err, errFenceNotHeld) {
+		} else if !errors.Is(err, errFenceNotHeld) && !errors.Is(err, errMoveChanged) {
 			errs = append(errs, err)
 		}
 	}
