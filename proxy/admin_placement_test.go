@@ -287,9 +287,17 @@ func TestAutoApplyWalksAMoveToDone(t *testing.T) {
 	for range 10 {
 		p.evaluate()
 		time.Sleep(time.Millisecond)
-		p.evaluate()
-		if err := p.step(); err != nil {
+		if err := p.step(p.evaluate()); err != nil {
 			t.Fatal(err)
+		}
+		if len(phases) == 0 {
+			// The view shows the run that started the move, not an
+			// empty list because the placer acted on it.
+			var v placementView
+			f.get("/admin/placement/recommendations", &v)
+			if len(v.Recommendations) != 1 || v.Recommendations[0].Bucket != b {
+				t.Fatalf("after the placer started the move, the view shows %+v", v.Recommendations)
+			}
 		}
 		m, moving := f.srv.Placement().Load().Moving(b)
 		if !moving {

@@ -105,8 +105,7 @@ func (p *placer) run(ctx context.Context) {
 		case <-stats.C:
 			p.tickStats()
 		case <-advise.C:
-			p.evaluate()
-			if err := p.step(); err != nil {
+			if err := p.step(p.evaluate()); err != nil {
 				p.s.log.Warn("placement: automatic move step failed", "error", err)
 			}
 		}
@@ -293,15 +292,16 @@ func (p *placer) seenPhase(b uint32, snap *buckets.Snapshot) time.Time {
 	return now
 }
 
-// step, with placement.auto_apply, starts the recommended moves and
+// step, with placement.auto_apply, starts recs, the moves the advisor
+// just recommended (p.recs keeps them for the view), and
 // advances each move whose phase has run its time: copying for copy_time,
 // fenced until the fence holds, cutover for cutover_time. Only one node
 // steps: the serving node with the least name, so two nodes never make
 // competing versions.
-func (p *placer) step() error {
+func (p *placer) step(recs []buckets.Recommendation) error {
 	snap := p.s.Placement().Load()
 	p.mu.Lock()
-	opts, recs := p.opts, slices.Clone(p.recs)
+	opts := p.opts
 	for b := range snap.Moves() { // note when each phase was first seen
 		p.seenPhase(b, snap)
 	}
@@ -346,9 +346,6 @@ func (p *placer) step() error {
 			errs = append(errs, err)
 		}
 	}
-	p.mu.Lock()
-	p.recs = nil // started, or to be weighed again
-	p.mu.Unlock()
 	return errors.Join(errs...)
 }
 

@@ -856,7 +856,7 @@ func TestAdvisorCountsMovesOtherNodesStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := h.srv.placer.step(); err != nil {
+		if err := h.srv.placer.step(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -877,7 +877,7 @@ func TestAdvisorCountsMovesOtherNodesStarted(t *testing.T) {
 		if ok, err := h.srv.AdoptPlacement(cur.Version()+1, "another-node", o); !ok || err != nil {
 			t.Fatalf("adopt: %v %v", ok, err)
 		}
-		if err := h.srv.placer.step(); err != nil {
+		if err := h.srv.placer.step(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
