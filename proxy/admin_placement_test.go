@@ -346,3 +346,32 @@ func TestConcurrentAdvancesTakeAMoveOnePhase(t *testing.T) {
 		t.Fatalf("after both advances the move is %+v (moving %v), want cutover", m, ok)
 	}
 }
+
+// Moves under way advance on the placer's own tick, not the advisor's: with
+// the advisor an hour apart, a move started by hand still walks to done
+// within seconds (a fenced bucket refuses writes until it leaves the fence).
+func TestMovesAdvanceBetweenAdvisorRuns(t *testing.T) {
+	f := newAdminFixture(t, func(c *configs.Config) {
+		c.Placement.StatsTick = time.Hour
+		c.Placement.AdviseEvery = time.Hour
+		c.Placement.AutoApply = true
+		c.Placement.CopyTime = time.Nanosecond
+		c.Placement.FenceSettle = time.Nanosecond
+		c.Placement.CutoverTime = time.Nanosecond
+	}, AdminOptions{})
+	_, b := usUser(t, f.harness)
+	if _, err := f.srv.StartMove(b, "eu"); err != nil {
+		t.Fatal(err)
+	}
+	// Three phases on a one-second tick: about 3 s, against the hour.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		snap := f.srv.Placement().Load()
+		if _, moving := snap.Moving(b); !moving && snap.Topology().Continents[snap.Home(b)].Name == "eu" {
+			return
+		}
+		if time.Now().After(deadline) {
+			m, _ := snap.Moving(b)
+			t.Fatalf("the move is still %+v after 20 s, with the advisor an hour apart", m)
+		}
+	}
+}

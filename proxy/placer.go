@@ -98,19 +98,32 @@ func (p *placer) run(ctx context.Context) {
 	defer stats.Stop()
 	advise := time.NewTicker(every)
 	defer advise.Stop()
+	// Moves under way advance on their own, quicker tick: a fenced move
+	// refuses its bucket's writes, and waiting for the advisor's next run
+	// (a minute by default) to leave the fence, then another to see the
+	// fleet hold it, refused them for two.
+	moves := time.NewTicker(min(every, moveTick))
+	defer moves.Stop()
 	for {
+		var recs []buckets.Recommendation
 		select {
 		case <-ctx.Done():
 			return
 		case <-stats.C:
 			p.tickStats()
+			continue
 		case <-advise.C:
-			if err := p.step(p.evaluate()); err != nil {
-				p.s.log.Warn("placement: automatic move step failed", "error", err)
-			}
+			recs = p.evaluate()
+		case <-moves.C:
+		}
+		if err := p.step(recs); err != nil {
+			p.s.log.Warn("placement: automatic move step failed", "error", err)
 		}
 	}
 }
+
+// moveTick is how often the placer looks at the moves under way.
+const moveTick = time.Second
 
 // tickStats shares the counters with the fleet, then halves them.
 func (p *placer) tickStats() {
