@@ -78,11 +78,11 @@ type Options struct {
 	// OnPlacement, if set, receives each bucket-map version another node
 	// spread that is newer than the one this node holds, in order, from
 	// one goroutine (so it may take a lock, but should not take long). It
-	// returns the map version the node routes by afterwards, which is
-	// what the node gossips (a move's fence waits for it): p's version if
+	// returns the map the node routes by afterwards (version and origin),
+	// which is what the node gossips (a move's fence waits for it): p's if
 	// it was adopted, the node's own if p could not be (a payload it cannot
 	// read, a topology it does not have).
-	OnPlacement func(Placement) uint64
+	OnPlacement func(Placement) (version uint64, origin string)
 	// Transport, if set, makes the transport of a pool ("lan" or "wan")
 	// bound to bind; tests use it to cut the network. Default: UDP/TCP.
 	Transport func(pool, bind string) (memberlist.NodeAwareTransport, error)
@@ -430,9 +430,10 @@ func (c *Cluster) SetState(s NodeState) {
 	c.updateMeta(func(m *Meta) { m.State = s })
 }
 
-// SetMapVersion gossips the bucket-map version this node routes by.
-func (c *Cluster) SetMapVersion(v uint64) {
-	c.updateMeta(func(m *Meta) { m.MapVersion = v })
+// SetMap gossips the bucket map this node routes by: its version and the
+// node that made it.
+func (c *Cluster) SetMap(version uint64, origin string) {
+	c.updateMeta(func(m *Meta) { m.MapVersion, m.MapOrigin = version, origin })
 }
 
 // updateMeta changes this node's metadata under the lock, then gossips it.
@@ -516,6 +517,7 @@ type Member struct {
 	Continent  string `json:"continent"`
 	NodeState  string `json:"node_state"` // serving, draining, or NodeUnreadable
 	MapVersion uint64 `json:"map_version"`
+	MapOrigin  string `json:"map_origin,omitempty"` // the node that made MapVersion; "" from an older release
 	Healthy    int    `json:"healthy_upstreams"`
 	Upstreams  int    `json:"upstreams"`
 }
@@ -551,7 +553,7 @@ func (c *Cluster) Members() []Member {
 			out = append(out, Member{
 				Name: name, Address: n.addr, Pool: pool,
 				Datacenter: m.Datacenter, Continent: m.Continent, NodeState: state,
-				MapVersion: m.MapVersion, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
+				MapVersion: m.MapVersion, MapOrigin: m.MapOrigin, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
 			})
 		}
 	}

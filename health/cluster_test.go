@@ -148,7 +148,7 @@ func TestFleetSeesEveryNodeAndEveryDatacenterUp(t *testing.T) {
 	if m := byName["edge-us-west"]; m.Datacenter != "us-west" || m.Continent != "us" || m.NodeState != "serving" {
 		t.Fatalf("eu's view of us-west's node: %+v", m)
 	}
-	west.SetMapVersion(42)
+	west.SetMap(42, "west")
 	west.SetState(Draining)
 	eventually(t, 5*time.Second, "map version and state gossiped", func() bool {
 		for _, m := range eu.Members() {

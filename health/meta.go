@@ -31,6 +31,11 @@ type Meta struct {
 	Datacenter string
 	State      NodeState
 	MapVersion uint64
+	// MapOrigin is the node that made map version MapVersion: two nodes
+	// can make the same number at once, and a move's fence must know
+	// which map a node holds, not only its number. Empty from a release
+	// that did not gossip it.
+	MapOrigin string
 	// Upstreams and Healthy are the node's last active check of its own
 	// datacenter's web tier: how many upstreams, how many answered.
 	Upstreams, Healthy uint16
@@ -82,13 +87,24 @@ func (m *Meta) Encode(b []byte) ([]byte, error) {
 	// Hot keys are a hint the fleet unions: those that do not fit under
 	// the cap are left out, rather than the whole metadata failing (with
 	// it the node's health and its draining word).
-	room := (MaxMetaSize - len(b) - 1) / 9
+	// The map's origin goes before hot keys, unless it cannot fit at all
+	// (a long name beside 64 datacenters' rates): then it is left out, and
+	// the fleet knows this node's map by its number alone.
+	origin := m.MapOrigin
+	if len(b)+2+len(origin) > MaxMetaSize {
+		origin = ""
+	}
+	room := (MaxMetaSize - len(b) - 1 - 1 - len(origin)) / 9
 	hot := m.Hot[:max(0, min(len(m.Hot), MaxHotInMeta, room))]
 	b = append(b, byte(len(hot)))
 	for _, h := range hot {
 		b = binary.LittleEndian.AppendUint64(b, h.Hash)
 		b = append(b, h.Spread)
 	}
+	// Last, so that a decoder of the release before, which stops after
+	// the hot keys, still reads the rest.
+	b = append(b, byte(len(origin)))
+	b = append(b, origin...)
 	if len(b) > MaxMetaSize {
 		return nil, errMetaTooLarge
 	}
@@ -119,6 +135,9 @@ func DecodeMeta(b []byte) (Meta, error) {
 		for i := range m.Hot {
 			m.Hot[i] = HotHash{Hash: d.uint64(), Spread: d.byte()}
 		}
+	}
+	if len(d.b) > 0 { // absent from the release before
+		m.MapOrigin = d.str()
 	}
 	if d.short {
 		return Meta{}, errors.New("health: node metadata truncated")

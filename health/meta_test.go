@@ -8,7 +8,7 @@ import (
 )
 
 func TestMetaRoundTripAndSizeBound(t *testing.T) {
-	m := Meta{Continent: "us", Datacenter: "us-east", State: Draining, MapVersion: 42, Upstreams: 4, Healthy: 3,
+	m := Meta{Continent: "us", Datacenter: "us-east", State: Draining, MapVersion: 42, MapOrigin: "edge-us-east-1", Upstreams: 4, Healthy: 3,
 		Rates: []float32{1.5, 0, 2000}, Hot: []HotHash{{Hash: 7, Spread: 4}}}
 	b, err := m.Encode(nil)
 	if err != nil {
@@ -18,9 +18,16 @@ func TestMetaRoundTripAndSizeBound(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, m) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
+	// The release before ends after the hot keys: it reads this one's
+	// metadata (it stops there), and this one reads its (no origin).
+	old := b[:len(b)-1-len(m.MapOrigin)]
+	got, err = DecodeMeta(old)
+	if want := m; err != nil || func() bool { want.MapOrigin = ""; return !reflect.DeepEqual(got, want) }() {
+		t.Fatalf("the release before's metadata: %+v, %v", got, err)
+	}
 	// The worst case the config allows still fits memberlist's 512 bytes:
 	// 64 datacenters' rates and a full list of hot keys.
-	big := Meta{Continent: strings.Repeat("c", 20), Datacenter: strings.Repeat("d", 40), Rates: make([]float32, MaxDatacenters)}
+	big := Meta{Continent: strings.Repeat("c", 20), Datacenter: strings.Repeat("d", 40), MapOrigin: strings.Repeat("n", 20), Rates: make([]float32, MaxDatacenters)}
 	for i := range 40 {
 		big.Hot = append(big.Hot, HotHash{Hash: uint64(i), Spread: 2})
 	}
@@ -30,6 +37,15 @@ func TestMetaRoundTripAndSizeBound(t *testing.T) {
 	}
 	if got, _ := DecodeMeta(b); len(got.Hot) != MaxHotInMeta {
 		t.Fatalf("%d hot keys carried, want the first %d", len(got.Hot), MaxHotInMeta)
+	}
+	// A node name too long to fit beside them is left out, not the
+	// metadata with it.
+	huge := big
+	huge.MapOrigin = strings.Repeat("n", 255)
+	if b, err := huge.Encode(nil); err != nil || len(b) > MaxMetaSize {
+		t.Fatalf("with a 255-byte node name: %d bytes, %v", len(b), err)
+	} else if got, _ := DecodeMeta(b); got.MapOrigin != "" || got.MapVersion != big.MapVersion {
+		t.Fatalf("with a 255-byte node name: origin %q", got.MapOrigin)
 	}
 	for _, cut := range []int{0, 1, 5, len(b) - 1} {
 		if _, err := DecodeMeta(b[:cut]); err == nil {

@@ -61,7 +61,7 @@ func (c *Cluster) SpreadPlacement(p Placement) {
 		}
 		return
 	}
-	c.SetMapVersion(p.Version)
+	c.SetMap(p.Version, p.Origin)
 	c.sendToAll(p.encode(), "the bucket map")
 }
 
@@ -109,7 +109,7 @@ func (c *Cluster) deliverLoop(stop <-chan struct{}) {
 				// Gossip what the node routes by, not what it heard: a
 				// node that could not adopt p must not pass for holding
 				// a fence p holds.
-				c.SetMapVersion(c.opts.OnPlacement(*p))
+				c.SetMap(c.opts.OnPlacement(*p))
 			}
 		}
 	}

@@ -13,11 +13,11 @@ type got struct {
 	n  int
 }
 
-func (g *got) set(p Placement) uint64 {
+func (g *got) set(p Placement) (uint64, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.p, g.n = p, g.n+1
-	return p.Version
+	return p.Version, p.Origin
 }
 func (g *got) get() Placement { g.mu.Lock(); defer g.mu.Unlock(); return g.p }
 
@@ -81,9 +81,9 @@ func TestNodeGossipsTheVersionItAdopted(t *testing.T) {
 	east := startNode(t, "edge-us-east", "us-east", "127.0.3.41", nil, nil, nil)
 	west := startNode(t, "edge-us-west", "us-west", "127.0.3.42", []string{east.LANAddr()}, []string{east.WANAddr()},
 		func(o *Options) {
-			o.OnPlacement = func(p Placement) uint64 { tried.set(p); return 1 } // cannot adopt: stays on version 1
+			o.OnPlacement = func(p Placement) (uint64, string) { tried.set(p); return 1, "west" } // cannot adopt: stays on version 1
 		})
-	west.SetMapVersion(1)
+	west.SetMap(1, "west")
 	versionOfWest := func() uint64 {
 		for _, m := range east.Members() {
 			if m.Name == "edge-us-west" {
@@ -107,7 +107,7 @@ func TestNodeGossipsTheVersionItAdopted(t *testing.T) {
 
 // Changing the node's metadata does not wait for memberlist's broadcast
 // (UpdateNode waits for its retransmits, up to a second per pool): the
-// proxy calls SetMapVersion under its lock. The peer still hears the
+// proxy calls SetMap under its lock. The peer still hears the
 // newest version.
 func TestMetadataChangesDoNotWaitForTheBroadcast(t *testing.T) {
 	east := startNode(t, "edge-us-east", "us-east", "127.0.3.43", nil, nil, nil)
@@ -115,7 +115,7 @@ func TestMetadataChangesDoNotWaitForTheBroadcast(t *testing.T) {
 	eventually(t, 5*time.Second, "both nodes to see each other", func() bool { return len(east.Members()) == 2 && len(west.Members()) == 2 })
 	start := time.Now()
 	for v := uint64(1); v <= 10; v++ {
-		west.SetMapVersion(v)
+		west.SetMap(v, "west")
 	}
 	// Generous for a loaded machine; waiting for the broadcasts took
 	// seconds (10 changes x 2 pools, each up to 1 s).

@@ -216,7 +216,7 @@ func (f *fleet) start(ctx context.Context, n *fleetNode) error {
 		c.Close()
 		return err
 	}
-	c.SetMapVersion(srv.Placement().Load().Version())
+	c.SetMap(srv.Placement().Load().Version(), srv.Placement().Load().Origin())
 	ln, err := net.Listen("tcp", cfg.Listen.Address)
 	if err != nil {
 		c.Close()

@@ -180,6 +180,13 @@ func TestCutoverWaitsForEveryNodeToHoldTheFence(t *testing.T) {
 		t.Fatalf("cutover with an unreadable node: %d %s", w.Code, w.Body)
 	}
 	fleet.members = fleet.members[:2]
+	// The same number made by another node (a pin or a reload there, on a
+	// map from before the fence) is another map, maybe without the fence.
+	fleet.members[1].MapOrigin = "edge-eu-1"
+	if w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", ""); w.Code != 409 || !strings.Contains(w.Body.String(), "made by edge-eu-1") {
+		t.Fatalf("cutover with a node on another map of the same number: %d %s", w.Code, w.Body)
+	}
+	fleet.members[1].MapOrigin = "test-node"
 	fleet.members[1].MapVersion = fenced - 1
 	if w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", ""); w.Code != 409 {
 		t.Fatalf("cutover with a node behind: %d %s", w.Code, w.Body)

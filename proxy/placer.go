@@ -268,6 +268,13 @@ func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 		if m.MapVersion != snap.Version() {
 			return fmt.Errorf("%w: node %s routes by map version %d, this node by %d", errFenceNotHeld, m.Name, m.MapVersion, snap.Version())
 		}
+		// The same number from another node is another map: one made
+		// concurrently on a node that had not taken this one (a reload, a
+		// pin, an abort), in which the bucket may not be fenced. (An
+		// origin of "" is a release that did not gossip it.)
+		if m.MapOrigin != "" && m.MapOrigin != snap.Origin() {
+			return fmt.Errorf("%w: node %s routes by map version %d made by %s, this node by the one %s made", errFenceNotHeld, m.Name, m.MapVersion, m.MapOrigin, snap.Origin())
+		}
 	}
 	now := p.now()
 	p.mu.Lock()

@@ -140,14 +140,14 @@ func (l *fleetLink) spread(snap *buckets.Snapshot) {
 	l.cluster.SpreadPlacement(health.Placement{Version: snap.Version(), Origin: snap.Origin(), Payload: payload})
 }
 
-// adopt is the cluster's OnPlacement: it returns the map version the
-// proxy routes by afterwards (0 before the proxy exists). Placements that
+// adopt is the cluster's OnPlacement: it returns the map the proxy routes
+// by afterwards (version 0 before the proxy exists). Placements that
 // arrive before the proxy exists are held by the cluster and adopted by
 // attach.
-func (l *fleetLink) adopt(p health.Placement) uint64 {
+func (l *fleetLink) adopt(p health.Placement) (uint64, string) {
 	srv := l.srv.Load()
 	if srv == nil {
-		return 0
+		return 0, ""
 	}
 	var o buckets.Overrides
 	if err := json.Unmarshal(p.Payload, &o); err != nil {
@@ -155,18 +155,19 @@ func (l *fleetLink) adopt(p health.Placement) uint64 {
 	} else if _, err := srv.AdoptPlacement(p.Version, p.Origin, o); err != nil {
 		l.log.Error("bucket map from the fleet does not fit this node's topology; ignored", "origin", p.Origin, "version", p.Version, "error", err)
 	}
-	return srv.Placement().Load().Version()
+	snap := srv.Placement().Load()
+	return snap.Version(), snap.Origin()
 }
 
 // attach starts adopting into srv, beginning with what arrived before, and
 // gossips the version srv then routes by.
 func (l *fleetLink) attach(srv *proxy.Server) {
 	l.srv.Store(srv)
-	v := srv.Placement().Load().Version()
+	v, origin := srv.Placement().Load().Version(), srv.Placement().Load().Origin()
 	if p := l.cluster.HeldPlacement(); p != nil {
-		v = l.adopt(*p)
+		v, origin = l.adopt(*p)
 	}
-	l.cluster.SetMapVersion(v)
+	l.cluster.SetMap(v, origin)
 }
 
 // shareHot gossips this node's detected hot keys every second until ctx
