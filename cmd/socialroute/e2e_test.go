@@ -377,7 +377,7 @@ func TestEndToEndDrainDelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := startProxy(t, config, addr)
-		waitFor(t, "ready", func() bool { c, _ := adminGet(t, admin, "/readyz", ""); return c == 200 })
+		waitFor(t, "ready", func() bool { return readyz(admin) == 200 })
 		return p, addr, admin
 	}
 
@@ -434,7 +434,7 @@ func TestEndToEndSighupWhileStoppingIsHarmless(t *testing.T) {
 	config, addr, admin := filepath.Join(dir, "proxy.yaml"), freeAddr(t), freeAddr(t)
 	writeConfig(t, config, addr, web, fmt.Sprintf("admin: {enabled: true, address: %q, insecure_no_token: true}\n", admin))
 	p := startProxy(t, config, addr)
-	waitFor(t, "ready", func() bool { c, _ := adminGet(t, admin, "/readyz", ""); return c == 200 })
+	waitFor(t, "ready", func() bool { return readyz(admin) == 200 })
 	go func() {
 		if resp, err := http.Get("http://" + admin + "/debug/pprof/profile?seconds=30"); err == nil {
 			io.Copy(io.Discard, resp.Body)
@@ -459,4 +459,16 @@ func TestEndToEndSighupWhileStoppingIsHarmless(t *testing.T) {
 			t.Fatal("the proxy did not exit within 20 s of SIGTERM")
 		}
 	}
+}
+
+// readyz is the status of GET /readyz on the admin address, 0 while
+// nothing listens there: the process opens its client listener first, so
+// the admin one may not be up yet when startProxy returns.
+func readyz(admin string) int {
+	resp, err := http.Get("http://" + admin + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
