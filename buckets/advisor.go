@@ -36,8 +36,9 @@ type AdvisorOptions struct {
 	// below which a bucket's traffic says too little to move it. Default
 	// 100.
 	MinRequests uint64
-	// MovesPerHour caps the moves started (recommended and applied, or
-	// made by an operator) in any hour. Default 10.
+	// MovesPerHour caps the moves the advisor recommends in any hour;
+	// moves made by an operator count toward it, but are not refused
+	// past it (the operator decides). Default 10.
 	MovesPerHour int
 	// Cooldown keeps a bucket that moved from moving again. Default 24h.
 	Cooldown time.Duration

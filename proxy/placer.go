@@ -303,9 +303,11 @@ func (p *placer) seenPhase(b uint32, snap *buckets.Snapshot) time.Time {
 		// A move this process did not start: another node's (an
 		// operator on its admin endpoint, a leader before this one) or
 		// one from before a restart. It counts toward the hourly limit
-		// and starts the bucket's cooldown here too, or a change of
-		// leader would reset both. (Its true start is older: now errs
-		// on the side of fewer moves.)
+		// and starts the bucket's cooldown here too, so a change of
+		// leader while it runs resets neither. (Its true start is older:
+		// now errs on the side of fewer moves.) Moves that finished
+		// before this process started are not known: a leader that
+		// restarts forgets their cooldowns.
 		p.advisor.Started(b, now)
 	}
 	p.phaseAt[b] = phaseSeen{m.Phase, now}
