@@ -608,6 +608,30 @@ func TestReloadNamesTheRuntimeChangesItUndoes(t *testing.T) {
 	}
 }
 
+// A reload that turns auto_apply off leaves the moves under way for an
+// operator: it names them (a fenced one refuses writes until advanced).
+func TestReloadNamesMovesAutoApplyNoLongerAdvances(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) { c.Placement.AutoApply = true; c.Placement.AdviseEvery = time.Hour })
+	b := homedIn(t, h.srv.Placement().Load(), "us")[0]
+	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
+		o.Moves = map[uint32]buckets.Move{b: {To: "eu", Phase: buckets.MoveFenced}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	old := h.srv.cur.Load()
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { c.Placement.AdviseEvery = time.Hour }), nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("bucket %d to eu (fenced)", b)}
+	if got := strandedMoves(old, h.srv.cur.Load()); !slices.Equal(got, want) {
+		t.Fatalf("stranded moves %q, want %q", got, want)
+	}
+	if got := strandedMoves(h.srv.cur.Load(), h.srv.cur.Load()); got != nil {
+		t.Fatalf("with auto_apply off before and after: %q", got)
+	}
+}
+
 // A reload rebuilds pins and drains from the file but keeps the bucket
 // moves under way and the homes finished moves wrote: dropping them would
 // send a bucket's writes back past its move's fence. That holds for a

@@ -336,6 +336,20 @@ func revertedChanges(old, next *state) []string {
 	return undone
 }
 
+// strandedMoves names the moves under way that a reload turning
+// placement.auto_apply off leaves for an operator to advance.
+func strandedMoves(old, next *state) []string {
+	if !old.cfg.Placement.AutoApply || next.cfg.Placement.AutoApply {
+		return nil
+	}
+	moves := next.router.placement.Load().Moves()
+	var out []string
+	for _, b := range slices.Sorted(maps.Keys(moves)) {
+		out = append(out, fmt.Sprintf("bucket %d to %s (%s)", b, moves[b].To, moves[b].Phase))
+	}
+	return out
+}
+
 // maxReverted bounds the pins, and the homes, a reload's warning names one
 // by one.
 const maxReverted = 20
@@ -454,6 +468,10 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	}
 	if fields := configs.RestartOnly(old.cfg, cfg); len(fields) > 0 {
 		s.log.Warn("these settings changed but take effect only after a restart", "fields", strings.Join(fields, ", "))
+	}
+	if stuck := strandedMoves(old, st); len(stuck) > 0 {
+		s.log.Warn("placement.auto_apply is now off: the moves under way stay in their phase until advanced by hand (POST /admin/buckets/{id}/move/advance); a fenced bucket refuses writes meanwhile",
+			"moves", strings.Join(stuck, ", "))
 	}
 	if undone := revertedChanges(old, st); len(undone) > 0 {
 		s.log.Warn("the reload undid changes made at run time (admin, fleet or advisor), since the file does not have them; put lasting ones in the file",
