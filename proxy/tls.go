@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,9 @@ type fileStamp struct {
 type certStore struct {
 	cur atomic.Pointer[certSet]
 	log *slog.Logger
+
+	mu     sync.Mutex
+	warned map[servedCert]bool // expired certificates logged already
 }
 
 // loadCertSet reads every certificate of t, with paths resolved against
@@ -188,26 +192,36 @@ func serverTLSConfig(t *configs.ListenTLS, store *certStore) *tls.Config {
 }
 
 // load reads cfg's certificates as a new set, weighed against the set in
-// force (see loadCertSet), and logs each that has expired. It does not
-// swap the set in.
+// force (see loadCertSet). It does not swap the set in; whoever does calls
+// logExpired.
 func (cs *certStore) load(cfg *configs.Config) (*certSet, error) {
 	return cs.loadOver(cfg, cs.cur.Load())
 }
 
 // loadOver is load weighed against inForce, the set the caller read.
 func (cs *certStore) loadOver(cfg *configs.Config, inForce *certSet) (*certSet, error) {
-	set, err := loadCertSet(cfg, cfg.Listen.TLS, inForce)
-	if err != nil {
-		return nil, err
-	}
+	return loadCertSet(cfg, cfg.Listen.TLS, inForce)
+}
+
+// logExpired logs, once each, the certificates of the set in force that
+// have expired: when a set that holds one is swapped in, and when one
+// expires while it is served (the watcher looks every tick). Logged after
+// the swap, so that the line never names one a failed reload did not
+// serve.
+func (cs *certStore) logExpired() {
 	now := time.Now()
-	for _, c := range set.certs {
-		if c.expired(now) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range cs.cur.Load().certs {
+		if c.expired(now) && !cs.warned[c] {
+			if cs.warned == nil {
+				cs.warned = map[servedCert]bool{}
+			}
+			cs.warned[c] = true
 			cs.log.Error("serving an EXPIRED certificate: clients that check will refuse it; renew it", "field", c.field,
 				"file", c.path, "expired", c.notAfter.Format(time.RFC3339))
 		}
 	}
-	return set, nil
 }
 
 // reload reads the certificates again and swaps them in; on failure the
@@ -218,6 +232,7 @@ func (cs *certStore) reload(cfg *configs.Config) error {
 		return err
 	}
 	cs.cur.Store(set)
+	cs.logExpired()
 	return nil
 }
 
@@ -239,6 +254,7 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 		// the set, so a set read first is never newer than the config,
 		// and a SIGHUP's set cannot be replaced by one built from the
 		// config it replaced (an older set fails the CompareAndSwap).
+		cs.logExpired() // one may have expired since the last tick
 		inForce := cs.cur.Load()
 		c := cfg()
 		if c.Listen.TLS == nil || !inForce.changed() {
@@ -261,6 +277,7 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 			continue
 		}
 		cs.log.Info("certificates reloaded: files changed", "certificates", len(c.Listen.TLS.Certificates))
+		cs.logExpired()
 	}
 }
 

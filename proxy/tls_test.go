@@ -407,13 +407,22 @@ func TestExpiredCertificates(t *testing.T) {
 	valid := ca.issueFiles(t, dir, "valid", "valid", "valid.example")
 	old := expired("old")
 
-	// At a start: served, logged by field, and the set says which has
-	// expired.
+	// At a start: served, logged by field once it is in force (loading
+	// alone logs nothing: a reload that fails later never serves it), once
+	// however often the watcher looks, and the set says which has expired.
 	var logs bytes.Buffer
 	store := &certStore{log: slog.New(slog.NewTextHandler(&logs, nil))}
-	start, err := store.load(&configs.Config{Listen: configs.Listen{TLS: &configs.ListenTLS{Certificates: []configs.Certificate{valid, old}}}})
-	if err != nil {
+	withOld := &configs.Config{Listen: configs.Listen{TLS: &configs.ListenTLS{Certificates: []configs.Certificate{valid, old}}}}
+	if _, err := store.load(withOld); err != nil || logs.Len() != 0 {
+		t.Fatalf("loading a set with an expired certificate: %v, logged %q before it was in force", err, logs.String())
+	}
+	if err := store.reload(withOld); err != nil {
 		t.Fatalf("a start with one expired certificate: %v", err)
+	}
+	store.logExpired()
+	start := store.cur.Load()
+	if n := strings.Count(logs.String(), "EXPIRED"); n != 1 {
+		t.Fatalf("the expired certificate logged %d times, want once:\n%s", n, logs.String())
 	}
 	if len(start.certs) != 2 || start.certs[0].expired(time.Now()) || !start.certs[1].expired(time.Now()) ||
 		start.certs[1].field != "listen.tls.certificates[1]" || servedName(start, "old.example") != "old" {
@@ -421,6 +430,24 @@ func TestExpiredCertificates(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "EXPIRED") || !strings.Contains(l, "listen.tls.certificates[1]") || strings.Contains(l, "certificates[0]") {
 		t.Fatalf("log of the expired certificate:\n%s", l)
+	}
+
+	// One that expires while it is served is logged at the watcher's next
+	// look.
+	c, k := ca.issueUntil(t, time.Now().Add(1500*time.Millisecond), "soon", "soon.example") // x509 keeps whole seconds: 0.5-1.5 s ahead
+	soon := configs.Certificate{CertFile: writeFile(t, dir, "soon.pem", c), KeyFile: writeFile(t, dir, "soon.key", k)}
+	var soonLogs bytes.Buffer
+	watched := &certStore{log: slog.New(slog.NewTextHandler(&soonLogs, nil))}
+	if err := watched.reload(&configs.Config{Listen: configs.Listen{TLS: &configs.ListenTLS{Certificates: []configs.Certificate{soon}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if soonLogs.Len() != 0 {
+		t.Fatalf("a valid certificate logged: %s", soonLogs.String())
+	}
+	time.Sleep(time.Until(watched.cur.Load().certs[0].notAfter) + 10*time.Millisecond)
+	watched.logExpired()
+	if !strings.Contains(soonLogs.String(), "EXPIRED") {
+		t.Fatal("a certificate that expired while served was not logged")
 	}
 
 	// At a reload: the same expired file again is no reason to refuse
