@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -185,16 +183,7 @@ func TestMaxConnsPerIPLeavesBalancerHealthChecksUncounted(t *testing.T) {
 // Linux keeps it, so this test passes without that part.)
 func TestMaxConnsPerIPRefusalArrivesOverTCP(t *testing.T) {
 	h := newHarness(t, func(c *configs.Config) { c.Listen.MaxConnsPerIP = 1 })
-	srv, err := New(h.cfg, nil, Options{Logger: slog.New(slog.DiscardHandler), Dial: h.dial})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	defer srv.Shutdown(context.Background())
+	addr := serveOnLoopback(t, h.cfg, Options{Dial: h.dial})
 	request := "GET /feed HTTP/1.1\r\nHost: proxy.test\r\nX-User-ID: 7\r\n\r\n"
 	roundTrip := func(c net.Conn) (int, error) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -207,7 +196,7 @@ func TestMaxConnsPerIPRefusalArrivesOverTCP(t *testing.T) {
 		}
 		return resp.StatusCode(), nil
 	}
-	first, err := net.Dial("tcp", ln.Addr().String())
+	first, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +205,7 @@ func TestMaxConnsPerIPRefusalArrivesOverTCP(t *testing.T) {
 		t.Fatalf("the first connection: %d %v", code, err)
 	}
 	for i := range 20 {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,23 +29,10 @@ func TestOverRealSockets(t *testing.T) {
 		}
 		c.Listen.WriteTimeout = 300 * time.Millisecond
 	})
-	srv, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	addr := serveOnLoopback(t, cfg, Options{})
 	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
 		t.Helper()
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,4 +285,26 @@ func (w closeWatch) wait(t *testing.T, idle time.Duration) {
 		t.Fatal("the upstream did not close its idle connection within 5 s")
 	}
 	time.Sleep(time.Until(idleFrom.Add(idle)))
+}
+
+// serveOnLoopback runs a proxy for cfg on a real 127.0.0.1 socket until the
+// test ends, and returns its address.
+func serveOnLoopback(t *testing.T, cfg *configs.Config, opts Options) string {
+	t.Helper()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	srv, err := New(cfg, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return ln.Addr().String()
 }
