@@ -436,6 +436,12 @@ func (c *Cluster) SetMap(version uint64, origin string) {
 	c.updateMeta(func(m *Meta) { m.MapVersion, m.MapOrigin = version, origin })
 }
 
+// SetAutoApply gossips this node's placement.auto_apply: the fleet's moves
+// are driven by a node that has it on.
+func (c *Cluster) SetAutoApply(on bool) {
+	c.updateMeta(func(m *Meta) { m.AutoApply = &on })
+}
+
 // updateMeta changes this node's metadata under the lock, then gossips it.
 func (c *Cluster) updateMeta(change func(*Meta)) {
 	c.mu.Lock()
@@ -518,8 +524,11 @@ type Member struct {
 	NodeState  string `json:"node_state"` // serving, draining, or NodeUnreadable
 	MapVersion uint64 `json:"map_version"`
 	MapOrigin  string `json:"map_origin,omitempty"` // the node that made MapVersion; "" from an older release
-	Healthy    int    `json:"healthy_upstreams"`
-	Upstreams  int    `json:"upstreams"`
+	// AutoApply is the node's placement.auto_apply; nil from an older
+	// release.
+	AutoApply *bool `json:"auto_apply,omitempty"`
+	Healthy   int   `json:"healthy_upstreams"`
+	Upstreams int   `json:"upstreams"`
 }
 
 // listedNode is one member of a pool, copied from a memberlist callback.
@@ -553,7 +562,7 @@ func (c *Cluster) Members() []Member {
 			out = append(out, Member{
 				Name: name, Address: n.addr, Pool: pool,
 				Datacenter: m.Datacenter, Continent: m.Continent, NodeState: state,
-				MapVersion: m.MapVersion, MapOrigin: m.MapOrigin, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
+				MapVersion: m.MapVersion, MapOrigin: m.MapOrigin, AutoApply: m.AutoApply, Healthy: int(m.Healthy), Upstreams: int(m.Upstreams),
 			})
 		}
 	}

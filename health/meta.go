@@ -45,6 +45,10 @@ type Meta struct {
 	// Hot are the keys this node detected hot, by key hash, with their
 	// spread: the fleet spreads the union (at most MaxHotInMeta).
 	Hot []HotHash
+	// AutoApply is the node's placement.auto_apply: the fleet's moves are
+	// driven by a node that has it on. Nil from a release that did not
+	// gossip it.
+	AutoApply *bool
 }
 
 // HotHash is a hot routing key as gossip carries it.
@@ -61,6 +65,20 @@ const MaxHotInMeta = 16
 // metaVersion is the encoding's version byte; decoders reject others so a
 // mixed-version fleet fails loudly instead of misreading.
 const metaVersion = 2
+
+// The flags byte: metaFlagsSet marks it written (a zero byte is not), then
+// one bit a flag.
+const (
+	metaAutoApply = 1 << 0
+	metaFlagsSet  = 1 << 7
+)
+
+func boolBit(v bool) byte {
+	if v {
+		return metaAutoApply
+	}
+	return 0
+}
 
 // MaxMetaSize is memberlist's cap on node metadata.
 const MaxMetaSize = 512
@@ -90,11 +108,15 @@ func (m *Meta) Encode(b []byte) ([]byte, error) {
 	// The map's origin goes before hot keys, unless it cannot fit at all
 	// (a long name beside 64 datacenters' rates): then it is left out, and
 	// the fleet knows this node's map by its number alone.
+	flags := 0
+	if m.AutoApply != nil {
+		flags = 1
+	}
 	origin := m.MapOrigin
-	if len(b)+2+len(origin) > MaxMetaSize {
+	if len(b)+2+len(origin)+flags > MaxMetaSize {
 		origin = ""
 	}
-	room := (MaxMetaSize - len(b) - 1 - 1 - len(origin)) / 9
+	room := (MaxMetaSize - len(b) - 1 - 1 - len(origin) - flags) / 9
 	hot := m.Hot[:max(0, min(len(m.Hot), MaxHotInMeta, room))]
 	b = append(b, byte(len(hot)))
 	for _, h := range hot {
@@ -105,6 +127,9 @@ func (m *Meta) Encode(b []byte) ([]byte, error) {
 	// the hot keys, still reads the rest.
 	b = append(b, byte(len(origin)))
 	b = append(b, origin...)
+	if m.AutoApply != nil { // after the origin, for the same reason
+		b = append(b, metaFlagsSet|boolBit(*m.AutoApply))
+	}
 	if len(b) > MaxMetaSize {
 		return nil, errMetaTooLarge
 	}
@@ -136,8 +161,14 @@ func DecodeMeta(b []byte) (Meta, error) {
 			m.Hot[i] = HotHash{Hash: d.uint64(), Spread: d.byte()}
 		}
 	}
-	if len(d.b) > 0 { // absent from the release before
+	if len(d.b) > 0 { // absent from the releases before
 		m.MapOrigin = d.str()
+	}
+	if len(d.b) > 0 {
+		if f := d.byte(); f&metaFlagsSet != 0 {
+			auto := f&metaAutoApply != 0
+			m.AutoApply = &auto
+		}
 	}
 	if d.short {
 		return Meta{}, errors.New("health: node metadata truncated")

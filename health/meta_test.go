@@ -8,8 +8,9 @@ import (
 )
 
 func TestMetaRoundTripAndSizeBound(t *testing.T) {
+	on := true
 	m := Meta{Continent: "us", Datacenter: "us-east", State: Draining, MapVersion: 42, MapOrigin: "edge-us-east-1", Upstreams: 4, Healthy: 3,
-		Rates: []float32{1.5, 0, 2000}, Hot: []HotHash{{Hash: 7, Spread: 4}}}
+		Rates: []float32{1.5, 0, 2000}, Hot: []HotHash{{Hash: 7, Spread: 4}}, AutoApply: &on}
 	b, err := m.Encode(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -18,16 +19,27 @@ func TestMetaRoundTripAndSizeBound(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, m) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
-	// The release before ends after the hot keys: it reads this one's
-	// metadata (it stops there), and this one reads its (no origin).
-	old := b[:len(b)-1-len(m.MapOrigin)]
+	// The releases before end after the hot keys, or after the origin:
+	// they read this one's metadata (they stop there), and this one reads
+	// theirs (no origin; no auto_apply).
+	noFlags := b[:len(b)-1]
+	got, err = DecodeMeta(noFlags)
+	if want := m; err != nil || func() bool { want.AutoApply = nil; return !reflect.DeepEqual(got, want) }() {
+		t.Fatalf("the metadata of the release before: %+v, %v", got, err)
+	}
+	old := noFlags[:len(noFlags)-1-len(m.MapOrigin)]
 	got, err = DecodeMeta(old)
-	if want := m; err != nil || func() bool { want.MapOrigin = ""; return !reflect.DeepEqual(got, want) }() {
-		t.Fatalf("the release before's metadata: %+v, %v", got, err)
+	if want := m; err != nil || func() bool { want.MapOrigin, want.AutoApply = "", nil; return !reflect.DeepEqual(got, want) }() {
+		t.Fatalf("the metadata of the release before that: %+v, %v", got, err)
+	}
+	off := false
+	m.AutoApply = &off
+	if b, _ := m.Encode(nil); func() bool { got, err := DecodeMeta(b); return err != nil || got.AutoApply == nil || *got.AutoApply }() {
+		t.Fatal("auto_apply off did not round-trip as off")
 	}
 	// The worst case the config allows still fits memberlist's 512 bytes:
 	// 64 datacenters' rates and a full list of hot keys.
-	big := Meta{Continent: strings.Repeat("c", 20), Datacenter: strings.Repeat("d", 40), MapOrigin: strings.Repeat("n", 20), Rates: make([]float32, MaxDatacenters)}
+	big := Meta{Continent: strings.Repeat("c", 20), Datacenter: strings.Repeat("d", 40), MapOrigin: strings.Repeat("n", 20), Rates: make([]float32, MaxDatacenters), AutoApply: &on}
 	for i := range 40 {
 		big.Hot = append(big.Hot, HotHash{Hash: uint64(i), Spread: 2})
 	}
@@ -47,7 +59,8 @@ func TestMetaRoundTripAndSizeBound(t *testing.T) {
 	} else if got, _ := DecodeMeta(b); got.MapOrigin != "" || got.MapVersion != big.MapVersion {
 		t.Fatalf("with a 255-byte node name: origin %q", got.MapOrigin)
 	}
-	for _, cut := range []int{0, 1, 5, len(b) - 1} {
+	// (Cut before the origin or the flags, it is a release before's.)
+	for _, cut := range []int{0, 1, 5, len(b) - 3} {
 		if _, err := DecodeMeta(b[:cut]); err == nil {
 			t.Fatalf("metadata cut to %d bytes decoded", cut)
 		}
