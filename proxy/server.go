@@ -524,8 +524,17 @@ func (s *Server) ChangePlacement(change func(*buckets.Overrides) error) (*bucket
 func (s *Server) AdoptPlacement(version uint64, origin string, o buckets.Overrides) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ok, err := s.cur.Load().router.placement.Adopt(version, origin, o)
-	if ok {
+	m := s.cur.Load().router.placement
+	before := m.Load()
+	ok, err := m.Adopt(version, origin, o)
+	switch {
+	case ok && version == before.Version() && before.Origin() == s.cur.Load().cfg.Node.Name:
+		// Made here and on another node at the same time: the greater
+		// name wins everywhere, so what was changed here is undone
+		// everywhere, though its caller was told it was done.
+		s.log.Warn("bucket map: this node's change lost to one made at the same time on another node, and is undone; look at the map and make it again if it still applies",
+			"map_version", version, "origin", origin)
+	case ok:
 		s.log.Info("bucket map adopted from the fleet", "map_version", version, "origin", origin)
 	}
 	return ok, err
