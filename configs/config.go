@@ -571,7 +571,9 @@ type Placement struct {
 	// continent may home (1.1: 10% more). Default 1.1; at least 1.
 	Headroom float64 `yaml:"headroom"`
 	// AutoApply starts recommended moves and walks them through their
-	// phases on their own. Default false: recommendations are only shown
+	// phases on their own, on one node: the serving node with the least
+	// name among those with it on, which also takes the operators'
+	// advances and aborts. Default false: recommendations are only shown
 	// (GET /admin/placement/recommendations; POST /admin/placement/evaluate
 	// runs the advisor now).
 	AutoApply bool `yaml:"auto_apply"`

@@ -19,7 +19,9 @@ import (
 //	POST   /admin/buckets/{id}/move/advance  next phase: copying -> fenced -> cutover -> done
 //	DELETE /admin/buckets/{id}/move          abort a move no write has followed yet
 //
-// Every step is a new map version, spread to the fleet like a pin.
+// Every step is a new map version, spread to the fleet like a pin. A move
+// starts on any node; advance and abort answer 409 except on the node that
+// drives moves (the view's "driver").
 func (a *Admin) placementRoutes(closed func(string, http.HandlerFunc)) {
 	closed("GET /admin/placement/recommendations", a.recommendations)
 	closed("POST /admin/placement/evaluate", a.evaluate)
@@ -31,6 +33,9 @@ func (a *Admin) placementRoutes(closed func(string, http.HandlerFunc)) {
 // placementView is GET /admin/placement/recommendations.
 type placementView struct {
 	AutoApply bool `json:"auto_apply"`
+	// Driver is the node that steps moves (advance, abort; see
+	// placer.driver): the others refuse to.
+	Driver string `json:"driver"`
 	// EvaluatedAt is when the advisor last ran (absent before its first
 	// run, placement.advise_every after the start).
 	EvaluatedAt   *time.Time `json:"evaluated_at,omitempty"`
@@ -62,10 +67,11 @@ type moveView struct {
 func (s *Server) placementView() placementView {
 	p := s.placer
 	snap := s.Placement().Load()
+	driver := p.driver()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := placementView{
-		AutoApply: p.opts.AutoApply, MapVersion: snap.Version(),
+		AutoApply: p.opts.AutoApply, Driver: driver, MapVersion: snap.Version(),
 		AccessReports: p.reports, MovesLastHour: p.advisor.MovesInLastHour(p.now()),
 		MovesPerHour: p.advisor.Options().MovesPerHour, Recommendations: slices.Clone(p.recs),
 		Candidates: p.advisor.Candidates(snap), Moves: []moveView{},
@@ -170,7 +176,7 @@ func (a *Admin) moveAdvance(w http.ResponseWriter, r *http.Request) {
 	}
 	next, phase, err := a.s.AdvanceMove(id)
 	switch {
-	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, errFenceNotHeld), errors.Is(err, errMoveChanged):
+	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, errFenceNotHeld), errors.Is(err, errMoveChanged), errors.Is(err, errNotDriver):
 		writeError(w, http.StatusConflict, "id", err.Error())
 		return
 	case err != nil:
@@ -189,7 +195,7 @@ func (a *Admin) moveAbort(w http.ResponseWriter, r *http.Request) {
 	}
 	next, err := a.s.AbortMove(id)
 	switch {
-	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, buckets.ErrPastFence):
+	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, buckets.ErrPastFence), errors.Is(err, errNotDriver):
 		writeError(w, http.StatusConflict, "id", err.Error())
 		return
 	case err != nil:

@@ -19,8 +19,8 @@ import (
 )
 
 // moveFleet is several proxy nodes in front of one shared simulated web
-// tier. Bucket-map versions a node makes reach the others late (0-20ms)
-// and in any order, as gossip delivers them; Members reports the version
+// tier. Bucket-map versions a node makes reach the others late (0-20ms,
+// the last node 300ms more) and in any order, as gossip delivers them; Members reports the version
 // each node routes by, as gossip's metadata does.
 type moveFleet struct {
 	t     *testing.T
@@ -41,7 +41,10 @@ func (f *moveFleet) FleetAccess(time.Duration) (health.AccessReport, int) {
 func (f *moveFleet) Members() []health.Member {
 	var out []health.Member
 	for i, s := range f.nodes {
-		out = append(out, health.Member{Name: "node-" + strconv.Itoa(i), NodeState: "serving", MapVersion: s.Placement().Load().Version()})
+		s.placer.mu.Lock()
+		auto := s.placer.opts.AutoApply
+		s.placer.mu.Unlock()
+		out = append(out, health.Member{Name: "node-" + strconv.Itoa(i), NodeState: "serving", MapVersion: s.Placement().Load().Version(), AutoApply: &auto})
 	}
 	return out
 }
@@ -84,8 +87,16 @@ func newMoveFleet(t *testing.T, dcs []string) *moveFleet {
 					if j == i {
 						continue
 					}
+					lag := time.Duration(rand.IntN(20)) * time.Millisecond
+					if j == len(dcs)-1 {
+						// The last node adopts late, later than fence_settle
+						// after the fence: a cutover that waited for this
+						// node's fence alone, not every node's, would let it
+						// send writes to the old home after the new took some.
+						lag += 300 * time.Millisecond
+					}
 					go func() {
-						time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+						time.Sleep(lag)
 						other.AdoptPlacement(snap.Version(), snap.Origin(), snap.Overrides()) //nolint:errcheck // same topology
 					}()
 				}
@@ -191,7 +202,7 @@ func TestFleetMoveUnderLoad(t *testing.T) {
 
 	time.Sleep(200 * time.Millisecond)
 	phase.Store(1)
-	driver := f.nodes[1]
+	driver := f.nodes[0] // the least name: the node that drives moves
 	for _, b := range moving {
 		if _, err := driver.StartMove(b, "eu"); err != nil {
 			t.Fatal(err)

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -43,13 +45,24 @@ type placer struct {
 	evaluated time.Time
 	reports   int                    // access reports in the last evaluation
 	phaseAt   map[uint32]phaseSeen   // when this node first saw each move's phase
-	fleetAt   map[uint32]versionSeen // when this node first saw every node hold a fence
+	fences    map[uint32]*fenceWatch // which nodes hold each fenced move's fence, since when
 }
 
-type versionSeen struct {
-	version uint64
-	at      time.Time
+// fenceWatch follows one fenced move's fence over the fleet: the map
+// versions of this node's in which the bucket was fenced (the only ones it
+// can vouch for), and since when each node has been seen holding one.
+// A node's clock survives this node's next version (another move's step,
+// a pin), which it takes a moment to adopt: restarting every clock at each
+// version made fenced moves cut over one fence_settle after the other.
+type fenceWatch struct {
+	since    time.Time         // when this node saw the fence (phaseAt): one watch per fence
+	versions map[uint64]string // fenced version -> its origin
+	held     map[string]time.Time
 }
+
+// maxFenceVersions bounds a watch's versions; the oldest go first (a node
+// still on one of them only waits longer).
+const maxFenceVersions = 64
 
 type phaseSeen struct {
 	phase buckets.MovePhase
@@ -57,7 +70,7 @@ type phaseSeen struct {
 }
 
 func newPlacer(s *Server, fleet PlacementFleet) *placer {
-	return &placer{s: s, fleet: fleet, now: time.Now, phaseAt: map[uint32]phaseSeen{}, fleetAt: map[uint32]versionSeen{}}
+	return &placer{s: s, fleet: fleet, now: time.Now, phaseAt: map[uint32]phaseSeen{}, fences: map[uint32]*fenceWatch{}}
 }
 
 // counters returns the access counters for cfg's shape: the ones in use if
@@ -79,6 +92,9 @@ func (p *placer) counters(cfg *configs.Config) *buckets.Access {
 	}
 	p.opts = cfg.Placement
 	p.mu.Unlock()
+	if f, ok := p.fleet.(interface{ SetAutoApply(bool) }); ok {
+		f.SetAutoApply(cfg.Placement.AutoApply) // the fleet's moves are driven by a node with it on
+	}
 	return a
 }
 
@@ -201,10 +217,15 @@ func (s *Server) StartMove(b uint32, to string) (*buckets.Snapshot, error) {
 }
 
 // AdvanceMove moves bucket b's move to its next phase as a new map
-// version. Leaving the fence for the cutover needs every node gossip lists
-// to hold this node's map version (which holds the fence), and the fence
-// to have stood for placement.fence_settle: errFenceNotHeld otherwise.
+// version. Only the node that drives moves steps them (errNotDriver
+// elsewhere). Leaving the fence for the cutover needs every node gossip
+// lists to hold this node's map version (which holds the fence), and the
+// fence to have stood for placement.fence_settle: errFenceNotHeld
+// otherwise.
 func (s *Server) AdvanceMove(b uint32) (*buckets.Snapshot, buckets.MovePhase, error) {
+	if err := s.placer.mayStep(); err != nil {
+		return nil, "", err
+	}
 	var phase buckets.MovePhase
 	cur := s.Placement().Load()
 	seen, moving := cur.Moving(b)
@@ -241,16 +262,77 @@ func (s *Server) AdvanceMove(b uint32) (*buckets.Snapshot, buckets.MovePhase, er
 }
 
 // AbortMove ends bucket b's move before any write went to the new home.
+// Only the node that drives moves aborts them (errNotDriver elsewhere).
 func (s *Server) AbortMove(b uint32) (*buckets.Snapshot, error) {
+	if err := s.placer.mayStep(); err != nil {
+		return nil, err
+	}
 	return s.ChangePlacement(func(o *buckets.Overrides) error { return buckets.AbortMove(o, b) })
+}
+
+// errNotDriver refuses a move's step (advance, abort) on a node that does
+// not drive the fleet's moves.
+var errNotDriver = errors.New("proxy: another node drives the fleet's moves")
+
+// mayStep says whether this node may step moves: errNotDriver, naming the
+// node that does, unless it drives them.
+func (p *placer) mayStep() error {
+	self := p.s.cur.Load().cfg.Node.Name
+	switch d := p.driver(); d {
+	case self:
+		return nil
+	case "":
+		return fmt.Errorf("%w: this node is draining and no other serves", errNotDriver)
+	default:
+		return fmt.Errorf("%w: step moves on node %s (the serving node with the least name among those with placement.auto_apply on, or among all if none has it)", errNotDriver, d)
+	}
+}
+
+// driver names the node that steps the fleet's moves, the placer's and
+// an operator's: the serving node with the least name among those with
+// placement.auto_apply on or, if none has it on, among all serving nodes
+// ("" if this node drains and no other serves). A node of a release that
+// does not gossip auto_apply counts as on: it steps as that release did,
+// by least name alone.
+//
+// One node steps so that two never publish competing steps: an abort made
+// on one node while another cut the same move over got the same version
+// number, and if its node's name was greater it won everywhere, sending
+// writes back to the old home after some had gone to the new. Nodes agree
+// on the driver while they agree on the membership; the fence's barrier
+// (every node on the fenced version) covers the moments they do not.
+func (p *placer) driver() string {
+	self := p.s.cur.Load().cfg.Node.Name
+	p.mu.Lock()
+	auto := p.opts.AutoApply
+	p.mu.Unlock()
+	best, bestAuto := "", false
+	consider := func(name string, auto bool) {
+		if best == "" || auto && !bestAuto || auto == bestAuto && name < best {
+			best, bestAuto = name, auto
+		}
+	}
+	if !p.s.draining.Load() {
+		consider(self, auto)
+	}
+	if p.fleet == nil {
+		return cmp.Or(best, self)
+	}
+	for _, m := range p.fleet.Members() {
+		if m.Name != self && m.NodeState == health.Serving.String() {
+			consider(m.Name, m.AutoApply == nil || *m.AutoApply)
+		}
+	}
+	return best
 }
 
 // fenceHeld checks that every node holds snap's version (in which b is
 // fenced) and that the fence has stood for placement.fence_settle on every
-// node: here, and since this node first saw the last of the others hold
-// it. A node that took the fence up a moment ago may still have writes in
-// flight that it routed by the map before; settling from this node's own
-// fence alone let one of them land after the cutover's first write.
+// node: here, and on each other node since this node first saw it hold
+// the fence (in this version or an earlier fenced one) and not lose it
+// since. A node that took the fence up a moment ago may still have writes
+// in flight that it routed by the map before; settling from this node's
+// own fence alone let one of them land after the cutover's first write.
 func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 	p.mu.Lock()
 	seen, settle := p.seenPhase(b, snap), p.opts.FenceSettle
@@ -261,33 +343,80 @@ func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
 	if p.fleet == nil {
 		return nil
 	}
-	for _, m := range p.fleet.Members() {
-		if m.NodeState == health.NodeUnreadable {
-			return fmt.Errorf("%w: node %s's metadata is unreadable here (another version?), so its map version is unknown", errFenceNotHeld, m.Name)
+	members := p.fleet.Members()
+	now := p.now()
+	p.mu.Lock()
+	w := p.fences[b]
+	if w == nil || !w.since.Equal(seen) {
+		w = &fenceWatch{since: seen, versions: map[uint64]string{}, held: map[string]time.Time{}}
+		p.fences[b] = w
+	}
+	w.add(snap.Version(), snap.Origin())
+	held := make(map[string]time.Time, len(members))
+	var behind error
+	last, lastAt := "", time.Time{}
+	for _, m := range members {
+		if err := holdsFence(m, snap, w); err != nil {
+			behind = cmp.Or(behind, err)
+			if !errors.Is(err, errNotYet) {
+				continue // not holding the fence: its clock starts again
+			}
 		}
-		if m.MapVersion != snap.Version() {
-			return fmt.Errorf("%w: node %s routes by map version %d, this node by %d", errFenceNotHeld, m.Name, m.MapVersion, snap.Version())
+		at, ok := w.held[m.Name]
+		if !ok {
+			at = now
 		}
+		held[m.Name] = at
+		if at.After(lastAt) {
+			last, lastAt = m.Name, at
+		}
+	}
+	w.held = held // only the nodes listed now
+	p.mu.Unlock()
+	if behind != nil {
+		return behind
+	}
+	if wait := settle - now.Sub(lastAt); wait > 0 {
+		return fmt.Errorf("%w: every node has held the fence for %v of %v (%s took it up last)", errFenceNotHeld, settle-wait, settle, last)
+	}
+	return nil
+}
+
+// errNotYet marks a node that holds the fence in an earlier version of
+// this node's: it keeps its clock, but the cutover waits until it holds
+// this one (see holdsFence).
+var errNotYet = fmt.Errorf("%w", errFenceNotHeld)
+
+// holdsFence says whether member m holds b's fence: nil if it routes by
+// snap itself; errNotYet if by an earlier version of this node's in which
+// b was fenced; another errFenceNotHeld if by any other map. The cutover
+// needs every node on snap itself: a node on an earlier version could
+// still take a map of the same number made elsewhere at the same time,
+// before the fence (the greater name wins a tie).
+func holdsFence(m health.Member, snap *buckets.Snapshot, w *fenceWatch) error {
+	switch origin, fenced := w.versions[m.MapVersion]; {
+	case m.NodeState == health.NodeUnreadable:
+		return fmt.Errorf("%w: node %s's metadata is unreadable here (another version?), so its map version is unknown", errFenceNotHeld, m.Name)
+	case m.MapVersion != snap.Version() && (!fenced || m.MapOrigin != "" && m.MapOrigin != origin):
+		return fmt.Errorf("%w: node %s routes by map version %d, this node by %d", errFenceNotHeld, m.Name, m.MapVersion, snap.Version())
+	case m.MapOrigin != "" && m.MapOrigin != origin:
 		// The same number from another node is another map: one made
 		// concurrently on a node that had not taken this one (a reload, a
 		// pin, an abort), in which the bucket may not be fenced. (An
 		// origin of "" is a release that did not gossip it.)
-		if m.MapOrigin != "" && m.MapOrigin != snap.Origin() {
-			return fmt.Errorf("%w: node %s routes by map version %d made by %s, this node by the one %s made", errFenceNotHeld, m.Name, m.MapVersion, m.MapOrigin, snap.Origin())
-		}
-	}
-	now := p.now()
-	p.mu.Lock()
-	held, ok := p.fleetAt[b]
-	if !ok || held.version != snap.Version() {
-		held = versionSeen{snap.Version(), now}
-		p.fleetAt[b] = held
-	}
-	p.mu.Unlock()
-	if wait := settle - now.Sub(held.at); wait > 0 {
-		return fmt.Errorf("%w: every node has held the fence for %v of %v", errFenceNotHeld, settle-wait, settle)
+		return fmt.Errorf("%w: node %s routes by map version %d made by %s, this node by the one %s made", errFenceNotHeld, m.Name, m.MapVersion, m.MapOrigin, origin)
+	case m.MapVersion != snap.Version():
+		return fmt.Errorf("%w: node %s routes by map version %d, this node by %d (the fence stands in both)", errNotYet, m.Name, m.MapVersion, snap.Version())
 	}
 	return nil
+}
+
+// add notes a version in which the watch's bucket is fenced.
+func (w *fenceWatch) add(version uint64, origin string) {
+	w.versions[version] = origin
+	if len(w.versions) > maxFenceVersions {
+		delete(w.versions, slices.Min(slices.Collect(maps.Keys(w.versions))))
+	}
 }
 
 // seenPhase is when this node first saw b's current phase in snap (now if
@@ -301,12 +430,12 @@ func (p *placer) seenPhase(b uint32, snap *buckets.Snapshot) time.Time {
 	now := p.now()
 	if !known {
 		// A move this process did not start: another node's (an
-		// operator on its admin endpoint, a leader before this one) or
+		// operator on its admin endpoint, a driver before this one) or
 		// one from before a restart. It counts toward the hourly limit
 		// and starts the bucket's cooldown here too, so a change of
-		// leader while it runs resets neither. (Its true start is older:
+		// driver while it runs resets neither. (Its true start is older:
 		// now errs on the side of fewer moves.) Moves that finished
-		// before this process started are not known: a leader that
+		// before this process started are not known: a driver that
 		// restarts forgets their cooldowns.
 		p.advisor.Started(b, now)
 	}
@@ -317,9 +446,9 @@ func (p *placer) seenPhase(b uint32, snap *buckets.Snapshot) time.Time {
 // step, with placement.auto_apply, starts recs, the moves the advisor
 // just recommended (p.recs keeps them for the view), and
 // advances each move whose phase has run its time: copying for copy_time,
-// fenced until the fence holds, cutover for cutover_time. Only one node
-// steps: the serving node with the least name, so two nodes never make
-// competing versions.
+// fenced until the fence holds, cutover for cutover_time. Only the node
+// that drives moves steps (driver), so two nodes never make competing
+// versions.
 func (p *placer) step(recs []buckets.Recommendation) error {
 	snap := p.s.Placement().Load()
 	p.mu.Lock()
@@ -330,11 +459,11 @@ func (p *placer) step(recs []buckets.Recommendation) error {
 	for b := range p.phaseAt { // a move that ended: its next one starts afresh
 		if _, moving := snap.Moving(b); !moving {
 			delete(p.phaseAt, b)
-			delete(p.fleetAt, b)
+			delete(p.fences, b)
 		}
 	}
 	p.mu.Unlock()
-	if !opts.AutoApply || !p.leader() {
+	if !opts.AutoApply || p.mayStep() != nil {
 		return nil
 	}
 	var errs []error
@@ -369,21 +498,6 @@ func (p *placer) step(recs []buckets.Recommendation) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// leader reports whether this node drives automatic moves: the serving
-// node with the least name among those gossip lists.
-func (p *placer) leader() bool {
-	if p.fleet == nil {
-		return true
-	}
-	self := p.s.cur.Load().cfg.Node.Name
-	for _, m := range p.fleet.Members() {
-		if m.NodeState == health.Serving.String() && m.Name < self {
-			return false
-		}
-	}
-	return true
 }
 
 // originOf is the continent (index) of datacenter dc: the origin this

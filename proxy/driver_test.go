@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socialroute/socialroute/buckets"
+	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/health"
+)
+
+// One node drives the fleet's moves: the serving node with the least name
+// among those with auto_apply on (a release that does not say counts as
+// on), or among all if none has it on; never a draining one.
+func TestDriverIsTheLeastServingNodeWithAutoApply(t *testing.T) {
+	on, off := true, false
+	member := func(name, state string, auto *bool) health.Member {
+		return health.Member{Name: name, NodeState: state, AutoApply: auto}
+	}
+	for _, tc := range []struct {
+		name     string
+		selfAuto bool
+		draining bool
+		members  []health.Member
+		want     string
+	}{
+		{"alone", false, false, nil, "test-node"},
+		{"none on: the least name", false, false, []health.Member{member("a-node", "serving", &off), member("test-node", "serving", &off)}, "a-node"},
+		{"the one on", false, false, []health.Member{member("a-node", "serving", &off), member("z-node", "serving", &on)}, "z-node"},
+		{"this one on", true, false, []health.Member{member("a-node", "serving", &off), member("z-node", "serving", &on)}, "test-node"},
+		{"a release that does not say counts as on", true, false, []health.Member{member("a-node", "serving", nil)}, "a-node"},
+		{"not a draining node", false, false, []health.Member{member("a-node", "draining", &on), member("z-node", "serving", &on)}, "z-node"},
+		{"not an unreadable node", false, false, []health.Member{member("a-node", health.NodeUnreadable, &on)}, "test-node"},
+		{"not this node while it drains", true, true, []health.Member{member("test-node", "serving", &on), member("z-node", "serving", &off)}, "z-node"},
+		{"no one while this node drains alone", true, true, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *configs.Config) { c.Placement.AutoApply = tc.selfAuto })
+			h.srv.placer.fleet = &fakeFleet{members: tc.members}
+			h.srv.draining.Store(tc.draining)
+			if got := h.srv.placer.driver(); got != tc.want {
+				t.Fatalf("driver %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// Advance and abort answer 409 on a node that does not drive moves, and
+// name the one that does: two nodes stepping the same move at once could
+// undo a cutover (an abort there winning the tie against the cutover
+// here). A move may start anywhere.
+func TestMovesStepOnlyOnTheDriver(t *testing.T) {
+	f := newAdminFixture(t, fastMoves, AdminOptions{})
+	fleet := &fakeFleet{members: []health.Member{{Name: "a-node", NodeState: "serving"}, {Name: "test-node", NodeState: "serving"}}}
+	f.srv.placer.fleet = fleet
+	_, b := usUser(t, f.harness)
+	id := strconv.Itoa(int(b))
+	if w := f.call("POST", "/admin/buckets/"+id+"/move", `{"to": "eu"}`, ""); w.Code != 200 {
+		t.Fatalf("a move's start on another node than the driver: %d %s", w.Code, w.Body)
+	}
+	for _, step := range []struct{ method, path string }{{"POST", "/move/advance"}, {"DELETE", "/move"}} {
+		w := f.call(step.method, "/admin/buckets/"+id+step.path, "", "")
+		if w.Code != 409 || !strings.Contains(w.Body.String(), "step moves on node a-node") {
+			t.Fatalf("%s %s off the driver: %d %s", step.method, step.path, w.Code, w.Body)
+		}
+	}
+	if m, _ := f.srv.Placement().Load().Moving(b); m.Phase != buckets.MoveCopying {
+		t.Fatalf("a refused step changed the move: %+v", m)
+	}
+	var v placementView
+	f.get("/admin/placement/recommendations", &v)
+	if v.Driver != "a-node" {
+		t.Fatalf("the view names %q as the driver, want a-node", v.Driver)
+	}
+	fleet.members = fleet.members[1:] // a-node leaves
+	if w := f.call("POST", "/admin/buckets/"+id+"/move/advance", "", ""); w.Code != 200 {
+		t.Fatalf("advance on the driver: %d %s", w.Code, w.Body)
+	}
+}
+
+// A node's fence clock runs on over this node's next version: once one
+// fenced move cuts over (a new version), another whose fence every node
+// has held for fence_settle cuts over as soon as every node holds the new
+// version, not fence_settle later. It still waits for that.
+func TestFenceClockSurvivesAnotherMovesCutover(t *testing.T) {
+	const settle = 200 * time.Millisecond
+	f := newAdminFixture(t, func(c *configs.Config) { c.Placement.FenceSettle = settle }, AdminOptions{})
+	fleet := &fakeFleet{}
+	f.srv.placer.fleet = fleet
+	moving := usBuckets(t, f.harness, 2)
+	for _, b := range moving {
+		if _, err := f.srv.StartMove(b, "eu"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.srv.AdvanceMove(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fenced := f.srv.Placement().Load().Version()
+	off := false // no node applies moves on its own: this test steps them
+	at := func(v uint64) {
+		fleet.members = []health.Member{{Name: "test-node", NodeState: "serving", MapVersion: v, AutoApply: &off}, {Name: "z-node", NodeState: "serving", MapVersion: v, AutoApply: &off}}
+	}
+	at(fenced)
+	time.Sleep(settle)
+	for _, b := range moving { // the first look at every node holding each fence starts its clocks
+		if _, _, err := f.srv.AdvanceMove(b); err == nil || !strings.Contains(err.Error(), "every node has held the fence") {
+			t.Fatalf("bucket %d at the first look: %v", b, err)
+		}
+	}
+	time.Sleep(settle)
+	if _, phase, err := f.srv.AdvanceMove(moving[0]); err != nil || phase != buckets.MoveCutover {
+		t.Fatalf("the first cutover: %v %v", phase, err)
+	}
+	// The other nodes are a version behind: the fence stands there too,
+	// but the cutover waits until they hold this node's version.
+	if _, _, err := f.srv.AdvanceMove(moving[1]); err == nil || !strings.Contains(err.Error(), "the fence stands in both") {
+		t.Fatalf("the second cutover with the fleet a version behind: %v", err)
+	}
+	at(fenced + 1)
+	if _, phase, err := f.srv.AdvanceMove(moving[1]); err != nil || phase != buckets.MoveCutover {
+		t.Fatalf("the second cutover once the fleet holds the new version: %v %v (its fence had held for %v)", phase, err, settle)
+	}
+}
+
+// usBuckets finds n buckets homed in the US.
+func usBuckets(t *testing.T, h *harness, n int) []uint32 {
+	t.Helper()
+	snap := h.srv.Placement().Load()
+	var out []uint32
+	for b := uint32(0); b < snap.Buckets() && len(out) < n; b++ {
+		if snap.Topology().Continents[snap.Home(b)].Name == "us" {
+			out = append(out, b)
+		}
+	}
+	if len(out) < n {
+		t.Fatalf("%d US buckets, want %d", len(out), n)
+	}
+	return out
+}
