@@ -148,12 +148,16 @@ func TestFleetSeesEveryNodeAndEveryDatacenterUp(t *testing.T) {
 	if m := byName["edge-us-west"]; m.Datacenter != "us-west" || m.Continent != "us" || m.NodeState != "serving" {
 		t.Fatalf("eu's view of us-west's node: %+v", m)
 	}
+	if m := byName["edge-us-west"]; m.AutoApply != nil {
+		t.Fatalf("auto_apply known before the node said it: %v", *m.AutoApply)
+	}
 	west.SetMap(42, "west")
+	west.SetAutoApply(true)
 	west.SetState(Draining)
-	eventually(t, 5*time.Second, "map version and state gossiped", func() bool {
+	eventually(t, 5*time.Second, "map version, auto_apply and state gossiped", func() bool {
 		for _, m := range eu.Members() {
 			if m.Name == "edge-us-west" {
-				return m.MapVersion == 42 && m.NodeState == "draining"
+				return m.MapVersion == 42 && m.MapOrigin == "west" && m.AutoApply != nil && *m.AutoApply && m.NodeState == "draining"
 			}
 		}
 		return false
