@@ -480,7 +480,7 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	s.cur.Store(st)
 	if certs != nil {
 		s.certs.cur.Store(certs)
-		s.certs.logExpired()
+		s.certs.swappedIn(certs)
 	}
 	closeUnused(old.pools, st.pools)
 	snap := st.router.placement.Load()

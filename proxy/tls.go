@@ -26,6 +26,7 @@ type certSet struct {
 	def    *tls.Certificate
 	files  []fileStamp  // what the set was read from, for the watcher
 	certs  []servedCert // one per listen.tls.certificates entry, in order
+	kept   []servedCert // entries whose file now holds an expired certificate: the valid one read before stays
 }
 
 // servedCert is one configured certificate: where it came from and when it
@@ -35,6 +36,7 @@ type servedCert struct {
 	file     string // cert_file as configured
 	path     string // cert_file resolved
 	notAfter time.Time
+	pair     *tls.Certificate // what handshakes get
 }
 
 // expired reports whether c has expired at now.
@@ -65,9 +67,10 @@ type certStore struct {
 // take every name down (at a start) or keep stale files for every name (at
 // a reload) because one name's renewal is late; it is served, and its
 // clients see the same error as when it expired while running (HAProxy
-// does the same). It fails the set only when it would replace a
-// certificate in force (inForce, read from the same file) that is still
-// valid: a renewal tool wrote an old file back.
+// does the same). Only when it would replace a certificate in force
+// (inForce, read from the same file) that is still valid (a renewal tool
+// wrote an old file back) does that one stay, for that entry alone: the
+// set lists it in kept, and the others' new files are taken.
 func loadCertSet(cfg *configs.Config, t *configs.ListenTLS, inForce *certSet) (*certSet, error) {
 	set := &certSet{byName: map[string]*tls.Certificate{}}
 	now := time.Now()
@@ -90,38 +93,33 @@ func loadCertSet(cfg *configs.Config, t *configs.ListenTLS, inForce *certSet) (*
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %s: %w", field, err)
 		}
-		leaf := pair.Leaf // parsed by LoadX509KeyPair
-		if leaf == nil {
-			if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+		if pair.Leaf == nil { // LoadX509KeyPair parses it
+			if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
 				return nil, fmt.Errorf("proxy: %s: %w", field, err)
 			}
-			pair.Leaf = leaf
 		}
-		sc := servedCert{field: field, file: c.CertFile, path: certPath, notAfter: leaf.NotAfter}
-		if sc.expired(now) {
-			if prev, ok := inForce.valid(certPath, now); ok {
-				return nil, fmt.Errorf("proxy: %s: certificate %s expired on %s; the one in force from that file is valid until %s, so it stays",
-					field, certPath, leaf.NotAfter.Format(time.RFC3339), prev.notAfter.Format(time.RFC3339))
-			}
-		}
-		set.certs = append(set.certs, sc)
-		if ocspPath != "" {
+		sc := servedCert{field: field, file: c.CertFile, path: certPath, notAfter: pair.Leaf.NotAfter, pair: &pair}
+		if prev, ok := inForce.valid(certPath, now); ok && sc.expired(now) {
+			set.kept = append(set.kept, sc)
+			sc.notAfter, sc.pair = prev.notAfter, prev.pair // with its staple
+		} else if ocspPath != "" {
 			if pair.OCSPStaple, err = os.ReadFile(ocspPath); err != nil {
 				return nil, fmt.Errorf("proxy: %s.ocsp_file: %w", field, err)
 			}
 		}
+		set.certs = append(set.certs, sc)
 		names := c.ServerNames
 		if len(names) == 0 {
-			names = leaf.DNSNames
+			names = sc.pair.Leaf.DNSNames
 		}
 		for _, n := range names {
 			n = strings.ToLower(n)
 			if _, dup := set.byName[n]; !dup { // the first certificate naming it wins
-				set.byName[n] = &pair
+				set.byName[n] = sc.pair
 			}
 		}
 		if i == 0 || c.Default { // the first is the default unless one says otherwise
-			set.def = &pair
+			set.def = sc.pair
 		}
 	}
 	if set.def == nil {
@@ -193,7 +191,7 @@ func serverTLSConfig(t *configs.ListenTLS, store *certStore) *tls.Config {
 
 // load reads cfg's certificates as a new set, weighed against the set in
 // force (see loadCertSet). It does not swap the set in; whoever does calls
-// logExpired.
+// swappedIn.
 func (cs *certStore) load(cfg *configs.Config) (*certSet, error) {
 	return cs.loadOver(cfg, cs.cur.Load())
 }
@@ -201,6 +199,20 @@ func (cs *certStore) load(cfg *configs.Config) (*certSet, error) {
 // loadOver is load weighed against inForce, the set the caller read.
 func (cs *certStore) loadOver(cfg *configs.Config, inForce *certSet) (*certSet, error) {
 	return loadCertSet(cfg, cfg.Listen.TLS, inForce)
+}
+
+// swappedIn logs what a set just put in force holds that needs a person:
+// entries whose file went back to an expired certificate (the valid one
+// stays), and expired certificates it serves (logExpired).
+func (cs *certStore) swappedIn(set *certSet) {
+	now := time.Now()
+	for _, k := range set.kept {
+		prev := set.certs[slices.IndexFunc(set.certs, func(c servedCert) bool { return c.field == k.field })]
+		cs.log.Warn("certificate file holds an expired certificate; the valid one read from it before stays in force until it is renewed",
+			"field", k.field, "file", k.path, "expired", k.notAfter.Format(time.RFC3339),
+			"in_force_until", prev.notAfter.Format(time.RFC3339), "in_force_for", prev.notAfter.Sub(now).Round(time.Second).String())
+	}
+	cs.logExpired()
 }
 
 // logExpired logs, once each, the certificates of the set in force that
@@ -213,6 +225,7 @@ func (cs *certStore) logExpired() {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.cur.Load().certs {
+		c.pair = nil // the same certificate read again is the same one
 		if c.expired(now) && !cs.warned[c] {
 			if cs.warned == nil {
 				cs.warned = map[servedCert]bool{}
@@ -232,7 +245,7 @@ func (cs *certStore) reload(cfg *configs.Config) error {
 		return err
 	}
 	cs.cur.Store(set)
-	cs.logExpired()
+	cs.swappedIn(set)
 	return nil
 }
 
@@ -277,7 +290,7 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 			continue
 		}
 		cs.log.Info("certificates reloaded: files changed", "certificates", len(c.Listen.TLS.Certificates))
-		cs.logExpired()
+		cs.swappedIn(set)
 	}
 }
 

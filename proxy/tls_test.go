@@ -458,12 +458,24 @@ func TestExpiredCertificates(t *testing.T) {
 		t.Fatalf("a reload that renews one and keeps an expired one: %v", err)
 	}
 
-	// An expired file written over a valid certificate in force is
-	// refused, and the error says which, and why.
+	// An expired file written over a valid certificate in force (a
+	// renewal tool wrote an old file back) leaves the valid one in force
+	// for that entry alone: another entry's new file is still taken, and
+	// the warning says which entry, and until when the one kept is valid.
 	expired("valid")
-	_, err = loadCertSet(cfg, &configs.ListenTLS{Certificates: []configs.Certificate{renewed, old}}, again)
-	if err == nil || !strings.Contains(err.Error(), "listen.tls.certificates[0]") || !strings.Contains(err.Error(), "stays") {
-		t.Fatalf("an expired certificate over a valid one: %v, want refused", err)
+	renewedOld := ca.issueFiles(t, dir, "old", "old-renewed", "old.example")
+	logs.Reset()
+	store.cur.Store(again)
+	if err := store.reload(&configs.Config{Listen: configs.Listen{TLS: &configs.ListenTLS{Certificates: []configs.Certificate{renewed, renewedOld}}}}); err != nil {
+		t.Fatalf("a reload with an expired certificate over a valid one: %v", err)
+	}
+	after := store.cur.Load()
+	if servedName(after, "valid.example") != "valid-renewed" || after.certs[0].expired(time.Now()) || servedName(after, "old.example") != "old-renewed" {
+		t.Fatalf("after the reload valid.example gets %q (expired %v), old.example %q; want the valid one kept and the other renewed",
+			servedName(after, "valid.example"), after.certs[0].expired(time.Now()), servedName(after, "old.example"))
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "listen.tls.certificates[0]") || !strings.Contains(l, "in_force_until=") || strings.Contains(l, "EXPIRED") {
+		t.Fatalf("log of the kept certificate:\n%s", l)
 	}
 }
 
