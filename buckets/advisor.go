@@ -163,8 +163,14 @@ func (a *Advisor) Options() AdvisorOptions { return a.opts }
 // Started records that bucket b began moving at at (the advisor's
 // recommendation applied, or an operator's move): it counts toward the
 // hourly limit and starts b's cooldown.
+// Told of the same move again (the same bucket and start), it counts it
+// once.
 func (a *Advisor) Started(b uint32, at time.Time) {
-	a.started = append(a.started, startedMove{bucket: b, at: at})
+	if slices.ContainsFunc(a.started, func(m startedMove) bool { return m.bucket == b && m.at.Equal(at) }) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(a.started, at, func(m startedMove, t time.Time) int { return m.at.Compare(t) })
+	a.started = slices.Insert(a.started, i, startedMove{bucket: b, at: at})
 	delete(a.pending, b)
 }
 

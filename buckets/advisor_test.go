@@ -146,7 +146,7 @@ func TestAdvisorRespectsCapacityAndUnappliedAdviceRepeats(t *testing.T) {
 	}
 	// A bucket already moving is no candidate; so is one cooling down.
 	m := NewMap(snap)
-	moving, _ := m.Update(func(o *Overrides) error { return StartMove(o, snap, us[0], "eu") })
+	moving, _ := m.Update(func(o *Overrides) error { return StartMove(o, snap, us[0], "eu", now) })
 	a.Started(us[1], now.Add(3*time.Minute))
 	later := a.Advise(AdvisorInput{Now: now.Add(4 * time.Minute), Snapshot: moving, Traffic: traffic})
 	for _, r := range later {

@@ -3,6 +3,8 @@ package buckets
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"time"
 )
 
 // MovePhase is where a bucket's move to a new home continent stands. Each
@@ -78,6 +80,9 @@ func (p MovePhase) code() uint8 {
 type Move struct {
 	To    string    `json:"to"`
 	Phase MovePhase `json:"phase"`
+	// Started is when the move began, by the clock of the node that
+	// started it; zero from a release that did not record it.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Errors of the move protocol.
@@ -89,8 +94,9 @@ var (
 )
 
 // StartMove adds a move of bucket b of snap to continent to, in phase
-// copying, to overrides o (built on snap: pass it to Map.Update).
-func StartMove(o *Overrides, snap *Snapshot, b uint32, to string) error {
+// copying, begun at at, to overrides o (built on snap: pass it to
+// Map.Update).
+func StartMove(o *Overrides, snap *Snapshot, b uint32, to string, at time.Time) error {
 	if b >= snap.n {
 		return fmt.Errorf("buckets: move: no bucket %d", b)
 	}
@@ -107,7 +113,7 @@ func StartMove(o *Overrides, snap *Snapshot, b uint32, to string) error {
 	if o.Moves == nil {
 		o.Moves = map[uint32]Move{}
 	}
-	o.Moves[b] = Move{To: to, Phase: MoveCopying}
+	o.Moves[b] = Move{To: to, Phase: MoveCopying, Started: at}
 	return nil
 }
 
@@ -129,7 +135,7 @@ func AdvanceMove(o *Overrides, b uint32) (MovePhase, error) {
 			o.Homes = map[uint32]string{}
 		}
 		o.Homes[b] = m.To
-		delete(o.Moves, b)
+		o.endMove(b, m)
 		return MoveDone, nil
 	default:
 		return "", fmt.Errorf("buckets: move of bucket %d: unknown phase %q", b, m.Phase)
@@ -148,9 +154,32 @@ func AbortMove(o *Overrides, b uint32) error {
 	case m.Phase != MoveCopying && m.Phase != MoveFenced:
 		return ErrPastFence
 	}
-	delete(o.Moves, b)
+	o.endMove(b, m)
 	return nil
 }
+
+// endMove removes bucket b's move m from o and notes when it began in
+// o.RecentMoves.
+func (o *Overrides) endMove(b uint32, m Move) {
+	delete(o.Moves, b)
+	if m.Started.IsZero() {
+		return
+	}
+	if o.RecentMoves == nil {
+		o.RecentMoves = map[uint32]time.Time{}
+	}
+	o.RecentMoves[b] = m.Started
+}
+
+// ForgetMovesBefore drops from o.RecentMoves the moves that began before
+// t: past every cooldown, they only make the map longer.
+func ForgetMovesBefore(o *Overrides, t time.Time) {
+	maps.DeleteFunc(o.RecentMoves, func(_ uint32, at time.Time) bool { return at.Before(t) })
+}
+
+// RecentMoves lists the buckets whose last move ended in s, by when it
+// began (a copy; see Overrides.RecentMoves).
+func (s *Snapshot) RecentMoves() map[uint32]time.Time { return maps.Clone(s.overrides.RecentMoves) }
 
 // Moving returns bucket b's move in s, if it is moving.
 func (s *Snapshot) Moving(b uint32) (Move, bool) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 // continentsOf lists the continents of a plan's datacenters, in order.
@@ -41,7 +42,8 @@ func TestMovePhasesRouteReadsAndWrites(t *testing.T) {
 		}
 		return s
 	}
-	s := change(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") })
+	began := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	s := change(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", began) })
 	if s.Version() != base.Version()+1 {
 		t.Fatalf("version %d", s.Version())
 	}
@@ -86,25 +88,64 @@ func TestMovePhasesRouteReadsAndWrites(t *testing.T) {
 	if s.Version() != base.Version()+4 {
 		t.Fatalf("four phases made %d versions", s.Version()-base.Version())
 	}
+	if at, ok := s.RecentMoves()[b]; !ok || !at.Equal(began) {
+		t.Fatalf("the done move is remembered as begun at %v (%v), want %v", at, ok, began)
+	}
+}
+
+// A move that ends, done or aborted, stays in the map's RecentMoves by when
+// it began (the advisor's cooldowns, for every node), until forgotten.
+func TestEndedMovesStayInTheMap(t *testing.T) {
+	m := NewMap(mustBuild(t, 64, twoContinents(), Overrides{}))
+	b := usBucket(t, m)
+	began := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	s, err := m.Update(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", began) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv, _ := s.Moving(b); !mv.Started.Equal(began) || len(s.RecentMoves()) != 0 {
+		t.Fatalf("under way: %+v, recent %v", mv, s.RecentMoves())
+	}
+	if s, err = m.Update(func(o *Overrides) error { return AbortMove(o, b) }); err != nil {
+		t.Fatal(err)
+	}
+	if at := s.RecentMoves()[b]; !at.Equal(began) {
+		t.Fatalf("the aborted move is remembered as begun at %v, want %v", at, began)
+	}
+	s, _ = m.Update(func(o *Overrides) error { ForgetMovesBefore(o, began); return nil })
+	if _, ok := s.RecentMoves()[b]; !ok {
+		t.Fatal("forgotten at the instant it began")
+	}
+	s, _ = m.Update(func(o *Overrides) error { ForgetMovesBefore(o, began.Add(time.Nanosecond)); return nil })
+	if len(s.RecentMoves()) != 0 {
+		t.Fatalf("not forgotten once older: %v", s.RecentMoves())
+	}
+	// A move from a release that did not record its start is not
+	// remembered by a made-up time.
+	s, _ = m.Update(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) })
+	s, _ = m.Update(func(o *Overrides) error { return AbortMove(o, b) })
+	if len(s.RecentMoves()) != 0 {
+		t.Fatalf("a move without a start remembered: %v", s.RecentMoves())
+	}
 }
 
 func TestMoveRefusals(t *testing.T) {
 	m := NewMap(mustBuild(t, 64, twoContinents(), Overrides{}))
 	b := usBucket(t, m)
 	try := func(f func(*Overrides) error) error { _, err := m.Update(f); return err }
-	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "us") }); !errors.Is(err, ErrSameHome) {
+	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "us", time.Time{}) }); !errors.Is(err, ErrSameHome) {
 		t.Fatalf("move home to itself: %v", err)
 	}
-	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "asia") }); err == nil {
+	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "asia", time.Time{}) }); err == nil {
 		t.Fatal("move to an unknown continent accepted")
 	}
 	if err := try(func(o *Overrides) error { _, err := AdvanceMove(o, b); return err }); !errors.Is(err, ErrNotMoving) {
 		t.Fatalf("advance of a bucket not moving: %v", err)
 	}
-	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") }); err != nil {
+	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") }); !errors.Is(err, ErrMoving) {
+	if err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) }); !errors.Is(err, ErrMoving) {
 		t.Fatalf("second move: %v", err)
 	}
 	// Abort while copying: back to the old placement.
@@ -115,7 +156,7 @@ func TestMoveRefusals(t *testing.T) {
 		t.Fatal("abort left the move")
 	}
 	// Past the fence it can only be finished.
-	try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") })
+	try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) })
 	try(func(o *Overrides) error { _, err := AdvanceMove(o, b); return err })
 	try(func(o *Overrides) error { _, err := AdvanceMove(o, b); return err })
 	if err := try(func(o *Overrides) error { return AbortMove(o, b) }); !errors.Is(err, ErrPastFence) {
@@ -149,11 +190,11 @@ func TestMoveOfAPinnedBucket(t *testing.T) {
 	if err := try(func(o *Overrides) error { o.Pins[b] = usDC; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") })
+	err := try(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) })
 	if err == nil || !strings.Contains(err.Error(), "pinned to "+usDC) {
 		t.Fatalf("a move of a bucket pinned to %s: %v, want refused naming the pin", usDC, err)
 	}
-	if err := try(func(o *Overrides) error { o.Pins[b] = euDC; return StartMove(o, m.Load(), b, "eu") }); err != nil {
+	if err := try(func(o *Overrides) error { o.Pins[b] = euDC; return StartMove(o, m.Load(), b, "eu", time.Time{}) }); err != nil {
 		t.Fatalf("a move of a bucket pinned on its target continent: %v", err)
 	}
 	if err := try(func(o *Overrides) error { o.Pins[b] = usDC; return nil }); err == nil {
@@ -211,7 +252,7 @@ func TestNeverTwoWriteHomesAcrossAFleetMissingVersions(t *testing.T) {
 			}
 			check()
 		}
-		publish(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") })
+		publish(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) })
 		for range rng.IntN(5) {
 			deliver()
 		}
@@ -248,7 +289,7 @@ func TestNeverTwoWriteHomesAcrossAFleetMissingVersions(t *testing.T) {
 func TestWithoutTheFenceTwoWriteHomesHappen(t *testing.T) {
 	m := NewMap(mustBuild(t, 64, twoContinents(), Overrides{}))
 	b := usBucket(t, m)
-	m.Update(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu") })
+	m.Update(func(o *Overrides) error { return StartMove(o, m.Load(), b, "eu", time.Time{}) })
 	copying := m.Load()
 	cut, err := m.Update(func(o *Overrides) error {
 		o.Moves[b] = Move{To: "eu", Phase: MoveCutover}

@@ -20,12 +20,18 @@ type Overrides struct {
 	// Moves are buckets moving to a new home continent, with their phase
 	// (see MovePhase).
 	Moves map[uint32]Move `json:"moves,omitempty"`
+	// RecentMoves are buckets whose last move ended (done or aborted), by
+	// when it began: the placement advisor's cooldowns and hourly limit.
+	// In the map, they are the fleet's: a new driver, or a node restarted
+	// that adopts the fleet's map, keeps them. Routing ignores them.
+	RecentMoves map[uint32]time.Time `json:"recent_moves,omitempty"`
 }
 
 // Clone returns a deep copy, so a change can be built without touching the
 // overrides a published snapshot holds.
 func (o Overrides) Clone() Overrides {
-	return Overrides{Homes: maps.Clone(o.Homes), Pins: maps.Clone(o.Pins), Drained: maps.Clone(o.Drained), Moves: maps.Clone(o.Moves)}
+	return Overrides{Homes: maps.Clone(o.Homes), Pins: maps.Clone(o.Pins), Drained: maps.Clone(o.Drained), Moves: maps.Clone(o.Moves),
+		RecentMoves: maps.Clone(o.RecentMoves)}
 }
 
 // Snapshot is one immutable version of the placement of every bucket. It is

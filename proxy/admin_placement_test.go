@@ -242,6 +242,71 @@ func TestRecommendationsFollowTheTraffic(t *testing.T) {
 	}
 }
 
+// A node that starts (a restart, or a new driver) learns the cooldowns of
+// moves that ended before it from the fleet's map: a bucket moved an hour
+// ago is no candidate, however its traffic runs; one moved longer ago than
+// the cooldown (24 h) is.
+func TestRecentMovesInTheMapKeepTheirCooldown(t *testing.T) {
+	for _, tc := range []struct {
+		ago  time.Duration
+		want int
+	}{{time.Hour, 0}, {25 * time.Hour, 1}} {
+		t.Run(tc.ago.String(), func(t *testing.T) {
+			f := newAdminFixture(t, func(c *configs.Config) {
+				c.Node.Datacenter = "eu-a"
+				c.Placement.Window = time.Nanosecond
+				c.Placement.MinRequests = 10
+				c.Placement.StatsTick = time.Hour
+				c.Placement.AdviseEvery = time.Hour
+			}, AdminOptions{})
+			user, b := usUser(t, f.harness)
+			for range 20 {
+				f.userDo("GET", user)
+			}
+			cur := f.srv.Placement().Load()
+			o := cur.Overrides()
+			o.RecentMoves = map[uint32]time.Time{b: time.Now().Add(-tc.ago)} // moved back to the US by another node
+			if ok, err := f.srv.AdoptPlacement(cur.Version()+1, "another-node", o); !ok || err != nil {
+				t.Fatalf("adopt: %v %v", ok, err)
+			}
+			p := f.srv.placer
+			var recs []buckets.Recommendation
+			for range 3 {
+				recs = p.evaluate()
+				if err := p.step(nil); err != nil { // the moves' tick, between the advisor's
+					t.Fatal(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if len(recs) != tc.want || tc.want == 1 && recs[0].Bucket != b {
+				t.Fatalf("bucket %d, moved %v ago (cooldown %v): recommendations %+v, want %d", b, tc.ago, p.advisor.Options().Cooldown, recs, tc.want)
+			}
+			p.mu.Lock()
+			n := p.advisor.MovesInLastHour(time.Now())
+			p.mu.Unlock()
+			if n != 0 {
+				t.Fatalf("a move begun %v ago counts toward the last hour: %d", tc.ago, n)
+			}
+			// A move's start records when it began, and forgets the
+			// moves past every cooldown.
+			other := usBuckets(t, f.harness, 2)[0]
+			if other == b {
+				other = usBuckets(t, f.harness, 2)[1]
+			}
+			if _, err := f.srv.StartMove(other, "eu"); err != nil {
+				t.Fatal(err)
+			}
+			snap := f.srv.Placement().Load()
+			if m, _ := snap.Moving(other); m.Started.IsZero() {
+				t.Fatalf("a move started without its start: %+v", m)
+			}
+			if _, kept := snap.RecentMoves()[b]; kept != (tc.want == 0) {
+				t.Fatalf("a move begun %v ago kept in the map after the next start: %v", tc.ago, kept)
+			}
+		})
+	}
+}
+
 // Looking does not move the advisor: a GET reports the last evaluation
 // and starts no hysteresis window, however often it comes. (Before, every
 // GET ran the advisor, so a dashboard polling the page started windows

@@ -170,6 +170,7 @@ func (p *placer) evaluate() []buckets.Recommendation {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.recall(snap, now)
 	p.recs = p.advisor.Advise(buckets.AdvisorInput{
 		Now: now, Snapshot: snap, Traffic: counts, Capacity: buckets.BucketCapacity(snap, p.opts.Headroom),
 	})
@@ -195,12 +196,15 @@ func (s *Server) StartMove(b uint32, to string) (*buckets.Snapshot, error) {
 	// twice. (p.mu cannot be held across ChangePlacement: a reload takes
 	// it under s.mu.)
 	p := s.placer
+	now := p.now()
 	p.mu.Lock()
 	prev, had := p.phaseAt[b]
-	p.phaseAt[b] = phaseSeen{buckets.MoveCopying, p.now()}
+	p.phaseAt[b] = phaseSeen{buckets.MoveCopying, now}
+	horizon := p.horizon()
 	p.mu.Unlock()
 	snap, err := s.ChangePlacement(func(o *buckets.Overrides) error {
-		return buckets.StartMove(o, s.Placement().Load(), b, to)
+		buckets.ForgetMovesBefore(o, now.Add(-horizon))
+		return buckets.StartMove(o, s.Placement().Load(), b, to, now)
 	})
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -212,8 +216,24 @@ func (s *Server) StartMove(b uint32, to string) (*buckets.Snapshot, error) {
 		}
 		return nil, err
 	}
-	p.advisor.Started(b, p.now())
+	p.advisor.Started(b, now)
 	return snap, nil
+}
+
+// horizon is how long the advisor weighs a move that began: its cooldown,
+// and at least the hour of its hourly limit. Called with p.mu held.
+func (p *placer) horizon() time.Duration { return max(p.advisor.Options().Cooldown, time.Hour) }
+
+// recall tells the advisor of the moves the map says ended recently: ones
+// another node (an earlier driver) or this process before a restart
+// started, whose cooldowns it would otherwise not know. Called with p.mu
+// held.
+func (p *placer) recall(snap *buckets.Snapshot, now time.Time) {
+	for b, at := range snap.RecentMoves() {
+		if now.Sub(at) < p.horizon() {
+			p.advisor.Started(b, at)
+		}
+	}
 }
 
 // AdvanceMove moves bucket b's move to its next phase as a new map
@@ -433,11 +453,11 @@ func (p *placer) seenPhase(b uint32, snap *buckets.Snapshot) time.Time {
 		// operator on its admin endpoint, a driver before this one) or
 		// one from before a restart. It counts toward the hourly limit
 		// and starts the bucket's cooldown here too, so a change of
-		// driver while it runs resets neither. (Its true start is older:
-		// now errs on the side of fewer moves.) Moves that finished
-		// before this process started are not known: a driver that
-		// restarts forgets their cooldowns.
-		p.advisor.Started(b, now)
+		// driver while it runs resets neither; from when it began, or,
+		// from a release that did not record that, from now (later than
+		// the truth: fewer moves, not more). Moves that ended are
+		// recalled from the map (recall).
+		p.advisor.Started(b, cmp.Or(m.Started, now))
 	}
 	p.phaseAt[b] = phaseSeen{m.Phase, now}
 	return now
@@ -456,6 +476,7 @@ func (p *placer) step(recs []buckets.Recommendation) error {
 	for b := range snap.Moves() { // note when each phase was first seen
 		p.seenPhase(b, snap)
 	}
+	p.recall(snap, p.now())
 	for b := range p.phaseAt { // a move that ended: its next one starts afresh
 		if _, moving := snap.Moving(b); !moving {
 			delete(p.phaseAt, b)

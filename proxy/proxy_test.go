@@ -648,6 +648,7 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 			movingBack: {To: "us", Phase: buckets.MoveCutover},
 		}
 		o.Homes[moved], o.Homes[edited], o.Homes[movingBack] = "eu", "eu", "eu"
+		o.RecentMoves = map[uint32]time.Time{moved: time.Now().Add(-time.Hour)}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -678,6 +679,9 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	}
 	if got := continent(moved); got != "eu" {
 		t.Fatalf("bucket %d, moved to eu, is homed in %s after the reload", moved, got)
+	}
+	if _, ok := snap.RecentMoves()[moved]; !ok {
+		t.Fatalf("bucket %d's recent move (its cooldown) forgotten by the reload", moved)
 	}
 	if got := continent(edited); got != "us" {
 		t.Fatalf("bucket %d, which the new file homes in us, is homed in %s", edited, got)

@@ -407,7 +407,8 @@ func placementFrom(cfg *configs.Config) (buckets.Topology, buckets.Overrides, er
 
 // carryMoves keeps, over a reload, what the running map holds that no
 // config file set: the bucket moves under way (running.Moves) and the homes
-// finished moves wrote (running.Homes entries the old file does not have).
+// finished moves wrote (running.Homes entries the old file does not have),
+// and when recent moves began (running.RecentMoves).
 // Pins and drains are rebuilt from the file, but a move is a data migration
 // behind a fence: dropping one would send a bucket's writes back to the
 // continent it is leaving, and forgetting a finished one would send them to
@@ -441,6 +442,14 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 			continue // the file's own, or the file now says otherwise
 		}
 		next.Homes[b] = c
+	}
+	for b, at := range running.RecentMoves { // the advisor's cooldowns
+		if b < n {
+			if next.RecentMoves == nil {
+				next.RecentMoves = map[uint32]time.Time{}
+			}
+			next.RecentMoves[b] = at
+		}
 	}
 }
 
