@@ -39,14 +39,18 @@ import (
 // adopts the fence: the fence must also stand longer than the upstream
 // timeout (placement.fence_settle) before the cutover.
 //
+// Only one node steps moves (proxy's driver), so a move's abort cannot
+// race its cutover made elsewhere and win the tie.
+//
 // What the proxy alone cannot rule out: a node partitioned from gossip
 // long enough to be declared dead drops out of the barrier yet may still
-// route by copying; a node restarted from its configuration routes by the
-// configured homes until it adopts the fleet's map; and two nodes making
-// different changes with the same version number in the same instant
-// (the greater origin wins everywhere, but gossip's MapVersion cannot
-// tell the two apart). The web tier should fence on its side too (reject
-// writes for a bucket it no longer homes).
+// route by copying, and on each side of a partition a node may take
+// itself for the driver; a node restarted from its configuration routes
+// by the configured homes until it adopts the fleet's map; and two nodes
+// making different changes with the same version number in the same
+// instant (the greater origin wins everywhere; the loser logs a warning).
+// The web tier should fence on its side too (reject writes for a bucket
+// it no longer homes).
 type MovePhase string
 
 const (

@@ -67,7 +67,7 @@ type moveView struct {
 func (s *Server) placementView() placementView {
 	p := s.placer
 	snap := s.Placement().Load()
-	driver := p.driver()
+	driver, _ := p.driver()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	v := placementView{

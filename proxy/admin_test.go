@@ -126,6 +126,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
 // adminRoutes is every route with a request that succeeds given the token.
 var adminRoutes = []struct{ method, target, body string }{
 	{"GET", "/metrics", ""},

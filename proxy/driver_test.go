@@ -40,7 +40,7 @@ func TestDriverIsTheLeastServingNodeWithAutoApply(t *testing.T) {
 			h := newHarness(t, func(c *configs.Config) { c.Placement.AutoApply = tc.selfAuto })
 			h.srv.placer.fleet = &fakeFleet{members: tc.members}
 			h.srv.draining.Store(tc.draining)
-			if got := h.srv.placer.driver(); got != tc.want {
+			if got, _ := h.srv.placer.driver(); got != tc.want {
 				t.Fatalf("driver %q, want %q", got, tc.want)
 			}
 		})

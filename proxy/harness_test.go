@@ -65,6 +65,8 @@ type harness struct {
 	wireMu sync.Mutex
 	wire   bytes.Buffer
 	dialed []string
+
+	logs *syncBuffer // the server's warnings and errors
 }
 
 // sent returns what the proxy wrote to upstreams so far, and the addresses
@@ -134,7 +136,7 @@ func newHarness(t *testing.T, mutate func(*configs.Config)) *harness {
 
 func newHarnessWithTable(t *testing.T, mutate func(*configs.Config), table *hashing.Table) *harness {
 	t.Helper()
-	h := &harness{t: t, cfg: testConfig(t, mutate), backends: map[string]*backend{}}
+	h := &harness{t: t, cfg: testConfig(t, mutate), backends: map[string]*backend{}, logs: &syncBuffer{}}
 	for _, d := range h.cfg.Datacenters {
 		for _, addr := range d.Upstreams {
 			b := &backend{addr: addr, dc: d.Name, ln: fasthttputil.NewInmemoryListener()}
@@ -145,7 +147,7 @@ func newHarnessWithTable(t *testing.T, mutate func(*configs.Config), table *hash
 		}
 	}
 	srv, err := New(h.cfg, table, Options{
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Dial:   h.dial,
 	})
 	if err != nil {

@@ -298,7 +298,7 @@ var errNotDriver = errors.New("proxy: another node drives the fleet's moves")
 // node that does, unless it drives them.
 func (p *placer) mayStep() error {
 	self := p.s.cur.Load().cfg.Node.Name
-	switch d := p.driver(); d {
+	switch d, _ := p.driver(); d {
 	case self:
 		return nil
 	case "":
@@ -311,20 +311,21 @@ func (p *placer) mayStep() error {
 // driver names the node that steps the fleet's moves, the placer's and
 // an operator's: the serving node with the least name among those with
 // placement.auto_apply on or, if none has it on, among all serving nodes
-// ("" if this node drains and no other serves). A node of a release that
-// does not gossip auto_apply counts as on: it steps as that release did,
-// by least name alone.
+// ("" if this node drains and no other serves); auto says whether it has
+// auto_apply on. A node of a release that does not gossip auto_apply
+// counts as on: it steps as that release did, by least name alone.
 //
 // One node steps so that two never publish competing steps: an abort made
 // on one node while another cut the same move over got the same version
 // number, and if its node's name was greater it won everywhere, sending
 // writes back to the old home after some had gone to the new. Nodes agree
-// on the driver while they agree on the membership; the fence's barrier
-// (every node on the fenced version) covers the moments they do not.
-func (p *placer) driver() string {
+// on the driver while they agree on the membership; while they do not (a
+// node joining, or a partition), two may step at once: the limit the move
+// protocol names (buckets.MovePhase).
+func (p *placer) driver() (name string, auto bool) {
 	self := p.s.cur.Load().cfg.Node.Name
 	p.mu.Lock()
-	auto := p.opts.AutoApply
+	selfAuto := p.opts.AutoApply
 	p.mu.Unlock()
 	best, bestAuto := "", false
 	consider := func(name string, auto bool) {
@@ -333,17 +334,17 @@ func (p *placer) driver() string {
 		}
 	}
 	if !p.s.draining.Load() {
-		consider(self, auto)
+		consider(self, selfAuto)
 	}
 	if p.fleet == nil {
-		return cmp.Or(best, self)
+		return cmp.Or(best, self), selfAuto
 	}
 	for _, m := range p.fleet.Members() {
 		if m.Name != self && m.NodeState == health.Serving.String() {
 			consider(m.Name, m.AutoApply == nil || *m.AutoApply)
 		}
 	}
-	return best
+	return best, bestAuto
 }
 
 // fenceHeld checks that every node holds snap's version (in which b is

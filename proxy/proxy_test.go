@@ -630,6 +630,23 @@ func TestReloadNamesMovesAutoApplyNoLongerAdvances(t *testing.T) {
 	if got := strandedMoves(h.srv.cur.Load(), h.srv.cur.Load()); got != nil {
 		t.Fatalf("with auto_apply off before and after: %q", got)
 	}
+	if l := h.logs.String(); !strings.Contains(l, "level=WARN msg=\"placement.auto_apply is now off") || !strings.Contains(l, `moves="`+want[0]+`"`) {
+		t.Fatalf("the reload's warning:\n%s", l)
+	}
+
+	// Another node with auto_apply on drives the moves then: nothing is
+	// stranded, so nothing to warn of.
+	h.logs.Reset()
+	h.srv.placer.fleet = &fakeFleet{members: []health.Member{{Name: "z-node", NodeState: "serving"}}}
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { c.Placement.AutoApply = true; c.Placement.AdviseEvery = time.Hour }), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { c.Placement.AdviseEvery = time.Hour }), nil); err != nil {
+		t.Fatal(err)
+	}
+	if l := h.logs.String(); strings.Contains(l, "auto_apply is now off") {
+		t.Fatalf("warned of stranded moves another node drives:\n%s", l)
+	}
 }
 
 // A reload rebuilds pins and drains from the file but keeps the bucket

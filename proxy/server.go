@@ -479,8 +479,14 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 		s.log.Warn("these settings changed but take effect only after a restart", "fields", strings.Join(fields, ", "))
 	}
 	if stuck := strandedMoves(old, st); len(stuck) > 0 {
-		s.log.Warn("placement.auto_apply is now off: the moves under way stay in their phase until advanced by hand (POST /admin/buckets/{id}/move/advance); a fenced bucket refuses writes meanwhile",
-			"moves", strings.Join(stuck, ", "))
+		// The placer already has the new settings (newState): the driver
+		// is the one after the reload.
+		if d, auto := s.placer.driver(); auto {
+			s.log.Info("placement.auto_apply is now off here; another node with it on drives the moves under way", "driver", d, "moves", strings.Join(stuck, ", "))
+		} else {
+			s.log.Warn("placement.auto_apply is now off: the moves under way stay in their phase until advanced by hand (POST /admin/buckets/{id}/move/advance on the driver, node "+d+"); a fenced bucket refuses writes meanwhile",
+				"moves", strings.Join(stuck, ", "))
+		}
 	}
 	if undone := revertedChanges(old, st); len(undone) > 0 {
 		s.log.Warn("the reload undid changes made at run time (admin, fleet or advisor), since the file does not have them; put lasting ones in the file",
