@@ -283,6 +283,9 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 			continue
 		}
 		failed = nil
+		if testHookCertsLoaded != nil {
+			testHookCertsLoaded(cs)
+		}
 		// A SIGHUP may have swapped in another config's set while this
 		// one loaded; it is newer and wins. Its files are looked at on
 		// the next tick.
@@ -293,6 +296,10 @@ func (cs *certStore) watch(ctx context.Context, every time.Duration, cfg func() 
 		cs.swappedIn(set)
 	}
 }
+
+// testHookCertsLoaded, if set, runs in watch between loading a set and
+// swapping it in (tests).
+var testHookCertsLoaded func(*certStore)
 
 // stampsOf stamps the files of a set as they are now.
 func stampsOf(files []fileStamp) []fileStamp {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -390,6 +391,48 @@ func TestTLSWatcherReloadsChangedFiles(t *testing.T) {
 	waitFor("b")
 	writeFile(t, th.dir, "b.pem", c)
 	waitFor("b-renewed")
+}
+
+// A reload (SIGHUP) that swaps its set in while the watcher loads one
+// from the files of the set before wins: the watcher's set, read for the
+// config the reload replaced, is dropped, not swapped in over it.
+func TestTLSWatcherYieldsToAReloadsSet(t *testing.T) {
+	ca, dir := newTestCA(t), t.TempDir()
+	single := func(c configs.Certificate) *configs.Config {
+		return &configs.Config{Listen: configs.Listen{TLS: &configs.ListenTLS{Certificates: []configs.Certificate{c}}}}
+	}
+	watched := single(ca.issueFiles(t, dir, "a", "a", "a.example"))
+	store := &certStore{log: slog.New(slog.DiscardHandler)}
+	if err := store.reload(watched); err != nil {
+		t.Fatal(err)
+	}
+	hupSet, err := store.load(single(ca.issueFiles(t, dir, "h", "from-sighup", "a.example")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := make(chan struct{})
+	testHookCertsLoaded = func(cs *certStore) {
+		if cs == store {
+			testHookCertsLoaded = nil
+			store.cur.Store(hupSet) // the SIGHUP's, between the watcher's load and its swap
+			close(loaded)
+		}
+	}
+	defer func() { testHookCertsLoaded = nil }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { store.watch(ctx, 5*time.Millisecond, func() *configs.Config { return watched }); close(done) }()
+	defer func() { cancel(); <-done }()
+	ca.issueFiles(t, dir, "a", "a-renewed", "a.example")
+	select {
+	case <-loaded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not load the changed files")
+	}
+	time.Sleep(50 * time.Millisecond) // ten ticks
+	if got := store.cur.Load(); got != hupSet {
+		t.Fatalf("in force after the watcher's load: %q, want the SIGHUP's set (from-sighup)", servedName(got, "a.example"))
+	}
 }
 
 // An expired certificate is served, not refused, unless it would replace
