@@ -398,6 +398,18 @@ func TestEndToEndDrainDelay(t *testing.T) {
 		if resp.StatusCode != 200 || !resp.Close {
 			t.Fatalf("during the drain delay: status %d, Connection: close %v; want 200 and close", resp.StatusCode, resp.Close)
 		}
+		// A reload asked for now is refused at once, 503 (a node that
+		// drains takes no changes: they would not reach the fleet), not
+		// left waiting for a loop that takes no more until the exit.
+		asked := time.Now()
+		resp, err = client.Post("http://"+admin+"/admin/reload", "", nil)
+		if err != nil {
+			t.Fatalf("a reload during the drain delay: %v", err)
+		}
+		resp.Body.Close()
+		if took := time.Since(asked); resp.StatusCode != 503 || took > delay/2 {
+			t.Fatalf("a reload during the drain delay: %d after %v; want 503 at once (the delay is %v)", resp.StatusCode, took, delay)
+		}
 		p.waitExit(t, "proxy")
 		if took := time.Since(sent); took < delay {
 			t.Fatalf("exited %v after SIGTERM, before the %v drain delay", took, delay)
