@@ -183,7 +183,7 @@ func TestMaxConnsPerIPLeavesBalancerHealthChecksUncounted(t *testing.T) {
 // Linux keeps it, so this test passes without that part.)
 func TestMaxConnsPerIPRefusalArrivesOverTCP(t *testing.T) {
 	h := newHarness(t, func(c *configs.Config) { c.Listen.MaxConnsPerIP = 1 })
-	addr := serveOnLoopback(t, h.cfg, Options{Dial: h.dial})
+	addr, _ := serveOnLoopback(t, h.cfg, Options{Dial: h.dial})
 	request := "GET /feed HTTP/1.1\r\nHost: proxy.test\r\nX-User-ID: 7\r\n\r\n"
 	roundTrip := func(c net.Conn) (int, error) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))

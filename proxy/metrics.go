@@ -263,6 +263,9 @@ var (
 	descBreaker = prometheus.NewDesc("socialroute_breaker_state",
 		"State of an upstream's circuit breaker: 0 closed, 1 half-open, 2 open.",
 		[]string{"datacenter", "upstream"}, nil)
+	descDesyncs = prometheus.NewDesc("socialroute_upstream_desyncs_total",
+		"Upstream connections closed, not pooled, because the upstream sent bytes past a response's end (a body on a HEAD, 204 or 304, or past its Content-Length): kept, they would have been read as the next request's response. A web-tier bug, or response splitting.",
+		[]string{"datacenter", "upstream"}, nil)
 )
 
 var _ prometheus.Collector = (*routingCollector)(nil)
@@ -272,6 +275,7 @@ func (c *routingCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDrained
 	ch <- descWeight
 	ch <- descBreaker
+	ch <- descDesyncs
 }
 
 func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
@@ -284,6 +288,7 @@ func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, d.weight, p.name)
 		for _, u := range p.upstreams {
 			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(u.breaker.State()), p.name, u.addr)
+			ch <- prometheus.MustNewConstMetric(descDesyncs, prometheus.CounterValue, float64(u.desyncs.Load()), p.name, u.addr)
 		}
 	}
 }

@@ -29,7 +29,7 @@ func TestOverRealSockets(t *testing.T) {
 		}
 		c.Listen.WriteTimeout = 300 * time.Millisecond
 	})
-	addr := serveOnLoopback(t, cfg, Options{})
+	addr, _ := serveOnLoopback(t, cfg, Options{})
 	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
@@ -288,8 +288,8 @@ func (w closeWatch) wait(t *testing.T, idle time.Duration) {
 }
 
 // serveOnLoopback runs a proxy for cfg on a real 127.0.0.1 socket until the
-// test ends, and returns its address.
-func serveOnLoopback(t *testing.T, cfg *configs.Config, opts Options) string {
+// test ends, and returns its address and the proxy.
+func serveOnLoopback(t *testing.T, cfg *configs.Config, opts Options) (string, *Server) {
 	t.Helper()
 	opts.Logger = slog.New(slog.DiscardHandler)
 	srv, err := New(cfg, nil, opts)
@@ -306,5 +306,5 @@ func serveOnLoopback(t *testing.T, cfg *configs.Config, opts Options) string {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), srv
 }

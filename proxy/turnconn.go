@@ -61,6 +61,12 @@ type turnConn struct {
 	// inOrder is set when reads wait for readyOrder's permits rather than
 	// in the runtime's poller (Linux); nil otherwise.
 	inOrder *orderedWait
+
+	// bodiless says the last response read on the connection has no body
+	// by rule (HEAD, 204, 304): the pool looks for bytes an upstream sent
+	// anyway before the next use (quiet). Set and read by the one
+	// request that holds the connection.
+	bodiless bool
 }
 
 // orderedWait is a turnConn's part in readyOrder: where its permits
@@ -167,6 +173,18 @@ func (c *turnConn) peerClosed() bool {
 		err = c.raw.Read(peek)
 	}
 	return err == nil && closed
+}
+
+// quiet reports, without blocking or taking any bytes, that nothing
+// waits to be read on c and the peer has not closed it: an idle pooled
+// connection with bytes waiting would hand them to the next request as its
+// response. A connection it cannot look into counts as quiet.
+func (c *turnConn) quiet() bool {
+	waiting := false
+	if err := c.raw.Control(func(fd uintptr) { waiting = sockPeekAny(int(fd)) }); err != nil {
+		return true
+	}
+	return !waiting
 }
 
 func (c *turnConn) Write(b []byte) (int, error) {

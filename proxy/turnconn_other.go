@@ -16,3 +16,5 @@ func sockSend(int, []byte) (int, error) { return 0, errNoTurnConn }
 func sockRecv(int, []byte) (int, error) { return 0, errNoTurnConn }
 
 func sockPeekClosed(int) bool { return false }
+
+func sockPeekAny(int) bool { return false }

@@ -28,6 +28,11 @@ type upstream struct {
 	// measure of load (HostClient.Do, which counts them itself, is not
 	// used).
 	inflight atomic.Int32
+	// desyncs counts connections closed for bytes the upstream sent past
+	// a response's end (see attempt); desyncLog rate-limits their warning.
+	desyncs   atomic.Uint64
+	desyncLog logEvery
+	log       *slog.Logger
 }
 
 // pool is one datacenter's upstreams.
@@ -112,6 +117,7 @@ const idlePeekAfter = 100 * time.Millisecond
 // connection had served a request before, so that a failure may be the
 // upstream's idle close rather than the upstream failing.
 func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration) (reused bool, err error) {
+	var stray bool
 	c := u.client
 	cc, err := c.AcquireConn(timeout, req.ConnectionClose())
 	for ; err == nil; cc, err = c.AcquireConn(timeout, req.ConnectionClose()) {
@@ -122,7 +128,20 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 			c.CloseConn(cc)
 			return reused, err
 		}
-		if !reused || start.Sub(cc.LastUseTime()) <= idlePeekAfter || !peerClosed(cc.Conn()) {
+		if !reused {
+			break
+		}
+		if tc := turnOf(cc.Conn()); tc != nil && tc.bodiless {
+			// Its last answer had no body by rule: one the upstream
+			// sent anyway may have come after it was read.
+			tc.bodiless = false
+			if !tc.quiet() {
+				u.desynced("bytes came after a response that has no body (HEAD, 204 or 304)")
+				c.CloseConn(cc)
+				continue
+			}
+		}
+		if start.Sub(cc.LastUseTime()) <= idlePeekAfter || !peerClosed(cc.Conn()) {
 			break
 		}
 		c.CloseConn(cc) // gone while it idled; the pool holds finitely many
@@ -144,6 +163,7 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 		resp.Header.DisableNormalizing()
 		br := c.AcquireReader(conn)
 		err = resp.ReadLimitBody(br, c.MaxResponseBodySize)
+		stray = br.Buffered() > 0
 		c.ReleaseReader(br)
 	}
 	if err != nil {
@@ -154,23 +174,53 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 		}
 		return reused, err
 	}
-	if req.ConnectionClose() || resp.ConnectionClose() {
+	switch {
+	case stray:
+		// Bytes past the response's end (a body longer than its
+		// Content-Length, or on a HEAD, 204 or 304): pooled, they would be
+		// read as the next request's response, another user's. HAProxy
+		// closes a server connection that sends while idle.
+		u.desynced("bytes came past the end of a response")
 		c.CloseConn(cc)
-	} else {
+	case req.ConnectionClose() || resp.ConnectionClose():
+		c.CloseConn(cc)
+	default:
+		if tc := turnOf(conn); tc != nil {
+			code := resp.StatusCode()
+			tc.bodiless = req.Header.IsHead() || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified
+		}
 		c.ReleaseConn(cc)
 	}
 	return reused, nil
+}
+
+// desynced counts and (at most once a minute per upstream) logs an
+// upstream connection closed because the upstream sent more than its
+// response: a bug in the web tier, or an attempt at response splitting.
+func (u *upstream) desynced(what string) {
+	u.desyncs.Add(1)
+	if ok, held := u.desyncLog.due(); ok {
+		u.log.Warn("upstream connection closed, not reused: "+what+"; they would have been read as the next request's response",
+			"datacenter", u.dc, "upstream", u.addr, "more_since_last_line", held)
+	}
 }
 
 // peerClosed reports whether the upstream has closed c, a pooled
 // connection: a turnConn, or TLS over one. Connections it cannot look into
 // (in-memory pipes in tests) are taken as open.
 func peerClosed(c net.Conn) bool {
+	tc := turnOf(c)
+	return tc != nil && tc.peerClosed()
+}
+
+// turnOf is the turnConn under c, a pooled connection (TLS over one, or
+// one), or nil (in-memory pipes in tests).
+func turnOf(c net.Conn) *turnConn {
 	if t, ok := c.(*tls.Conn); ok {
 		c = t.NetConn()
 	}
-	tc, ok := c.(*turnConn)
-	return ok && tc.peerClosed()
+	tc, _ := c.(*turnConn)
+	return tc
 }
 
 // newUpstream makes the pooled client and breaker for one address.
@@ -182,7 +232,7 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	dial = turnDial(dial)
-	up := &upstream{addr: addr, dc: dc}
+	up := &upstream{addr: addr, dc: dc, log: log, desyncLog: logEvery{every: time.Minute}}
 	if ut != nil {
 		dial = tlsDial(dial, ut.conf, addr, u.ConnectTimeout)
 		up.tlsKey = ut.key
