@@ -72,6 +72,11 @@ type Options struct {
 	// LoadLimit is the share of a datacenter's MaxRPS it may be offered
 	// before the excess spills to the next datacenter. Default 1.
 	LoadLimit float64
+	// AutoApply is the node's placement.auto_apply, gossiped from the
+	// start (SetAutoApply changes it): until a node says, the others count
+	// it as on, and one that joins with the least name would be taken for
+	// the driver of the fleet's moves before its proxy is up.
+	AutoApply bool
 	// Logger receives state changes at info/warn, memberlist's chatter at
 	// debug. Default slog.Default().
 	Logger *slog.Logger
@@ -208,7 +213,8 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if c.self < 0 {
 		return nil, fmt.Errorf("health: node datacenter %q is not in the topology", o.Datacenter)
 	}
-	c.state = Meta{Continent: c.continent, Datacenter: o.Datacenter, Upstreams: uint16(len(o.Upstreams)), Healthy: uint16(len(o.Upstreams))}
+	c.state = Meta{Continent: c.continent, Datacenter: o.Datacenter, Upstreams: uint16(len(o.Upstreams)), Healthy: uint16(len(o.Upstreams)),
+		AutoApply: &o.AutoApply}
 	if err := c.publishMeta(); err != nil {
 		return nil, err
 	}

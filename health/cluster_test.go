@@ -148,8 +148,8 @@ func TestFleetSeesEveryNodeAndEveryDatacenterUp(t *testing.T) {
 	if m := byName["edge-us-west"]; m.Datacenter != "us-west" || m.Continent != "us" || m.NodeState != "serving" {
 		t.Fatalf("eu's view of us-west's node: %+v", m)
 	}
-	if m := byName["edge-us-west"]; m.AutoApply != nil {
-		t.Fatalf("auto_apply known before the node said it: %v", *m.AutoApply)
+	if m := byName["edge-us-west"]; m.AutoApply == nil || *m.AutoApply {
+		t.Fatalf("auto_apply from the start: %v, want known and off (its Options)", m.AutoApply)
 	}
 	west.SetMap(42, "west")
 	west.SetAutoApply(true)

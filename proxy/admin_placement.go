@@ -195,7 +195,7 @@ func (a *Admin) moveAbort(w http.ResponseWriter, r *http.Request) {
 	}
 	next, err := a.s.AbortMove(id)
 	switch {
-	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, buckets.ErrPastFence), errors.Is(err, errNotDriver):
+	case errors.Is(err, buckets.ErrNotMoving), errors.Is(err, buckets.ErrPastFence), errors.Is(err, errNotDriver), errors.Is(err, errFenceNotHeld):
 		writeError(w, http.StatusConflict, "id", err.Error())
 		return
 	case err != nil:

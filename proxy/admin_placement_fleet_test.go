@@ -44,7 +44,8 @@ func (f *moveFleet) Members() []health.Member {
 		s.placer.mu.Lock()
 		auto := s.placer.opts.AutoApply
 		s.placer.mu.Unlock()
-		out = append(out, health.Member{Name: "node-" + strconv.Itoa(i), NodeState: "serving", MapVersion: s.Placement().Load().Version(), AutoApply: &auto})
+		snap := s.Placement().Load()
+		out = append(out, health.Member{Name: "node-" + strconv.Itoa(i), NodeState: "serving", MapVersion: snap.Version(), MapOrigin: snap.Origin(), AutoApply: &auto})
 	}
 	return out
 }

@@ -29,6 +29,17 @@ func TestLostConcurrentChangeIsWarned(t *testing.T) {
 	if ok, err := s.AdoptPlacement(mine.Version(), "a-node", buckets.Overrides{}); ok || err != nil || strings.Contains(logs.String(), lost) {
 		t.Fatalf("a tie this node wins: adopted %v, %v; logs %s", ok, err, logs)
 	}
+	// The same change made elsewhere at once (every node reloading the
+	// same file) loses nothing.
+	if ok, err := s.AdoptPlacement(mine.Version(), "u-node", mine.Overrides()); !ok || err != nil || strings.Contains(logs.String(), lost) {
+		t.Fatalf("a tie with the same change: adopted %v, %v; logs %s", ok, err, logs)
+	}
+	if mine, err = s.ChangePlacement(func(o *buckets.Overrides) error {
+		o.Pins = map[uint32]string{7: "us-c"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if ok, err := s.AdoptPlacement(mine.Version(), "z-node", buckets.Overrides{}); !ok || err != nil {
 		t.Fatalf("a tie this node loses: adopted %v, %v", ok, err)
 	}

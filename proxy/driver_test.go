@@ -140,3 +140,102 @@ func usBuckets(t *testing.T, h *harness, n int) []uint32 {
 	}
 	return out
 }
+
+// A fence this node did not follow without a gap starts its clocks again:
+// one taken up anew elsewhere (the move aborted, started again and fenced
+// again by another driver, between two versions this node saw), or, for a
+// move that does not say when it started (an older release's), any jump of
+// versions. Only this node's very next version carries the clocks on.
+func TestAFenceTakenUpAnewStartsItsClocksAgain(t *testing.T) {
+	const settle = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		started time.Time // of the move before; zero: an older release's
+		restart bool      // the adopted map holds another start of the move
+		jump    uint64    // versions from this node's to the adopted one
+		goesOn  bool
+	}{
+		{"fenced anew elsewhere", time.Now().Add(-time.Hour), true, 3, false},
+		{"an older release's move, versions missed", time.Time{}, false, 2, false},
+		{"an older release's move, the next version", time.Time{}, false, 1, true},
+		{"the same move, versions missed", time.Now().Add(-time.Hour), false, 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newAdminFixture(t, func(c *configs.Config) { c.Placement.FenceSettle = settle }, AdminOptions{})
+			fleet := &fakeFleet{}
+			f.srv.placer.fleet = fleet
+			off := false
+			at := func(snap *buckets.Snapshot) {
+				fleet.members = []health.Member{
+					{Name: "test-node", NodeState: "serving", MapVersion: snap.Version(), MapOrigin: snap.Origin(), AutoApply: &off},
+					{Name: "z-node", NodeState: "serving", MapVersion: snap.Version(), MapOrigin: snap.Origin(), AutoApply: &off},
+				}
+			}
+			b := usBuckets(t, f.harness, 1)[0]
+			fenced, err := f.srv.ChangePlacement(func(o *buckets.Overrides) error {
+				o.Moves = map[uint32]buckets.Move{b: {To: "eu", Phase: buckets.MoveFenced, Started: tc.started}}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			at(fenced)
+			time.Sleep(settle)
+			f.srv.AdvanceMove(b) //nolint:errcheck // the first look at the fleet starts its clocks
+			time.Sleep(settle)
+			// Every clock has run out: a cutover would go now. Instead
+			// the fleet's map comes.
+			o := fenced.Overrides()
+			if tc.restart {
+				o.Moves[b] = buckets.Move{To: "eu", Phase: buckets.MoveFenced, Started: time.Now()}
+			}
+			if ok, err := f.srv.AdoptPlacement(fenced.Version()+tc.jump, "z-node", o); !ok || err != nil {
+				t.Fatalf("adopt: %v %v", ok, err)
+			}
+			at(f.srv.Placement().Load())
+			_, phase, err := f.srv.AdvanceMove(b)
+			switch {
+			case tc.goesOn && err != nil:
+				t.Fatalf("the same fence, followed: %v; want the cutover (its clocks ran out)", err)
+			case !tc.goesOn && (err == nil || !strings.Contains(err.Error(), "the fence has stood")):
+				t.Fatalf("a fence not followed without a gap: phase %q, %v; want refused, its clock started again", phase, err)
+			}
+		})
+	}
+}
+
+// A fenced move is aborted only once every node routes by this node's map:
+// a node that took itself for the driver too may have cut it over, and the
+// abort would win the tie. A copying move needs no such wait.
+func TestAFencedMoveIsAbortedOnlyWithTheFleetOnThisMap(t *testing.T) {
+	f := newAdminFixture(t, fastMoves, AdminOptions{})
+	fleet := &fakeFleet{}
+	f.srv.placer.fleet = fleet
+	off := false
+	on := func(version uint64) {
+		fleet.members = []health.Member{{Name: "test-node", NodeState: "serving", MapVersion: version, AutoApply: &off},
+			{Name: "z-node", NodeState: "serving", MapVersion: version - 1, AutoApply: &off}}
+	}
+	moving := usBuckets(t, f.harness, 2)
+	for _, b := range moving {
+		if _, err := f.srv.StartMove(b, "eu"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.srv.AdvanceMove(moving[0]); err != nil {
+		t.Fatal(err)
+	}
+	on(f.srv.Placement().Load().Version()) // z-node a version behind
+	id := strconv.Itoa(int(moving[0]))
+	if w := f.call("DELETE", "/admin/buckets/"+id+"/move", "", ""); w.Code != 409 || !strings.Contains(w.Body.String(), "node z-node routes by map version") {
+		t.Fatalf("abort of a fenced move with a node behind: %d %s", w.Code, w.Body)
+	}
+	if w := f.call("DELETE", "/admin/buckets/"+strconv.Itoa(int(moving[1]))+"/move", "", ""); w.Code != 200 {
+		t.Fatalf("abort of a copying move with a node behind: %d %s", w.Code, w.Body)
+	}
+	fleet.members[1].MapVersion = f.srv.Placement().Load().Version()
+	fleet.members[0].MapVersion = fleet.members[1].MapVersion
+	if w := f.call("DELETE", "/admin/buckets/"+id+"/move", "", ""); w.Code != 200 {
+		t.Fatalf("abort of a fenced move with every node on this map: %d %s", w.Code, w.Body)
+	}
+}

@@ -48,16 +48,59 @@ type placer struct {
 	fences    map[uint32]*fenceWatch // which nodes hold each fenced move's fence, since when
 }
 
-// fenceWatch follows one fenced move's fence over the fleet: the map
-// versions of this node's in which the bucket was fenced (the only ones it
-// can vouch for), and since when each node has been seen holding one.
-// A node's clock survives this node's next version (another move's step,
-// a pin), which it takes a moment to adopt: restarting every clock at each
-// version made fenced moves cut over one fence_settle after the other.
+// fenceWatch follows one fenced move's fence over the fleet, from the map
+// version of this node's that took it up to the one that ends it (see
+// observe): those versions (the only ones this node can vouch for hold
+// the fence), when this node took the fence up, and since when each node
+// has been seen holding it. A node's clock survives this node's next
+// version (another move's step, a pin), which it takes a moment to adopt:
+// restarting every clock at each version made fenced moves cut over one
+// fence_settle after the other.
 type fenceWatch struct {
-	since    time.Time         // when this node saw the fence (phaseAt): one watch per fence
+	since    time.Time         // when this node took the fence up
 	versions map[uint64]string // fenced version -> its origin
 	held     map[string]time.Time
+}
+
+// observe follows the fences from prev, the map this node routed by, to
+// next, the one it routes by now; the Server calls it at every change of
+// its map, under its lock. A fence goes on from prev only if prev held the
+// same move (destination and start) fenced and, for a move that does not
+// say when it started (an older release's), next is prev's very next
+// version: between two versions this node did not see, the move may have
+// been aborted, started again and fenced anew, with writes routed to the
+// old home meanwhile, so its clocks start again.
+func (p *placer) observe(prev, next *buckets.Snapshot) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for b := range p.fences {
+		if m, ok := next.Moving(b); !ok || m.Phase != buckets.MoveFenced {
+			delete(p.fences, b)
+		}
+	}
+	for b, m := range next.Moves() {
+		if m.Phase != buckets.MoveFenced {
+			continue
+		}
+		w := p.fences[b]
+		if w == nil || !fenceGoesOn(prev, next, b, m) {
+			w = &fenceWatch{since: now, versions: map[uint64]string{}, held: map[string]time.Time{}}
+			p.fences[b] = w
+		}
+		w.add(next.Version(), next.Origin())
+	}
+}
+
+// fenceGoesOn reports whether bucket b's fence in next (move m) is the one
+// prev held (see observe).
+func fenceGoesOn(prev, next *buckets.Snapshot, b uint32, m buckets.Move) bool {
+	if prev == nil {
+		return false
+	}
+	was, ok := prev.Moving(b)
+	return ok && was.Phase == buckets.MoveFenced && was.To == m.To && was.Started.Equal(m.Started) &&
+		(!m.Started.IsZero() || next.Version() == prev.Version()+1)
 }
 
 // maxFenceVersions bounds a watch's versions; the oldest go first (a node
@@ -283,11 +326,45 @@ func (s *Server) AdvanceMove(b uint32) (*buckets.Snapshot, buckets.MovePhase, er
 
 // AbortMove ends bucket b's move before any write went to the new home.
 // Only the node that drives moves aborts them (errNotDriver elsewhere).
+//
+// A fenced move is aborted only once every node routes by this node's map
+// (errFenceNotHeld otherwise): a node that took itself for the driver too
+// (a node that just joined, one the others do not see yet) may have cut
+// the move over, and this abort, winning the tie, would send writes back
+// to the old home after some went to the new.
 func (s *Server) AbortMove(b uint32) (*buckets.Snapshot, error) {
 	if err := s.placer.mayStep(); err != nil {
 		return nil, err
 	}
-	return s.ChangePlacement(func(o *buckets.Overrides) error { return buckets.AbortMove(o, b) })
+	cur := s.Placement().Load()
+	fenced := false
+	if m, ok := cur.Moving(b); ok && m.Phase == buckets.MoveFenced {
+		fenced = true
+		if err := s.placer.fleetOn(cur); err != nil {
+			return nil, err
+		}
+	}
+	return s.ChangePlacement(func(o *buckets.Overrides) error {
+		if fenced && s.Placement().Load() != cur {
+			return fmt.Errorf("%w: the map changed while checking; retry", errFenceNotHeld)
+		}
+		return buckets.AbortMove(o, b)
+	})
+}
+
+// fleetOn checks that every node gossip lists routes by snap itself: its
+// version, made by its origin (errFenceNotHeld otherwise).
+func (p *placer) fleetOn(snap *buckets.Snapshot) error {
+	if p.fleet == nil {
+		return nil
+	}
+	only := &fenceWatch{versions: map[uint64]string{snap.Version(): snap.Origin()}}
+	for _, m := range p.fleet.Members() {
+		if err := holdsFence(m, snap, only); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errNotDriver refuses a move's step (advance, abort) on a node that does
@@ -355,24 +432,29 @@ func (p *placer) driver() (name string, auto bool) {
 // in flight that it routed by the map before; settling from this node's
 // own fence alone let one of them land after the cutover's first write.
 func (p *placer) fenceHeld(b uint32, snap *buckets.Snapshot) error {
+	var members []health.Member
+	if p.fleet != nil {
+		members = p.fleet.Members()
+	}
+	now := p.now()
 	p.mu.Lock()
-	seen, settle := p.seenPhase(b, snap), p.opts.FenceSettle
-	p.mu.Unlock()
-	if wait := settle - p.now().Sub(seen); wait > 0 {
+	p.seenPhase(b, snap) // the advisor counts a move it had not seen
+	settle := p.opts.FenceSettle
+	w := p.fences[b]
+	if w == nil || w.versions[snap.Version()] != snap.Origin() {
+		// Not taken up through observe (a test's map): from now.
+		w = &fenceWatch{since: now, versions: map[uint64]string{}, held: map[string]time.Time{}}
+		w.add(snap.Version(), snap.Origin())
+		p.fences[b] = w
+	}
+	if wait := settle - now.Sub(w.since); wait > 0 {
+		p.mu.Unlock()
 		return fmt.Errorf("%w: the fence has stood %v of %v", errFenceNotHeld, settle-wait, settle)
 	}
 	if p.fleet == nil {
+		p.mu.Unlock()
 		return nil
 	}
-	members := p.fleet.Members()
-	now := p.now()
-	p.mu.Lock()
-	w := p.fences[b]
-	if w == nil || !w.since.Equal(seen) {
-		w = &fenceWatch{since: seen, versions: map[uint64]string{}, held: map[string]time.Time{}}
-		p.fences[b] = w
-	}
-	w.add(snap.Version(), snap.Origin())
 	held := make(map[string]time.Time, len(members))
 	var behind error
 	last, lastAt := "", time.Time{}

@@ -661,7 +661,7 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	moving, moved, edited, movingEdited, movingBack := us[0], us[1], us[2], us[3], us[4]
 	if _, err := h.srv.ChangePlacement(func(o *buckets.Overrides) error {
 		o.Moves = map[uint32]buckets.Move{
-			moving: {To: "eu", Phase: buckets.MoveCutover}, movingEdited: {To: "eu", Phase: buckets.MoveCopying},
+			moving: {To: "eu", Phase: buckets.MoveCutover}, movingEdited: {To: "eu", Phase: buckets.MoveCopying, Started: time.Now().Add(-time.Minute)},
 			movingBack: {To: "us", Phase: buckets.MoveCutover},
 		}
 		o.Homes[moved], o.Homes[edited], o.Homes[movingBack] = "eu", "eu", "eu"
@@ -699,6 +699,9 @@ func TestReloadKeepsBucketMoves(t *testing.T) {
 	}
 	if _, ok := snap.RecentMoves()[moved]; !ok {
 		t.Fatalf("bucket %d's recent move (its cooldown) forgotten by the reload", moved)
+	}
+	if _, ok := snap.RecentMoves()[movingEdited]; !ok {
+		t.Fatalf("bucket %d's move, ended by the reload (the file homes it), left no cooldown", movingEdited)
 	}
 	if got := continent(edited); got != "us" {
 		t.Fatalf("bucket %d, which the new file homes in us, is homed in %s", edited, got)

@@ -427,9 +427,18 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 	// Moves first: whether the file changed a bucket's home is a question
 	// about the files alone, before next.Homes gains the running map's
 	// (a bucket that moved before and is moving again has both).
+	recent := func(b uint32, at time.Time) {
+		if b < n && !at.IsZero() {
+			if next.RecentMoves == nil {
+				next.RecentMoves = map[uint32]time.Time{}
+			}
+			next.RecentMoves[b] = at
+		}
+	}
 	for b, m := range running.Moves {
 		if !fits(b, m.To) || next.Homes[b] != oldFile.Homes[b] {
-			continue // the operator gave the bucket a home in the file: it wins
+			recent(b, m.Started) // it ends here: its cooldown stays
+			continue             // the operator gave the bucket a home in the file: it wins
 		}
 		if next.Moves == nil {
 			next.Moves = map[uint32]buckets.Move{}
@@ -444,11 +453,8 @@ func carryMoves(running, oldFile buckets.Overrides, next *buckets.Overrides, n u
 		next.Homes[b] = c
 	}
 	for b, at := range running.RecentMoves { // the advisor's cooldowns
-		if b < n {
-			if next.RecentMoves == nil {
-				next.RecentMoves = map[uint32]time.Time{}
-			}
-			next.RecentMoves[b] = at
+		if _, later := next.RecentMoves[b]; !later {
+			recent(b, at)
 		}
 	}
 }
@@ -499,6 +505,7 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	}
 	closeUnused(old.pools, st.pools)
 	snap := st.router.placement.Load()
+	s.placer.observe(old.router.placement.Load(), snap)
 	s.log.Info("configuration reloaded", "map_version", snap.Version(), "table_users", table.Len())
 	s.placementChanged(snap)
 	return nil
@@ -523,10 +530,12 @@ func (s *Server) RecordReload(err error) {
 func (s *Server) ChangePlacement(change func(*buckets.Overrides) error) (*buckets.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	prev := s.cur.Load().router.placement.Load()
 	snap, err := s.cur.Load().router.placement.UpdateFrom(s.cur.Load().cfg.Node.Name, change)
 	if err != nil {
 		return nil, err
 	}
+	s.placer.observe(prev, snap)
 	s.log.Info("bucket map changed", "map_version", snap.Version())
 	s.placementChanged(snap)
 	return snap, nil
@@ -542,8 +551,11 @@ func (s *Server) AdoptPlacement(version uint64, origin string, o buckets.Overrid
 	m := s.cur.Load().router.placement
 	before := m.Load()
 	ok, err := m.Adopt(version, origin, o)
+	if ok {
+		s.placer.observe(before, m.Load())
+	}
 	switch {
-	case ok && version == before.Version() && before.Origin() == s.cur.Load().cfg.Node.Name:
+	case ok && version == before.Version() && before.Origin() == s.cur.Load().cfg.Node.Name && !sameOverrides(before.Overrides(), o):
 		// Made here and on another node at the same time: the greater
 		// name wins everywhere, so what was changed here is undone
 		// everywhere, though its caller was told it was done.
@@ -553,6 +565,15 @@ func (s *Server) AdoptPlacement(version uint64, origin string, o buckets.Overrid
 		s.log.Info("bucket map adopted from the fleet", "map_version", version, "origin", origin)
 	}
 	return ok, err
+}
+
+// sameOverrides reports whether a and b say the same (nil and empty maps
+// alike, times by instant): two nodes that made the same change at once,
+// a reload of the same file on every node, lost nothing to each other.
+func sameOverrides(a, b buckets.Overrides) bool {
+	sameMove := func(x, y buckets.Move) bool { return x.To == y.To && x.Phase == y.Phase && x.Started.Equal(y.Started) }
+	return maps.Equal(a.Homes, b.Homes) && maps.Equal(a.Pins, b.Pins) && maps.Equal(a.Drained, b.Drained) &&
+		maps.EqualFunc(a.Moves, b.Moves, sameMove) && maps.EqualFunc(a.RecentMoves, b.RecentMoves, time.Time.Equal)
 }
 
 // placementChanged tells OnPlacementChange. Called with s.mu held, so

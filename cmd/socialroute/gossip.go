@@ -42,6 +42,7 @@ func startGossip(ctx context.Context, cfg *configs.Config, link *fleetLink, log 
 		CheckTimeout:  g.CheckTimeout,
 		CheckPath:     g.CheckPath,
 		LoadLimit:     cfg.Routing.LoadLimit,
+		AutoApply:     cfg.Placement.AutoApply,
 		Logger:        log.With("component", "gossip"),
 		LAN:           poolOptions(g.LAN),
 		WAN:           poolOptions(g.WAN),
