@@ -145,7 +145,16 @@ var descCertExpiry = prometheus.NewDesc("socialroute_tls_certificate_expiry_time
 		"socialroute_tls_certificate_expiry_timestamp_seconds - time() < 14 * 86400.",
 	[]string{"certificate", "file"}, nil)
 
-func (c *certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry }
+var descCertFileExpiry = prometheus.NewDesc("socialroute_tls_certificate_file_expiry_timestamp_seconds",
+	"When the certificate in a listener certificate's cert_file expires: the one in force, except when the file went back to an expired "+
+		"certificate and the valid one read before stays in force; a restart would serve the file's. Alert on it as on "+
+		"socialroute_tls_certificate_expiry_timestamp_seconds.",
+	[]string{"certificate", "file"}, nil)
+
+func (c *certCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descCertExpiry
+	ch <- descCertFileExpiry
+}
 
 func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.s.certs == nil {
@@ -153,6 +162,7 @@ func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, sc := range c.s.certs.cur.Load().certs {
 		ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(sc.notAfter.Unix()), sc.field, sc.file)
+		ch <- prometheus.MustNewConstMetric(descCertFileExpiry, prometheus.GaugeValue, float64(sc.fileNotAfter.Unix()), sc.field, sc.file)
 	}
 }
 

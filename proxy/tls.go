@@ -36,7 +36,11 @@ type servedCert struct {
 	file     string // cert_file as configured
 	path     string // cert_file resolved
 	notAfter time.Time
-	pair     *tls.Certificate // what handshakes get
+	// fileNotAfter is when the certificate in the file expires: notAfter,
+	// except for an entry whose file went back to an expired one while
+	// the valid one read before stays (certSet.kept).
+	fileNotAfter time.Time
+	pair         *tls.Certificate // what handshakes get
 }
 
 // expired reports whether c has expired at now.
@@ -98,7 +102,7 @@ func loadCertSet(cfg *configs.Config, t *configs.ListenTLS, inForce *certSet) (*
 				return nil, fmt.Errorf("proxy: %s: %w", field, err)
 			}
 		}
-		sc := servedCert{field: field, file: c.CertFile, path: certPath, notAfter: pair.Leaf.NotAfter, pair: &pair}
+		sc := servedCert{field: field, file: c.CertFile, path: certPath, notAfter: pair.Leaf.NotAfter, fileNotAfter: pair.Leaf.NotAfter, pair: &pair}
 		if prev, ok := inForce.valid(certPath, now); ok && sc.expired(now) {
 			set.kept = append(set.kept, sc)
 			sc.notAfter, sc.pair = prev.notAfter, prev.pair // with its staple

@@ -517,6 +517,11 @@ func TestExpiredCertificates(t *testing.T) {
 		t.Fatalf("after the reload valid.example gets %q (expired %v), old.example %q; want the valid one kept and the other renewed",
 			servedName(after, "valid.example"), after.certs[0].expired(time.Now()), servedName(after, "old.example"))
 	}
+	// The file's own expiry is in the past, for the file expiry metric
+	// (a restart would serve the file's); the one in force is valid.
+	if kept := after.certs[0]; !kept.fileNotAfter.Before(time.Now()) || !kept.notAfter.After(time.Now()) {
+		t.Fatalf("kept entry: file expires %v, the one in force %v", kept.fileNotAfter, kept.notAfter)
+	}
 	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "listen.tls.certificates[0]") || !strings.Contains(l, "in_force_until=") || strings.Contains(l, "EXPIRED") {
 		t.Fatalf("log of the kept certificate:\n%s", l)
 	}
