@@ -23,6 +23,7 @@ const (
 	DefaultMaxIdleConnTime    = 4 * time.Second // below the common 5 s upstream keep-alive
 	DefaultMaxConnWait        = 100 * time.Millisecond
 	DefaultMaxResponseBody    = 64 << 20 // 64 MiB
+	DefaultMaxResponseHeader  = 16 << 10 // 16 KiB
 	DefaultRetries            = 1
 	DefaultBreakerFailures    = 5
 	DefaultBreakerOpenFor     = 5 * time.Second
@@ -313,6 +314,12 @@ type Upstream struct {
 	// (another datacenter would send the same) and does not count against
 	// the upstream's breaker. Default 64 MiB.
 	MaxResponseBodySize int `yaml:"max_response_body_size"`
+	// MaxResponseHeaderBytes caps an upstream response's status line and
+	// headers: a larger one gets 502, is not retried and does not count
+	// against the breaker, like a body too large. Default 16 KiB, as
+	// listen.max_header_bytes (fasthttp's 4 KiB turned a redirect echoing
+	// a long URL into a failing upstream).
+	MaxResponseHeaderBytes int `yaml:"max_response_header_bytes"`
 	// Retries is how many times a failed idempotent request is retried, each
 	// time on the next datacenter of its plan. Default 1; 0 disables retries;
 	// at most 5, since every retry adds a full attempt to the worst case.

@@ -60,6 +60,7 @@ func (c *Config) ApplyDefaults() {
 	setDuration(&u.MaxConnWaitTimeout, DefaultMaxConnWait)
 	setInt(&u.MaxConnsPerHost, DefaultMaxConnsPerHost)
 	setInt(&u.MaxResponseBodySize, DefaultMaxResponseBody)
+	setInt(&u.MaxResponseHeaderBytes, DefaultMaxResponseHeader)
 	if u.Retries == nil {
 		u.Retries = new(DefaultRetries)
 	}

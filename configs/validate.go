@@ -304,6 +304,10 @@ func (v *validator) upstream() {
 	v.nonNegative("upstream.max_conn_wait_timeout", u.MaxConnWaitTimeout)
 	v.nonNegativeInt("upstream.max_conns_per_host", u.MaxConnsPerHost)
 	v.nonNegativeInt("upstream.max_response_body_size", u.MaxResponseBodySize)
+	if u.MaxResponseHeaderBytes < 1<<10 || u.MaxResponseHeaderBytes > 1<<20 {
+		// Each upstream read holds a buffer this large.
+		v.errorf("upstream.max_response_header_bytes", "must be between 1 KiB and 1 MiB, got %d", u.MaxResponseHeaderBytes)
+	}
 	if u.Retries != nil && (*u.Retries < 0 || *u.Retries > maxRetries) {
 		v.errorf("upstream.retries", "must be between 0 and %d, got %d", maxRetries, *u.Retries)
 	}

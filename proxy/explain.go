@@ -44,9 +44,9 @@ type ExplainedChoice struct {
 func (s *Server) Explain(req *fasthttp.Request) Explanation {
 	st := s.cur.Load()
 	var e Explanation
-	key, ri, plainPath := st.rules.extract(req)
-	if !plainPath {
-		e.Rejected = "400: " + ambiguousPath
+	key, ri, refused := st.rules.extract(req)
+	if refused != "" {
+		e.Rejected = "400: " + refused
 		return e
 	}
 	if key != nil {

@@ -31,7 +31,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// (each request names another user), so its loads start now and the
 	// checks and header rewrite below run while they arrive. The key and
 	// viewer are copied: the rewrite may reuse the bytes they came from.
-	key, _, plainPath := st.rules.extract(req)
+	key, ri, refused := st.rules.extract(req)
 	var h uint64
 	if key != nil {
 		sc.key = append(sc.key[:0], key...)
@@ -44,7 +44,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		sc.viewer = append(sc.viewer[:0], v...)
 		viewer = sc.viewer
 	}
-	if code, reason := screen(&req.Header, st.screen, sc); code != 0 {
+	var keyHeader []byte
+	if key != nil {
+		keyHeader = st.rules[ri].keyHeader()
+	}
+	if code, reason := screen(&req.Header, st.screen, sc, keyHeader); code != 0 {
 		ctx.SetConnectionClose() // the connection's framing can no longer be trusted
 		s.reject(ctx, code, reason)
 		st.metrics.observe(ctx, -1, false, nil)
@@ -54,8 +58,20 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		req.Header.DelBytes(n)
 	}
 	switch {
-	case !plainPath:
-		s.reject(ctx, fasthttp.StatusBadRequest, ambiguousPath)
+	case refused != "":
+		s.reject(ctx, fasthttp.StatusBadRequest, refused)
+		st.metrics.observe(ctx, -1, false, nil)
+		return
+	case req.Header.IsConnect() || req.Header.IsTrace():
+		// CONNECT would ask the web tier for a tunnel, TRACE would echo
+		// the headers this proxy adds; neither is the web tier's to take.
+		ctx.Response.Header.Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		s.reject(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(req.Header.Method())+" not forwarded")
+		st.metrics.observe(ctx, -1, false, nil)
+		return
+	case hasUserinfo(req.Header.RequestURI()):
+		// fasthttp would turn it into an Authorization header of its own.
+		s.reject(ctx, fasthttp.StatusBadRequest, "userinfo in the request URI")
 		st.metrics.observe(ctx, -1, false, nil)
 		return
 	case key != nil && !validKey(key, st.maxKeyLen):
@@ -127,6 +143,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, fasthttp.StatusServiceUnavailable, "no upstream available")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.fail(ctx, fasthttp.StatusBadGateway, "upstream response over upstream.max_response_body_size")
+	case isOversized(err):
+		s.fail(ctx, fasthttp.StatusBadGateway, "upstream response headers over upstream.max_response_header_bytes")
+	case errors.Is(err, errUpgrade):
+		s.fail(ctx, fasthttp.StatusBadGateway, "upstream switched protocols (101), which this proxy does not relay")
 	default:
 		s.fail(ctx, fasthttp.StatusBadGateway, "upstream failed")
 	}
@@ -153,6 +173,11 @@ var (
 func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc int, err error) {
 	req, resp := &ctx.Request, &ctx.Response
 	retryable := isIdempotent(req)
+	// An HTTP/1.0 request may come without Host; fasthttp will not write
+	// one without it (before any byte, yet the failure counted against the
+	// upstream's breaker: a few opened every breaker). It gets the
+	// upstream's address, as fasthttp's own client would give it.
+	hostless := len(req.Header.Host()) == 0 && len(req.URI().Host()) == 0
 	var failed *upstream
 	pos, tries, sent := d.Next, 0, 0
 	// Each pass either sends (bounded by retries) or moves on along the
@@ -175,6 +200,10 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		} else if start.IsZero() { // a ctx no server stamped
 			start = time.Now()
 		}
+		if hostless {
+			req.Header.SetHost(u.addr)
+			req.UseHostHeader = true
+		}
 		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, st, start, retryable) })
 		if err == nil {
 			return dc, nil
@@ -183,7 +212,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		notSent := errors.Is(err, health.ErrBreakerOpen) || errors.Is(err, fasthttp.ErrNoFreeConns) || isDialError(err)
 		if !notSent {
 			sent++
-			if !retryable || sent > st.retries || errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			if !retryable || sent > st.retries || isOversized(err) || errors.Is(err, errUpgrade) {
 				return dc, err // (another datacenter would send as large an answer)
 			}
 		}
@@ -207,9 +236,57 @@ func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state
 	switch resp.StatusCode() {
 	case fasthttp.StatusBadGateway, fasthttp.StatusServiceUnavailable, fasthttp.StatusGatewayTimeout:
 		return errUpstreamStatus
+	case fasthttp.StatusSwitchingProtocols:
+		return errUpgrade
 	}
 	return nil
 }
+
+// errUpgrade is an upstream's 101: the proxy strips Upgrade, so the web
+// tier switched on its own, and the connection now speaks something this
+// proxy does not relay.
+var errUpgrade = errors.New("proxy: upstream switched protocols")
+
+// isOversized reports an upstream answer over the proxy's limits (its body,
+// or its headers): not the upstream failing, and not worth a retry (another
+// datacenter would send as large an answer).
+func isOversized(err error) bool {
+	var small *fasthttp.ErrSmallBuffer
+	return errors.Is(err, fasthttp.ErrBodyTooLarge) || errors.As(err, &small)
+}
+
+// mayContinue is fasthttp's ContinueHandler: a request that says Expect:
+// 100-continue is screened before fasthttp tells the client to send its
+// body, so one the proxy would refuse gets 417 and sends none (it used to
+// get 100, send the body, then the 400).
+func (s *Server) mayContinue(h *fasthttp.RequestHeader) bool {
+	st := s.cur.Load()
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	if code, reason := screen(h, st.screen, sc, nil); code != 0 {
+		s.stats.Rejected.Add(1)
+		s.stats.byCode[fasthttp.StatusExpectationFailed].Add(1)
+		s.log.Debug("request refused before its body", "status", code, "reason", reason)
+		return false
+	}
+	return true
+}
+
+// hasUserinfo reports whether an absolute-form request URI names a user
+// ("http://user:pass@host/").
+func hasUserinfo(uri []byte) bool {
+	i := bytes.Index(uri, schemeSep)
+	if i < 0 || bytes.IndexByte(uri[:i], '/') >= 0 {
+		return false // origin form, or "://" only in the path
+	}
+	authority := uri[i+len(schemeSep):]
+	if end := bytes.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	return bytes.IndexByte(authority, '@') >= 0
+}
+
+var schemeSep = []byte("://")
 
 // isIdempotent reports whether a request may be sent twice: the idempotent
 // methods of RFC 9110 section 9.2.2, or any request that carries an

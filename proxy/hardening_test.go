@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -40,6 +41,19 @@ func TestSmugglingAndMalformedRequestsNeverReachTheWire(t *testing.T) {
 		{"oversized request line", "GET /" + strings.Repeat("a", configs.DefaultMaxHeaderBytes) + " HTTP/1.1\r\nHost: x\r\n\r\n", "431"},
 		{"oversized headers", "GET /feed HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", configs.DefaultMaxHeaderBytes) + "\r\n\r\n", "431"},
 		{"a routing loop", "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nVia: 1.1 socialroute, 1.1 cdn\r\nVia: 1.1 socialroute\r\n\r\n", "508 socialroute: request passed this proxy fleet 2 times"},
+		// fasthttp takes "identity" for no body and reads what follows as
+		// the next request (TE.0).
+		{"Transfer-Encoding: identity", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: identity\r\n\r\nabc", "400 socialroute: Transfer-Encoding other than chunked"},
+		// fasthttp would make them an Authorization header of its own.
+		{"userinfo in Host", "GET /feed HTTP/1.1\r\nHost: a@b:1\r\nX-User-ID: 1\r\n\r\n", "400 socialroute: userinfo in Host"},
+		{"userinfo in the URI", "GET http://u:p@x/feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\n\r\n", "400 socialroute: userinfo in the request URI"},
+		{"CONNECT", "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nX-User-ID: 1\r\n\r\n", "405 socialroute: method CONNECT not forwarded"},
+		{"TRACE", "TRACE /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\n\r\n", "405 socialroute: method TRACE not forwarded"},
+		// Routed by alice, read by a web tier that takes the last (or
+		// joins them) as bob's: past bob's fence.
+		{"the key's header twice", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: alice\r\nX-User-Id: bob\r\nContent-Length: 0\r\n\r\n", "400 socialroute: the routing key's header X-User-ID given more than once"},
+		{"the key's cookie twice", "GET /feed HTTP/1.1\r\nHost: x\r\nCookie: uid=alice; uid=bob\r\n\r\n", "400 socialroute: " + repeatedKey},
+		{"the key's query parameter twice", "GET /search?user_id=alice&user_id=bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + repeatedKey},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,6 +64,98 @@ func TestSmugglingAndMalformedRequestsNeverReachTheWire(t *testing.T) {
 	}
 	if wire, dialed := h.sent(); wire != "" || len(dialed) != 0 {
 		t.Fatalf("malformed requests reached an upstream: dialed %v, sent %q", dialed, wire)
+	}
+}
+
+// Trailer fields, after a chunked body, never reach the other side: a
+// request's were screened by no header rule (an X-Socialroute-* header, a
+// forged Forwarded, a name with a space: fasthttp moved them among the
+// headers once the Trailer header was stripped), and a response's would
+// pass the same way to the client.
+func TestTrailersNeverReachTheOtherSide(t *testing.T) {
+	h := newHarness(t, nil)
+	trailers := "X-Socialroute-Dc: forged\r\nX_Real_IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nUpgrade: websocket\r\nBad Header: y\r\n"
+	for _, announce := range []string{"Trailer: X-Socialroute-Dc, Forwarded\r\n", ""} {
+		got := h.raw("POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nTransfer-Encoding: chunked\r\n" + announce + "\r\n3\r\nabc\r\n0\r\n" + trailers + "\r\n")
+		if !strings.HasPrefix(got, "200") {
+			t.Fatalf("a chunked request with trailers (announced: %q): %q", announce, got)
+		}
+	}
+	wire, _ := h.sent()
+	for _, bad := range []string{"forged", "6.6.6.6", "websocket", "Bad Header", "Trailer"} {
+		if strings.Contains(wire, bad) {
+			t.Fatalf("a request's trailer reached the web tier (%q):\n%s", bad, wire)
+		}
+	}
+	if strings.Count(wire, "abc") != 2 {
+		t.Fatalf("the bodies did not reach the web tier:\n%s", wire)
+	}
+
+	for _, b := range h.backends {
+		b.resp = func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.SetTrailer("X-Socialroute-Bucket, X-Leak")
+			ctx.Response.Header.Set("X-Socialroute-Bucket", "forged")
+			ctx.Response.Header.Set("X-Leak", "web tier secret")
+			ctx.SetBodyStream(strings.NewReader("streamed"), -1) // chunked: the trailers go after it
+		}
+	}
+	resp := h.getUser(1)
+	if resp.StatusCode() != 200 || string(resp.Body()) != "streamed" {
+		t.Fatalf("a response with trailers: %d %q", resp.StatusCode(), resp.Body())
+	}
+	if v := resp.Header.Peek("X-Leak"); v != nil || string(resp.Header.Peek(headerBucket)) == "forged" {
+		t.Fatalf("a response's trailer reached the client: X-Leak %q, %s %q", v, headerBucket, resp.Header.Peek(headerBucket))
+	}
+}
+
+// An HTTP/1.0 request may come without Host: it is forwarded with the
+// upstream's address as Host, not failed before its first byte (which
+// counted against the upstream's breaker, so a few such requests opened
+// every breaker and took the continent down).
+func TestHTTP10WithoutHostIsForwarded(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range 3 * h.cfg.Upstream.Breaker.ConsecutiveFailures {
+		if got := h.raw(fmt.Sprintf("GET /feed HTTP/1.0\r\nX-User-ID: %d\r\n\r\n", i)); !strings.HasPrefix(got, "200") {
+			t.Fatalf("HTTP/1.0 without Host, request %d: %q", i, got)
+		}
+	}
+	h.wantBreakersClosed("after HTTP/1.0 requests without Host")
+	wire, dialed := h.sent()
+	if !strings.Contains(wire, "\r\nHost: "+dialed[0]+"\r\n") {
+		t.Fatalf("no Host of the upstream's address (%s) on the wire:\n%.300s", dialed[0], wire)
+	}
+}
+
+// A request's Expect: 100-continue is the proxy's to answer (fasthttp did,
+// before reading the body); the web tier gets the whole body at once and
+// no Expect to answer.
+func TestExpectIsNotForwarded(t *testing.T) {
+	h := newHarness(t, nil)
+	c, err := h.ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("before the body: %q, %v; want 100 Continue", line, err)
+	}
+	br.ReadString('\n') // the 100's blank line
+	io.WriteString(c, "abc")
+	var resp fasthttp.Response
+	if err := resp.Read(br); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("after the body: %d, %v", resp.StatusCode(), err)
+	}
+	if wire, _ := h.sent(); strings.Contains(strings.ToLower(wire), "expect") || !strings.HasSuffix(wire, "abc") {
+		t.Fatalf("on the wire:\n%s", wire)
+	}
+	// One the proxy would refuse is refused before its body: 417, and
+	// the client sends none.
+	got := h.raw("POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 1\r\nContent-Length: 3\r\nExpect: 100-continue\r\nX-Fold: a\r\n b\r\n\r\n")
+	if !strings.HasPrefix(got, "417") {
+		t.Fatalf("a malformed request that expects 100-continue: %q, want 417 before its body", got)
 	}
 }
 

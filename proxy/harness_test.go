@@ -164,6 +164,7 @@ func newHarnessWithTable(t *testing.T, mutate func(*configs.Config), table *hash
 		},
 		NoDefaultUserAgentHeader: true,
 		ReadTimeout:              5 * time.Second,
+		ReadBufferSize:           64 << 10, // what the proxy may pass on of an upstream's headers
 	}
 	return h
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"iter"
 
 	"github.com/valyala/fasthttp"
 )
@@ -81,13 +82,22 @@ type scratch struct {
 // header names, clientClaims, and client-supplied X-Socialroute-* headers.
 // One pass over the headers finds them all; a request with none pays for
 // nothing else (a Del per hop-by-hop name cost a scan of the headers each).
+//
+// Trailer fields (after a chunked body) go too, first: screened as headers
+// they were not, and fasthttp, once the Trailer header is deleted, moves
+// them among the headers, where they would reach the web tier past every
+// rule above. The proxy holds bodies whole, so it has no chunked trailer
+// section to pass them on in anyway. Expect goes as well: the proxy read
+// the body already, and the web tier's 100 Continue would be an answer to
+// nobody.
 func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
 	s.names, s.buf = s.names[:0], s.buf[:0]
+	s.names, s.buf = trailerNames(h.Trailers(), s.names, s.buf)
 	for k, v := range h.All() {
 		if isConnection(k) {
 			s.names, s.buf = connectionTokens(v, s.names, s.buf)
 		}
-		if isHopHeader(k) || isInternal(k) || isOneOf(k, clientClaims) {
+		if isHopHeader(k) || isInternal(k) || isOneOf(k, clientClaims) || isExpect(k) {
 			s.names, s.buf = appendName(s.names, s.buf, k)
 		}
 	}
@@ -95,6 +105,20 @@ func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
 		h.DelBytes(n)
 	}
 }
+
+// trailerNames appends the names of a message's trailer fields to names,
+// copied into buf. Deleting one deletes a header of the same name too,
+// which is the safe side: a name that came both ways is ambiguous.
+func trailerNames(trailers iter.Seq[[]byte], names [][]byte, buf []byte) ([][]byte, []byte) {
+	for t := range trailers {
+		names, buf = appendName(names, buf, t)
+	}
+	return names, buf
+}
+
+var expectHeader = []byte("Expect")
+
+func isExpect(k []byte) bool { return len(k) == len(expectHeader) && bytes.EqualFold(k, expectHeader) }
 
 // stripResponseHeaders removes hop-by-hop headers, those the Connection
 // header names, and X-Socialroute-* headers from an upstream response: the
@@ -104,6 +128,7 @@ func stripRequestHeaders(h *fasthttp.RequestHeader, s *scratch) {
 // Transfer-Encoding stays for it to re-frame the body.
 func stripResponseHeaders(h *fasthttp.ResponseHeader, s *scratch) {
 	s.names, s.buf = s.names[:0], s.buf[:0]
+	s.names, s.buf = trailerNames(h.Trailers(), s.names, s.buf) // as for requests
 	for k, v := range h.All() {
 		if isConnection(k) {
 			s.names, s.buf = connectionTokens(v, s.names, s.buf)

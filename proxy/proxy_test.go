@@ -408,6 +408,61 @@ func TestOversizedResponseIs502WithoutRetryOrBreaker(t *testing.T) {
 	}
 }
 
+// An upstream answer whose headers pass upstream.max_response_header_bytes
+// is a 502 naming the setting, not retried, and not held against the
+// breaker (a page that echoes a long URL into Location must not let
+// clients open it); below the limit, well past fasthttp's 4 KiB, it passes.
+func TestOversizedResponseHeadersAre502WithoutRetryOrBreaker(t *testing.T) {
+	h := newHarness(t, nil)
+	id, _ := h.userWhosePlanStartsWith("us-b")
+	header := func(n int) {
+		for _, b := range h.backends {
+			b.resp = func(ctx *fasthttp.RequestCtx) {
+				ctx.Response.Header.Set("Location", "/login?next="+strings.Repeat("a", n))
+				ctx.SetBodyString("ok")
+			}
+		}
+	}
+	header(8 << 10)
+	if r := h.getUser(id); r.StatusCode() != 200 {
+		t.Fatalf("an answer with 8 KiB of headers: %d %.80q", r.StatusCode(), r.Body())
+	}
+	header(h.cfg.Upstream.MaxResponseHeaderBytes)
+	before := h.hits("")
+	n := 2 * h.cfg.Upstream.Breaker.ConsecutiveFailures
+	for i := range n {
+		r := h.getUser(id)
+		if r.StatusCode() != 502 || !strings.Contains(string(r.Body()), "max_response_header_bytes") {
+			t.Fatalf("request %d: status %d %.80q, want 502 naming upstream.max_response_header_bytes", i, r.StatusCode(), r.Body())
+		}
+	}
+	if all := h.hits("") - before; all != int64(n) {
+		t.Fatalf("the datacenters got %d requests for %d: want no retries", all, n)
+	}
+	h.wantBreakersClosed("after answers with oversized headers")
+}
+
+// An upstream that switches protocols (101), though the proxy strips
+// Upgrade, gets a 502, once (not retried elsewhere), no breaker count, and
+// its connection closed: it no longer speaks HTTP.
+func TestUpstreamSwitchingProtocolsIs502(t *testing.T) {
+	h := newHarness(t, nil)
+	id, _ := h.userWhosePlanStartsWith("us-b")
+	for _, b := range h.backends {
+		b.resp = func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols) }
+	}
+	n := 2 * h.cfg.Upstream.Breaker.ConsecutiveFailures
+	for i := range n {
+		if r := h.getUser(id); r.StatusCode() != 502 || !strings.Contains(string(r.Body()), "switched protocols") {
+			t.Fatalf("request %d: status %d %.80q, want 502", i, r.StatusCode(), r.Body())
+		}
+	}
+	if all := h.hits(""); all != int64(n) {
+		t.Fatalf("the datacenters got %d requests for %d: want no retries", all, n)
+	}
+	h.wantBreakersClosed("after 101 answers")
+}
+
 func TestNonIdempotentRequestIsNotRetriedOnceSent(t *testing.T) {
 	h := newHarness(t, nil)
 	id, _ := h.userWhosePlanStartsWith("us-b")

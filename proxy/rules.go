@@ -23,8 +23,18 @@ const (
 type rule struct {
 	kind   ruleKind
 	name   string // header, cookie or query parameter name
+	nameB  []byte // name, for comparisons that must not allocate
 	prefix []byte // path prefix the rule is limited to; for fromPath, the template before {key}
 	desc   string // how explanations and logs name the rule
+}
+
+// keyHeader is the header a key found by r came from, for screen to
+// refuse it given twice; nil unless r reads a header.
+func (r *rule) keyHeader() []byte {
+	if r.kind != fromHeader {
+		return nil
+	}
+	return r.nameB
 }
 
 // rules are tried in order; the first that yields a non-empty key wins.
@@ -62,6 +72,7 @@ func compileRules(cfg []configs.Rule) (rules, error) {
 			c.prefix = []byte(r.PathPrefix)
 			c.desc += " under " + r.PathPrefix
 		}
+		c.nameB = []byte(c.name)
 		out = append(out, c)
 	}
 	return out, nil
@@ -75,15 +86,18 @@ func compileRules(cfg []configs.Rule) (rules, error) {
 // web tier gets the path as the client wrote it. If the two can differ in
 // which segment is where (see plainPath), a client could route another
 // user's request by its own key, so when a rule reads such a path extract
-// returns plain = false, and the request must be refused.
-func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, plain bool) {
+// returns refused = ambiguousPath, and the request must be refused; so
+// too, refused = repeatedKey, for a key whose cookie or query parameter
+// comes more than once (the web tier may read another of them; a header
+// given twice is screen's to find, in its pass over the headers).
+func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, refused string) {
 	var path []byte
 	for i := range rs {
 		r := &rs[i]
 		if len(r.prefix) > 0 {
 			if path == nil {
 				if !plainPath(req.URI().PathOriginal()) {
-					return nil, -1, false
+					return nil, -1, ambiguousPath
 				}
 				path = req.URI().Path()
 			}
@@ -105,10 +119,38 @@ func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, plain
 			}
 		}
 		if len(key) > 0 {
-			return key, i, true
+			if r.repeated(req) {
+				return nil, -1, repeatedKey
+			}
+			return key, i, ""
 		}
 	}
-	return nil, -1, true
+	return nil, -1, ""
+}
+
+// repeatedKey is the reason a request whose routing key's cookie or query
+// parameter comes more than once is refused.
+const repeatedKey = "the routing key given more than once: the web tier might read another of them"
+
+// repeated reports whether r's cookie or query parameter comes more than
+// once in req.
+func (r *rule) repeated(req *fasthttp.Request) bool {
+	n := 0
+	switch r.kind {
+	case fromCookie:
+		for k := range req.Header.Cookies() {
+			if bytes.Equal(k, r.nameB) {
+				n++
+			}
+		}
+	case fromQuery:
+		for k := range req.URI().QueryArgs().All() {
+			if bytes.Equal(k, r.nameB) {
+				n++
+			}
+		}
+	}
+	return n > 1
 }
 
 // ambiguousPath is the reason a request whose path is not plain is refused.

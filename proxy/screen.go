@@ -25,6 +25,8 @@ type screenPolicy struct {
 const viaToken = "socialroute"
 
 var (
+	chunked   = []byte("chunked")
+	hostName  = []byte("Host")
 	viaName   = []byte("Via")
 	viaTokenB = []byte(viaToken)
 	viaValue  = "1.1 " + viaToken
@@ -44,15 +46,22 @@ var (
 //   - names with an underscore, when the policy rejects them (dropped ones
 //     are listed in sc.names for the caller to delete);
 //   - a request whose Via header shows it passed this fleet maxHops times
-//     (508: a routing loop).
+//     (508: a routing loop);
+//   - a Transfer-Encoding other than chunked (fasthttp takes "identity"
+//     for none, and reads what follows as the next request);
+//   - userinfo in Host ("a@b"), which fasthttp would forward as an
+//     Authorization header of its making;
+//   - keyHeader, the header the routing key came from, given more than
+//     once: the proxy routes by the first, a web tier may read the last,
+//     or all joined, and act for another user past that user's fence.
 //
 // It returns 0 when the request may go on, else the status and a reason.
 // One pass over the block, no allocation.
-func screen(h *fasthttp.RequestHeader, p screenPolicy, sc *scratch) (int, string) {
+func screen(h *fasthttp.RequestHeader, p screenPolicy, sc *scratch, keyHeader []byte) (int, string) {
 	sc.names, sc.buf = sc.names[:0], sc.buf[:0]
 	raw := h.RawHeaders()
 	var cl, te bool
-	fields, hops := 0, 0
+	fields, hops, keys := 0, 0, 0
 	for len(raw) > 0 {
 		i := bytes.IndexByte(raw, '\n')
 		if i < 0 {
@@ -95,8 +104,20 @@ func screen(h *fasthttp.RequestHeader, p screenPolicy, sc *scratch) (int, string
 			cl = true
 		case hasName(line, transferEncoding):
 			te = true
+			if !bytes.EqualFold(bytes.TrimSpace(line[colon+1:]), chunked) {
+				return fasthttp.StatusBadRequest, "Transfer-Encoding other than chunked"
+			}
 		case hasName(line, viaName):
 			hops += bytes.Count(line[colon+1:], viaTokenB)
+		case hasName(line, hostName):
+			if bytes.IndexByte(line[colon+1:], '@') >= 0 {
+				return fasthttp.StatusBadRequest, "userinfo in Host"
+			}
+		}
+		if len(keyHeader) > 0 && hasName(line, keyHeader) {
+			if keys++; keys > 1 {
+				return fasthttp.StatusBadRequest, "the routing key's header " + string(keyHeader) + " given more than once"
+			}
 		}
 	}
 	switch {

@@ -178,6 +178,7 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 			}
 			return fasthttp.RequestConfig{ReadTimeout: l.BodyTimeout}
 		},
+		ContinueHandler:       s.mayContinue,
 		SecureErrorLogMessage: true, // never log request contents
 		Logger:                fasthttpLogger{s.log},
 	}

@@ -96,7 +96,7 @@ func (p *pool) pick(skip *upstream) *upstream {
 func (u *upstream) do(req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, idempotent bool) error {
 	u.inflight.Add(1)
 	reused, err := u.attempt(req, resp, start, timeout)
-	if err != nil && reused && idempotent && !errors.Is(err, fasthttp.ErrTimeout) && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	if err != nil && reused && idempotent && !errors.Is(err, fasthttp.ErrTimeout) && !isOversized(err) {
 		_, err = u.attempt(req, resp, start, timeout)
 	}
 	u.inflight.Add(-1)
@@ -182,8 +182,8 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 		// closes a server connection that sends while idle.
 		u.desynced("bytes came past the end of a response")
 		c.CloseConn(cc)
-	case req.ConnectionClose() || resp.ConnectionClose():
-		c.CloseConn(cc)
+	case req.ConnectionClose() || resp.ConnectionClose() || resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
+		c.CloseConn(cc) // after a 101 it speaks another protocol
 	default:
 		if tc := turnOf(conn); tc != nil {
 			code := resp.StatusCode()
@@ -247,7 +247,8 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		MaxConns:            u.MaxConnsPerHost,
 		MaxIdleConnDuration: u.MaxIdleConnDuration,
 		MaxConnWaitTimeout:  u.MaxConnWaitTimeout,
-		MaxResponseBodySize: u.MaxResponseBodySize, // read by do
+		MaxResponseBodySize: u.MaxResponseBodySize,    // read by do
+		ReadBufferSize:      u.MaxResponseHeaderBytes, // bounds the status line and headers
 		// The connection released last is used next: its socket, buffers
 		// and the upstream's side of it are still in cache, and the
 		// connections a quiet hour does not need idle out instead of
@@ -262,11 +263,13 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		MinRequests:  u.Breaker.MinRequests,
 		Window:       u.Breaker.Window,
 		// All of the pool's connections busy past the wait, or an answer
-		// over upstream.max_response_body_size, is this proxy's limit, not
-		// the upstream failing: counted, a burst would open a healthy
+		// over upstream.max_response_body_size or max_response_header_bytes,
+		// is this proxy's limit, not the upstream failing, and so is a 101
+		// it does not relay: counted, a burst (of requests for a page that
+		// echoes a long URL into a header, say) would open a healthy
 		// upstream's breaker.
 		Neutral: func(err error) bool {
-			return errors.Is(err, fasthttp.ErrNoFreeConns) || errors.Is(err, fasthttp.ErrBodyTooLarge)
+			return errors.Is(err, fasthttp.ErrNoFreeConns) || isOversized(err) || errors.Is(err, errUpgrade)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			// Under the breaker's lock: log, and leave anything slow to a
