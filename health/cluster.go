@@ -43,6 +43,10 @@ type PoolOptions struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	SuspicionMult int
+	// GossipToTheDeadTime overrides how long memberlist keeps contacting
+	// a node it declared dead (30 s LAN, 60 s WAN) when non-zero; past it,
+	// only Options.ReconnectInterval's rejoin brings the node back.
+	GossipToTheDeadTime time.Duration
 }
 
 // Options configure a Cluster. Node, Datacenter, Datacenters and Key are
@@ -72,6 +76,12 @@ type Options struct {
 	// LoadLimit is the share of a datacenter's MaxRPS it may be offered
 	// before the excess spills to the next datacenter. Default 1.
 	LoadLimit float64
+	// ReconnectInterval is how often, once joined, a pool that misses a
+	// node it saw (declared dead: a partition, a crash) joins its seeds and
+	// the missing nodes' last addresses again. memberlist stops contacting
+	// dead nodes after a while, so a partition longer than that would
+	// otherwise never heal. Default 10s.
+	ReconnectInterval time.Duration
 	// AutoApply is the node's placement.auto_apply, gossiped from the
 	// start (SetAutoApply changes it): until a node says, the others count
 	// it as on, and one that joins with the least name would be taken for
@@ -113,6 +123,7 @@ type Cluster struct {
 	mu    sync.Mutex             // guards state below and meta updates
 	state Meta
 	seen  map[string]string // node name -> datacenter, for nodes that may still come back
+	addrs map[string]string // node name -> its last address in the pool that judges it, for rejoin
 	// listed is each pool's members as the event delegate last heard of
 	// them, by node name. Memberlist's own Members() hands out pointers
 	// into state it goes on writing; copies taken in its callbacks are
@@ -182,6 +193,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.LoadLimit <= 0 {
 		o.LoadLimit = 1
 	}
+	if o.ReconnectInterval <= 0 {
+		o.ReconnectInterval = 10 * time.Second
+	}
 	if o.CheckInterval <= 0 {
 		o.CheckInterval = time.Second
 	}
@@ -196,6 +210,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		log:        o.Logger,
 		self:       -1,
 		seen:       map[string]string{},
+		addrs:      map[string]string{},
 		listed:     map[string]map[string]listedNode{"lan": {}, "wan": {}},
 		offered:    make([]paddedCounter, len(o.Datacenters)),
 		kick:       make(chan struct{}, 1),
@@ -264,6 +279,9 @@ func (c *Cluster) newPool(name string, p PoolOptions, conf *memberlist.Config, l
 	}
 	if p.SuspicionMult > 0 {
 		conf.SuspicionMult = p.SuspicionMult
+	}
+	if p.GossipToTheDeadTime > 0 {
+		conf.GossipToTheDeadTime = p.GossipToTheDeadTime
 	}
 	conf.SecretKey = c.opts.Key
 	conf.Label = label
@@ -343,7 +361,11 @@ func (c *Cluster) WANAddr() string {
 // joinLoop joins each pool's seeds, retrying every second until one
 // answers; a node whose seeds are all down yet still works alone. A pool
 // waiting for its port fails its joins until it is bound, and then joins
-// at once.
+// at once. Then, every ReconnectInterval, a pool that misses a node it saw
+// joins again (rejoinTargets): memberlist itself stops contacting a dead
+// node after GossipToTheDeadTime (30 s on the LAN, 60 s on the WAN), so
+// both sides of a longer partition would go on taking the other's
+// datacenters for dead after the network healed.
 func (c *Cluster) joinLoop(ctx context.Context) {
 	defer c.done.Done()
 	pending := map[*memberlist.Memberlist][]string{}
@@ -369,6 +391,64 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+	tick := time.NewTicker(c.opts.ReconnectInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, p := range []struct {
+			ml    *memberlist.Memberlist
+			seeds []string
+		}{{c.lan, c.opts.LAN.Join}, {c.wan, c.opts.WAN.Join}} {
+			if p.ml == nil {
+				continue
+			}
+			if targets := c.rejoinTargets(poolName(c, p.ml), p.seeds); len(targets) > 0 {
+				n, err := p.ml.Join(targets)
+				c.log.Debug("rejoining: a node seen before is missing", "pool", poolName(c, p.ml), "tried", targets, "contacted", n, "error", err)
+			}
+		}
+	}
+}
+
+// rejoinTargets is whom pool should join again: its seeds and the last
+// addresses of the nodes it judges that it saw and no longer lists; nil
+// when it misses none.
+func (c *Cluster) rejoinTargets(pool string, seeds []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var targets []string
+	for name, dc := range c.seen {
+		if _, listed := c.listed[pool][name]; listed || c.judgedIn(dc) != pool {
+			continue
+		}
+		if a := c.addrs[name]; a != "" && !slices.Contains(targets, a) {
+			targets = append(targets, a)
+		}
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	for _, s := range seeds {
+		if !slices.Contains(targets, s) {
+			targets = append(targets, s)
+		}
+	}
+	return targets
+}
+
+// judgedIn is the pool that judges datacenter dc's nodes: the LAN pool for
+// this continent's, the WAN pool for the others'.
+func (c *Cluster) judgedIn(dc string) string {
+	for _, d := range c.opts.Datacenters {
+		if d.Name == dc && d.Continent == c.continent {
+			return "lan"
+		}
+	}
+	return "wan"
 }
 
 func poolName(c *Cluster, ml *memberlist.Memberlist) string {

@@ -77,6 +77,7 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	if err == nil && m.State != Draining && e.judges(m) {
 		e.c.mu.Lock()
 		e.c.seen[n.Name] = m.Datacenter
+		e.c.addrs[n.Name] = n.Address() // to join again: it may be alive behind a partition
 		e.c.mu.Unlock()
 	}
 }
@@ -116,6 +117,7 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 		e.c.listed[e.pool][n.Name] = listedNode{addr: n.Address(), meta: m}
 		if e.judges(m) {
 			e.c.seen[n.Name] = m.Datacenter
+			e.c.addrs[n.Name] = n.Address()
 			// A live node of the datacenter answers for the ones of it
 			// that died earlier: forget them, or a later clean leave of
 			// every live one (a restart under new pod names) would read
@@ -124,6 +126,7 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 			for name, dc := range e.c.seen {
 				if _, live := e.c.listed[e.pool][name]; dc == m.Datacenter && !live {
 					delete(e.c.seen, name)
+					delete(e.c.addrs, name)
 				}
 			}
 		}
@@ -131,6 +134,7 @@ func (e *events) track(n *memberlist.Node, listed bool) {
 		delete(e.c.listed[e.pool], n.Name)
 		if e.judges(m) {
 			delete(e.c.seen, n.Name)
+			delete(e.c.addrs, n.Name)
 		}
 	}
 	e.c.mu.Unlock()

@@ -2,6 +2,7 @@ package health
 
 import (
 	"log/slog"
+	"net"
 	"testing"
 
 	"github.com/hashicorp/memberlist"
@@ -11,7 +12,7 @@ import (
 // it has joined and later left cleanly (a restart under new names).
 func TestALiveNodeAnswersForTheDeadOnesOfItsDatacenter(t *testing.T) {
 	c := &Cluster{
-		log: slog.New(slog.DiscardHandler), continent: "us", seen: map[string]string{},
+		log: slog.New(slog.DiscardHandler), continent: "us", seen: map[string]string{}, addrs: map[string]string{},
 		listed: map[string]map[string]listedNode{"lan": {}, "wan": {}}, kick: make(chan struct{}, 1),
 	}
 	e := &events{c: c, pool: "lan"}
@@ -20,12 +21,12 @@ func TestALiveNodeAnswersForTheDeadOnesOfItsDatacenter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &memberlist.Node{Name: name, Meta: b}
+		return &memberlist.Node{Name: name, Meta: b, Addr: net.IPv4(127, 0, 0, 9), Port: 7946}
 	}
 	e.NotifyJoin(node("a", Serving))
 	e.NotifyLeave(node("a", Serving)) // crashed: its datacenter may be dead
-	if c.seen["a"] != "us-x" {
-		t.Fatalf("a node that died without draining is not remembered: %v", c.seen)
+	if c.seen["a"] != "us-x" || c.addrs["a"] != "127.0.0.9:7946" {
+		t.Fatalf("a node that died without draining is not remembered (to join again): %v %v", c.seen, c.addrs)
 	}
 	e.NotifyJoin(node("b", Serving)) // a new pod of us-x
 	e.NotifyLeave(node("b", Draining))
@@ -46,7 +47,7 @@ func TestALiveNodeAnswersForTheDeadOnesOfItsDatacenter(t *testing.T) {
 // so that what waits for every member (a move's fence) waits for it too.
 func TestAMemberWithUnreadableMetadataStaysListed(t *testing.T) {
 	c := &Cluster{
-		log: slog.New(slog.DiscardHandler), continent: "us", seen: map[string]string{},
+		log: slog.New(slog.DiscardHandler), continent: "us", seen: map[string]string{}, addrs: map[string]string{},
 		listed: map[string]map[string]listedNode{"lan": {}, "wan": {}}, kick: make(chan struct{}, 1),
 	}
 	e := &events{c: c, pool: "lan"}
