@@ -145,12 +145,24 @@ func NewBreaker(name string, s BreakerSettings) *Breaker {
 // isNeutral reports whether err is one BreakerSettings.Neutral names.
 func (b *Breaker) isNeutral(err error) bool { return b.neutral != nil && b.neutral(err) }
 
-// count records one outcome of a closed breaker at unix second sec.
+// count records one outcome of a closed breaker at unix second sec. One
+// dated a window or more before the second its bucket holds now is
+// dropped: taking the bucket back would wipe the newer second's counts.
 func (b *Breaker) count(sec int64, failed bool) {
 	w := &b.window[sec%int64(len(b.window))]
-	if old := w.sec.Load(); old != sec && w.sec.CompareAndSwap(old, sec) {
-		w.requests.Store(0)
-		w.failed.Store(0)
+	for {
+		old := w.sec.Load()
+		if old > sec {
+			return
+		}
+		if old == sec {
+			break
+		}
+		if w.sec.CompareAndSwap(old, sec) {
+			w.requests.Store(0)
+			w.failed.Store(0)
+			break
+		}
 	}
 	w.requests.Add(1)
 	if failed {
@@ -195,8 +207,12 @@ func (b *Breaker) Ready() bool {
 func (b *Breaker) Do(call func() error) error { return b.DoAt(time.Time{}, call) }
 
 // DoAt is Do for a caller that has read the clock already: at, about when
-// the call started, dates its outcome in the failure window, whose buckets
-// are a second wide. The zero time means the clock is read after the call.
+// the call started, dates a success in the failure window, whose buckets
+// are a second wide (a success is most calls, and quick). A failure is
+// dated when it ends, by the clock: a timeout ends upstream.timeout after
+// it started, as long as the default window, and dated by its start it
+// fell outside the window it was judged in, so timeouts alone never
+// tripped the ratio. The zero time means the clock is read after the call.
 func (b *Breaker) DoAt(at time.Time, call func() error) error {
 	if gobreaker.State(b.state.Load()) != gobreaker.StateClosed {
 		return b.guarded(call)
@@ -205,7 +221,7 @@ func (b *Breaker) DoAt(at time.Time, call func() error) error {
 	if err != nil && b.isNeutral(err) {
 		return err
 	}
-	if at.IsZero() {
+	if at.IsZero() || err != nil {
 		at = b.now()
 	}
 	sec := at.Unix()

@@ -169,6 +169,31 @@ func TestBreakerWindowForgets(t *testing.T) {
 	}
 }
 
+// Timeouts trip the failure ratio, though each ends a window after it
+// began (upstream.timeout is as long as the default window): dated by
+// their start, they were counted outside the window they were judged in,
+// and wiped the current second's counts on the way, so a datacenter whose
+// every third request timed out was never taken out by the ratio.
+func TestBreakerOpensOnTimeoutsThatEndAWindowLater(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	b := NewBreaker("x", BreakerSettings{Failures: 100, FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second})
+	b.now = func() time.Time { return now }
+	for sec := range 30 {
+		for range 2 { // quick successes, dated by their start: now
+			_ = b.DoAt(now, func() error { return nil })
+		}
+		for range 3 { // timeouts that began 10 s ago
+			_ = b.DoAt(now.Add(-10*time.Second), func() error { return errUpstream })
+		}
+		if b.State() == gobreaker.StateOpen {
+			t.Logf("open after %d s of 60%% timeouts", sec+1)
+			return
+		}
+		now = now.Add(time.Second)
+	}
+	t.Fatal("30 s of 60% timeouts (each ending 10 s after it began) never opened the breaker")
+}
+
 // A breaker that recovered (half-open -> closed) starts from clean counts:
 // one failure after recovery does not reopen it on the strength of the
 // failures that opened it.
