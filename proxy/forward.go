@@ -180,9 +180,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	hostless := len(req.Header.Host()) == 0 && len(req.URI().Host()) == 0
 	var failed *upstream
 	pos, tries, sent := d.Next, 0, 0
+	stayed := 0 // upstreams of the datacenter at pos tried after one that took nothing
 	// Each pass either sends (bounded by retries) or moves on along the
 	// plan, so the loop ends; the guard is belt and braces.
-	for guard := 0; pos >= 0 && guard < len(d.Plan)+st.retries+2; guard++ {
+	limit := len(d.Plan) + st.retries + 2 // grows by each stay below
+	for guard := 0; pos >= 0 && guard < limit; guard++ {
 		dc = int(d.Plan[pos])
 		u := st.pools[dc].pick(failed)
 		if u == nil {
@@ -217,6 +219,19 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			}
 		}
 		failed = u
+		busy := errors.Is(err, health.ErrBreakerOpen) || errors.Is(err, fasthttp.ErrNoFreeConns)
+		if busy && stayed < len(st.pools[dc].upstreams)-1 && st.pools[dc].pick(failed) != nil {
+			// The upstream took nothing and says nothing of its
+			// datacenter (its breaker half-open with its probes out, its
+			// connections all busy): another of the datacenter is still
+			// the bucket's first choice, before the next datacenter,
+			// whose share would grow by every such request. (A dial that
+			// failed moves on: the datacenter may be gone.)
+			stayed++
+			limit++
+			continue
+		}
+		stayed = 0
 		if next := st.router.nextUsable(d, pos+1); next >= 0 {
 			pos = next
 		} else if st.pools[dc].pick(failed) == nil {

@@ -305,6 +305,40 @@ func (h *harness) userWhosePlanStartsWith(dc string) (int, []string) {
 	return 0, nil
 }
 
+// An upstream whose breaker is half-open with its probe out reads ready
+// but takes nothing: the request goes to another upstream of the same
+// datacenter, not to the next datacenter (whose share grew by every
+// request that drew it).
+func TestAHalfOpenUpstreamLeavesTheRequestInItsDatacenter(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) { c.Upstream.Breaker.OpenFor = 20 * time.Millisecond })
+	id, plan := h.userWhosePlanStartsWith("us-b")
+	var p *pool
+	for _, q := range h.srv.cur.Load().pools {
+		if q.name == plan[0] {
+			p = q
+		}
+	}
+	probing, busy := p.upstreams[0], p.upstreams[1]
+	for range h.cfg.Upstream.Breaker.ConsecutiveFailures {
+		_ = probing.breaker.Do(func() error { return errUpstreamStatus })
+	}
+	time.Sleep(30 * time.Millisecond) // open past OpenFor: the next call probes
+	release, probeIn := make(chan struct{}), make(chan struct{})
+	go probing.breaker.Do(func() error { close(probeIn); <-release; return nil }) //nolint:errcheck // the probe
+	<-probeIn
+	defer close(release)
+	if !probing.breaker.Ready() {
+		t.Fatal("a half-open breaker with its probe out should read ready (that is the case under test)")
+	}
+	busy.inflight.Add(5) // pick prefers the upstream with fewer requests in flight: the probing one
+	defer busy.inflight.Add(-5)
+	for i := range 10 {
+		if dc := datacenterOf(h.getUser(id)); dc != plan[0] {
+			t.Fatalf("request %d went to %s, not %s: the half-open upstream sent it out of its datacenter", i, dc, plan[0])
+		}
+	}
+}
+
 func TestFailedIdempotentRequestRetriesOnNextDatacenter(t *testing.T) {
 	for _, c := range []struct {
 		name string
