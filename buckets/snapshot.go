@@ -43,15 +43,16 @@ type Snapshot struct {
 	topo      Topology
 	overrides Overrides
 
-	home    []uint8 // per bucket: continent index
-	plans   []uint8 // per bucket, stride entries: datacenter indexes in preference order
-	planLen []uint8 // per bucket: used entries of its plan
-	stride  int
-	drained uint64 // datacenter mask
-	local   [][]uint8
-	homedIn [][]uint32 // per continent: its buckets, ascending
-	all     []uint32   // every bucket, ascending
-	strata  []strata   // per continent, then one for all: hot keys' sibling space
+	home        []uint8 // per bucket: continent index
+	dcContinent []uint8 // per datacenter: its continent's index
+	plans       []uint8 // per bucket, stride entries: datacenter indexes in preference order
+	planLen     []uint8 // per bucket: used entries of its plan
+	stride      int
+	drained     uint64 // datacenter mask
+	local       [][]uint8
+	homedIn     [][]uint32 // per continent: its buckets, ascending
+	all         []uint32   // every bucket, ascending
+	strata      []strata   // per continent, then one for all: hot keys' sibling space
 
 	// Moves (move.go); nil when no bucket moves. phase is per bucket the
 	// MovePhase code (0: not moving), moveTo the new home continent, and
@@ -136,10 +137,12 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 	for i, c := range topo.Continents {
 		conts[i] = newCandidate(i, c.Name, 0)
 	}
+	s.dcContinent = make([]uint8, len(topo.Datacenters))
 	for i, d := range topo.Datacenters {
 		ci, _ := topo.ContinentIndex(d.Continent)
 		perContinent[ci] = append(perContinent[ci], newCandidate(i, d.Name, d.Capacity))
 		conts[ci].weight += d.Capacity
+		s.dcContinent[i] = uint8(ci)
 	}
 	failover := make([][]int, len(topo.Continents))
 	for i, c := range topo.Continents {
@@ -261,6 +264,9 @@ func (s *Snapshot) Overrides() Overrides { return s.overrides.Clone() }
 
 // Home returns the index of bucket b's home continent.
 func (s *Snapshot) Home(b uint32) int { return int(s.home[b]) }
+
+// ContinentOf is datacenter dc's continent (index).
+func (s *Snapshot) ContinentOf(dc int) int { return int(s.dcContinent[dc]) }
 
 // Plan returns bucket b's datacenters (indexes) in preference order: a pin
 // first, then the home continent's, then those of the continents it may

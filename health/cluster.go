@@ -475,6 +475,10 @@ func (c *Cluster) Usable(dc int) bool {
 	return true
 }
 
+// Down reports whether datacenter dc is down (all its proxy nodes dead,
+// or its web tier failing their checks), not merely full.
+func (c *Cluster) Down(dc int) bool { return c.view.Load().down&(uint64(1)<<dc) != 0 }
+
 // SetHotKeys gossips the keys this node's detector holds hot (the first
 // MaxHotInMeta of them), so the whole fleet spreads them alike.
 func (c *Cluster) SetHotKeys(keys []HotHash) {

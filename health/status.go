@@ -9,6 +9,15 @@ type Status interface {
 	Usable(dc int) bool
 }
 
+// DownStatus is a Status that can also tell a datacenter that is down from
+// one that is only full (Usable answers false for some of the requests
+// offered past its headroom): writes cross to another continent only for
+// the first.
+type DownStatus interface {
+	Status
+	Down(dc int) bool
+}
+
 // Static is a Status that holds an explicit set of down datacenters; the zero
 // value has every datacenter up. It is what a single proxy node uses before
 // it has a fleet-wide view, and what tests use to take a datacenter down.
@@ -20,6 +29,9 @@ var _ Status = (*Static)(nil)
 
 // Usable reports whether dc is not marked down.
 func (s *Static) Usable(dc int) bool { return s.down.Load()&(1<<dc) == 0 }
+
+// Down reports whether dc is marked down.
+func (s *Static) Down(dc int) bool { return !s.Usable(dc) }
 
 // SetDown marks dc down (true) or up (false).
 func (s *Static) SetDown(dc int, down bool) {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -237,5 +238,60 @@ func TestAFencedMoveIsAbortedOnlyWithTheFleetOnThisMap(t *testing.T) {
 	fleet.members[0].MapVersion = fleet.members[1].MapVersion
 	if w := f.call("DELETE", "/admin/buckets/"+id+"/move", "", ""); w.Code != 200 {
 		t.Fatalf("abort of a fenced move with every node on this map: %d %s", w.Code, w.Body)
+	}
+}
+
+// fullOrDown is a health Status whose datacenters are full (Usable says no
+// to the requests past their headroom, here to all) or down.
+type fullOrDown struct{ full, down uint64 }
+
+func (f *fullOrDown) Usable(dc int) bool { return (f.full|f.down)&(1<<dc) == 0 }
+func (f *fullOrDown) Down(dc int) bool   { return f.down&(1<<dc) != 0 }
+
+// With failover_to, a continent's reads may cross to the other when its
+// datacenters are full; its writes cross only when they are down (or
+// drained, or without upstreams): the other continent does not hold the
+// users' data, and a write there on a busy hour is lost to them.
+func TestWritesCrossContinentsOnlyWhenTheHomeIsDown(t *testing.T) {
+	cfg := testConfig(t, func(c *configs.Config) { c.Continents[0].FailoverTo = []string{"eu"} })
+	st := &fullOrDown{}
+	s, err := New(cfg, nil, Options{Logger: slog.New(slog.DiscardHandler), Status: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := s.Placement().Load()
+	var us uint64
+	for dc := range snap.Topology().Datacenters {
+		if snap.ContinentOf(dc) == 0 {
+			us |= 1 << dc
+		}
+	}
+	var key []byte
+	for id := 0; ; id++ { // a user homed in the US
+		key = []byte(strconv.Itoa(id))
+		var d Decision
+		s.Router().route(key, hashKey(key), nil, &d, false, false)
+		if snap.Home(d.Bucket) == 0 {
+			break
+		}
+	}
+	goesTo := func(write bool) string {
+		var d Decision
+		s.Router().route(key, hashKey(key), nil, &d, false, write)
+		if d.Next < 0 {
+			return "none"
+		}
+		return snap.Topology().Datacenters[d.Plan[d.Next]].Continent
+	}
+	st.full = us
+	if got := goesTo(false); got != "eu" {
+		t.Fatalf("a read with the US full goes to %s, want eu (failover_to)", got)
+	}
+	if got := goesTo(true); got != "none" {
+		t.Fatalf("a write with the US full goes to %s, want none (a 503: the EU does not hold the data)", got)
+	}
+	st.full, st.down = 0, us
+	if got := goesTo(true); got != "eu" {
+		t.Fatalf("a write with the US down goes to %s, want eu (failover_to)", got)
 	}
 }

@@ -209,13 +209,46 @@ func (r *Router) pickSibling(snap *buckets.Snapshot, h uint64, viewer []byte, k 
 // nextUsable returns the first position at or after from in d.Plan whose
 // datacenter is not drained, is usable by the health Status, and has an
 // upstream whose breaker is ready; -1 if there is none.
+//
+// A keyed write goes to another continent than its bucket's home (a failover_to
+// continent) only when every home datacenter of the plan is out for sure:
+// down, drained, or without a ready upstream. One that is only full (the
+// headroom's dice) or ramping out keeps the write home: the other
+// continent does not hold the user's data.
 func (r *Router) nextUsable(d *Decision, from int) int {
 	for i := from; i < len(d.Plan); i++ {
-		if r.state(d.Snapshot, int(d.Plan[i])) == dcUsable {
-			return i
+		dc := int(d.Plan[i])
+		if r.state(d.Snapshot, dc) != dcUsable {
+			continue
 		}
+		if d.Write && d.Source != SourceNone && d.Snapshot.ContinentOf(dc) != d.Snapshot.WriteHome(d.Bucket) && !r.homeOut(d) {
+			continue
+		}
+		return i
 	}
 	return -1
+}
+
+// homeOut reports whether every datacenter of d's plan on its bucket's
+// write home (its home, or the end of its move that takes writes) is out
+// for sure: down (not merely full), drained, or without a ready upstream.
+func (r *Router) homeOut(d *Decision) bool {
+	snap := d.Snapshot
+	home := snap.WriteHome(d.Bucket)
+	down, _ := r.status.(health.DownStatus)
+	for _, p := range d.Plan {
+		dc := int(p)
+		if snap.ContinentOf(dc) != home {
+			continue
+		}
+		switch {
+		case snap.Drained(dc), r.pools != nil && !r.pools[dc].ready():
+		case down != nil && down.Down(dc):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // dcState is why a datacenter can or cannot take a request.
