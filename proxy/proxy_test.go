@@ -497,6 +497,36 @@ func TestUpstreamSwitchingProtocolsIs502(t *testing.T) {
 	h.wantBreakersClosed("after 101 answers")
 }
 
+// A reload that changes only what is read per request (upstream.timeout,
+// upstream.retries) keeps the pools, and with them each breaker's state:
+// an upstream found dead is not sent live traffic again. Another upstream
+// setting rebuilds them.
+func TestReloadOfTheTimeoutKeepsTheBreakers(t *testing.T) {
+	h := newHarness(t, nil)
+	u := h.srv.cur.Load().pools[0].upstreams[0]
+	for range h.cfg.Upstream.Breaker.ConsecutiveFailures {
+		_ = u.breaker.Do(func() error { return errUpstreamStatus })
+	}
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) {
+		c.Upstream.Timeout = 7 * time.Second
+		c.Upstream.Retries = new(int)
+	}), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.srv.cur.Load().pools[0].upstreams[0]; got != u || got.breaker.State() != gobreaker.StateOpen {
+		t.Fatalf("after a reload of the timeout: the same upstream %v, its breaker %v; want kept, open", got == u, got.breaker.State())
+	}
+	if h.srv.cur.Load().timeout != 7*time.Second {
+		t.Fatalf("the new timeout is not in force: %v", h.srv.cur.Load().timeout)
+	}
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 7 }), nil); err != nil {
+		t.Fatal(err)
+	}
+	if h.srv.cur.Load().pools[0].upstreams[0] == u {
+		t.Fatal("a change of max_conns_per_host kept the pools built for the old one")
+	}
+}
+
 func TestNonIdempotentRequestIsNotRetriedOnceSent(t *testing.T) {
 	h := newHarness(t, nil)
 	id, _ := h.userWhosePlanStartsWith("us-b")

@@ -370,7 +370,11 @@ func union[K comparable, V any](a, b map[K]V) map[K]struct{} {
 // sameUpstreamSettings reports whether pooled clients built for a can be
 // kept for b (retries are read per request, not baked into clients).
 func sameUpstreamSettings(a, b configs.Upstream) bool {
+	// Read per request from the state, not built into the pools: a change
+	// of either must not drop warm connections and reset every breaker
+	// (an upstream found dead would get live traffic again).
 	a.Retries, b.Retries = nil, nil
+	a.Timeout, b.Timeout = 0, 0
 	return a == b
 }
 
