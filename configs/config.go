@@ -25,6 +25,7 @@ const (
 	DefaultMaxResponseBody    = 64 << 20 // 64 MiB
 	DefaultMaxResponseHeader  = 16 << 10 // 16 KiB
 	DefaultRetries            = 1
+	DefaultRetryBudget        = 0.2
 	DefaultBreakerFailures    = 5
 	DefaultBreakerOpenFor     = 5 * time.Second
 	DefaultBreakerHalfOpen    = 1
@@ -325,6 +326,14 @@ type Upstream struct {
 	// at most 5, since every retry adds a full attempt to the worst case.
 	// A pointer so that an explicit 0 differs from "not set".
 	Retries *int `yaml:"retries"`
+	// RetryBudget caps the retries of requests the web tier answered with
+	// a 502, 503 or 504 itself at this share of the node's requests of the
+	// last second or two (and at least 10 a second): when a continent runs
+	// at its limit and sheds load, a retry for every one would double the
+	// load on what is left. Retries after a failure to connect, a reset or
+	// a timeout (a datacenter dying) are never capped. Default 0.2; 1
+	// lets every such request retry.
+	RetryBudget float64 `yaml:"retry_budget"`
 	// Breaker configures the per-upstream circuit breakers.
 	Breaker Breaker `yaml:"breaker"`
 }

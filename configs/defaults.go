@@ -64,6 +64,9 @@ func (c *Config) ApplyDefaults() {
 	if u.Retries == nil {
 		u.Retries = new(DefaultRetries)
 	}
+	if u.RetryBudget == 0 {
+		u.RetryBudget = DefaultRetryBudget
+	}
 	setInt(&u.Breaker.ConsecutiveFailures, DefaultBreakerFailures)
 	setDuration(&u.Breaker.OpenFor, DefaultBreakerOpenFor)
 	setInt(&u.Breaker.HalfOpenRequests, DefaultBreakerHalfOpen)

@@ -217,6 +217,16 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			if !retryable || sent > st.retries || isOversized(err) || errors.Is(err, errUpgrade) {
 				return dc, err // (another datacenter would send as large an answer)
 			}
+			// The web tier answered 502/503/504 itself: alive and
+			// shedding load. When a continent runs at its limit, a retry
+			// for each would double the load on what is left, so those
+			// retries stay within the budget. A datacenter that died
+			// (refused, reset, timed out) costs no idempotent request: its
+			// retries are never denied.
+			if errors.Is(err, errUpstreamStatus) && !s.retries.allow(start.Unix(), st.retryBudget) {
+				s.stats.RetriesDenied.Add(1)
+				return dc, err
+			}
 		}
 		failed = u
 		busy := errors.Is(err, health.ErrBreakerOpen) || errors.Is(err, fasthttp.ErrNoFreeConns)

@@ -101,6 +101,7 @@ func newMetrics(s *Server, version string) *metrics {
 			Help: "Share of keyed requests answered on their bucket's home continent since the proxy started (1 before any). Over a window: sum(rate(" + metricHome + "[5m])) / sum(rate(" + metricKeyed + "[5m])).",
 		}, locality),
 		counterFunc("socialroute_retries_total", "Upstream attempts after a request's first (on another datacenter or upstream).", &s.stats.Retries),
+		counterFunc("socialroute_retries_denied_total", "Failed requests not retried because retries had spent upstream.retry_budget (a share of the requests): under overload, retries would double the load.", &s.stats.RetriesDenied),
 		&codeCollector{s: s, desc: descRejected, lo: 400, known: []int{400, 408, 413, 431, 508}},
 		&codeCollector{s: s, desc: descProxyErrors, lo: 500, known: []int{502, 503, 504}},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

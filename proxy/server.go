@@ -56,6 +56,7 @@ type state struct {
 	noKeyReject bool
 	respHeaders bool
 	retries     int
+	retryBudget float64 // upstream.retry_budget
 	maxKeyLen   int
 	timeout     time.Duration
 	metrics     stateMetrics // this state's datacenters' series
@@ -86,6 +87,9 @@ type Server struct {
 		succeeded atomic.Int64 // unix seconds
 	}
 	placer *placer // access statistics, the advisor and moves (placer.go)
+	// retries caps retries at upstream.retry_budget of the requests; it
+	// outlives reloads, like the counts it reads.
+	retries retryBudget
 	// bg lives from New to Shutdown; the background loops Serve starts
 	// (hot-key detection, placement, certificate watching) end with it. A
 	// Shutdown before Serve starts them leaves them nothing to run.
@@ -111,8 +115,11 @@ type Server struct {
 type Stats struct {
 	Requests atomic.Uint64 // requests answered, including errors
 	Retries  atomic.Uint64 // attempts after the first
-	Rejected atomic.Uint64 // malformed requests answered 4xx by the proxy itself
-	Failed   atomic.Uint64 // requests answered 5xx by the proxy itself
+	// RetriesDenied counts failed requests not retried because retries
+	// had spent upstream.retry_budget.
+	RetriesDenied atomic.Uint64
+	Rejected      atomic.Uint64 // malformed requests answered 4xx by the proxy itself
+	Failed        atomic.Uint64 // requests answered 5xx by the proxy itself
 
 	byCode [600]atomic.Uint64 // the proxy's own 4xx and 5xx answers, by status code
 }
@@ -133,6 +140,7 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		s.status = &health.Static{}
 	}
 	s.scratch.New = func() any { return &scratch{buf: make([]byte, 0, 256)} }
+	s.retries.requests = &s.stats.Requests
 	s.RecordReload(nil) // the start is the first load
 	s.metrics = newMetrics(s, opts.Version)
 	s.placer = newPlacer(s, opts.Fleet)
@@ -246,6 +254,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		noKeyReject: cfg.Routing.NoKey == configs.NoKeyReject,
 		respHeaders: cfg.Routing.ResponseHeaders == nil || *cfg.Routing.ResponseHeaders,
 		retries:     configs.DefaultRetries,
+		retryBudget: cfg.Upstream.RetryBudget,
 		maxKeyLen:   cfg.Routing.MaxKeyLength,
 		timeout:     cfg.Upstream.Timeout,
 		metrics:     s.metrics.forState(cfg),
@@ -375,6 +384,7 @@ func sameUpstreamSettings(a, b configs.Upstream) bool {
 	// (an upstream found dead would get live traffic again).
 	a.Retries, b.Retries = nil, nil
 	a.Timeout, b.Timeout = 0, 0
+	a.RetryBudget, b.RetryBudget = 0, 0
 	return a == b
 }
 
