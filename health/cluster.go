@@ -393,23 +393,34 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 	}
 	tick := time.NewTicker(c.opts.ReconnectInterval)
 	defer tick.Stop()
+	var busy [2]atomic.Bool // a pool's rejoin is under way
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		for _, p := range []struct {
+		for i, p := range []struct {
 			ml    *memberlist.Memberlist
 			seeds []string
 		}{{c.lan, c.opts.LAN.Join}, {c.wan, c.opts.WAN.Join}} {
-			if p.ml == nil {
+			if p.ml == nil || busy[i].Load() {
 				continue
 			}
-			if targets := c.rejoinTargets(poolName(c, p.ml), p.seeds); len(targets) > 0 {
+			targets := c.rejoinTargets(poolName(c, p.ml), p.seeds)
+			if len(targets) == 0 {
+				continue
+			}
+			// Join dials its targets one after another, each up to
+			// memberlist's TCP timeout (30 s on the WAN) when it does not
+			// answer: on a goroutine of its own, which Close does not wait
+			// for, so neither a stop nor the other pool waits behind it.
+			busy[i].Store(true)
+			go func() {
+				defer busy[i].Store(false)
 				n, err := p.ml.Join(targets)
 				c.log.Debug("rejoining: a node seen before is missing", "pool", poolName(c, p.ml), "tried", targets, "contacted", n, "error", err)
-			}
+			}()
 		}
 	}
 }

@@ -294,4 +294,16 @@ func TestWritesCrossContinentsOnlyWhenTheHomeIsDown(t *testing.T) {
 	if got := goesTo(true); got != "eu" {
 		t.Fatalf("a write with the US down goes to %s, want eu (failover_to)", got)
 	}
+	// A bucket pinned to a datacenter of the other continent is the
+	// operator's choice: its writes go there with its reads.
+	st.down = 0
+	var d Decision
+	s.Router().route(key, hashKey(key), nil, &d, false, true)
+	if _, err := s.ChangePlacement(func(o *buckets.Overrides) error { o.Pins[d.Bucket] = "eu-a"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	snap = s.Placement().Load()
+	if r, w := goesTo(false), goesTo(true); r != "eu" || w != "eu" {
+		t.Fatalf("a bucket pinned to eu-a: reads go to %s, writes to %s; want both eu", r, w)
+	}
 }

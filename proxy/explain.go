@@ -68,6 +68,9 @@ func (s *Server) Explain(req *fasthttp.Request) Explanation {
 	now := time.Now()
 	dcs := s.datacentersNow(st, snap, s.gossipView(nil), now)
 	d.Next = firstUsable(d.Plan, dcs)
+	if d.Next >= 0 && writeLeavesHome(&d, int(d.Plan[d.Next])) && !st.router.homeOut(&d) {
+		d.Next = -1 // a write stays on its continent while it is merely full (nextUsable)
+	}
 	topo := snap.Topology()
 	e.Bucket, e.Source, e.MapVersion = d.Bucket, d.Source.String(), snap.Version()
 	e.Spread, e.Sibling = d.Spread, d.Sibling

@@ -31,7 +31,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// (each request names another user), so its loads start now and the
 	// checks and header rewrite below run while they arrive. The key and
 	// viewer are copied: the rewrite may reuse the bytes they came from.
-	key, ri, refused := st.rules.extract(req)
+	key, _, refused := st.rules.extract(req)
 	var h uint64
 	if key != nil {
 		sc.key = append(sc.key[:0], key...)
@@ -44,11 +44,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		sc.viewer = append(sc.viewer[:0], v...)
 		viewer = sc.viewer
 	}
-	var keyHeader []byte
-	if key != nil {
-		keyHeader = st.rules[ri].keyHeader()
-	}
-	if code, reason := screen(&req.Header, st.screen, sc, keyHeader); code != 0 {
+	if code, reason := screen(&req.Header, st.screen, sc); code != 0 {
 		ctx.SetConnectionClose() // the connection's framing can no longer be trusted
 		s.reject(ctx, code, reason)
 		st.metrics.observe(ctx, -1, false, nil)
@@ -65,8 +61,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case req.Header.IsConnect() || req.Header.IsTrace():
 		// CONNECT would ask the web tier for a tunnel, TRACE would echo
 		// the headers this proxy adds; neither is the web tier's to take.
-		ctx.Response.Header.Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
 		s.reject(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(req.Header.Method())+" not forwarded")
+		ctx.Response.Header.Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS") // after: reject resets the response
 		st.metrics.observe(ctx, -1, false, nil)
 		return
 	case hasUserinfo(req.Header.RequestURI()):
@@ -223,7 +219,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			// retries stay within the budget. A datacenter that died
 			// (refused, reset, timed out) costs no idempotent request: its
 			// retries are never denied.
-			if errors.Is(err, errUpstreamStatus) && !s.retries.allow(start.Unix(), st.retryBudget) {
+			if errors.Is(err, errUpstreamStatus) && !s.retries.allow(time.Now().Unix(), st.retryBudget) {
 				s.stats.RetriesDenied.Add(1)
 				return dc, err
 			}
@@ -288,7 +284,7 @@ func (s *Server) mayContinue(h *fasthttp.RequestHeader) bool {
 	st := s.cur.Load()
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	if code, reason := screen(h, st.screen, sc, nil); code != 0 {
+	if code, reason := screen(h, st.screen, sc); code != 0 {
 		s.stats.Rejected.Add(1)
 		s.stats.byCode[fasthttp.StatusExpectationFailed].Add(1)
 		s.log.Debug("request refused before its body", "status", code, "reason", reason)

@@ -44,7 +44,7 @@ func FuzzExtractKey(f *testing.F) {
 			return
 		}
 		var sc scratch
-		if code, reason := screen(&req.Header, p, &sc, nil); code != 0 && reason == "" {
+		if code, reason := screen(&req.Header, p, &sc); code != 0 && reason == "" {
 			t.Fatalf("refused with %d and no reason", code)
 		}
 		key, rule, refused := rs.extract(&req)

@@ -52,7 +52,9 @@ func TestSmugglingAndMalformedRequestsNeverReachTheWire(t *testing.T) {
 		// Routed by alice, read by a web tier that takes the last (or
 		// joins them) as bob's: past bob's fence.
 		{"the key's header twice", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: alice\r\nX-User-Id: bob\r\nContent-Length: 0\r\n\r\n", "400 socialroute: the routing key's header X-User-ID given more than once"},
+		{"the key's header twice, the first empty", "POST /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: \r\nX-User-ID: bob\r\nContent-Length: 0\r\n\r\n", "400 socialroute: the routing key's header X-User-ID given more than once"},
 		{"the key's cookie twice", "GET /feed HTTP/1.1\r\nHost: x\r\nCookie: uid=alice; uid=bob\r\n\r\n", "400 socialroute: " + repeatedKey},
+		{"the key's cookie twice, the first empty", "GET /feed HTTP/1.1\r\nHost: x\r\nCookie: uid=; uid=bob\r\n\r\n", "400 socialroute: " + repeatedKey},
 		{"the key's query parameter twice", "GET /search?user_id=alice&user_id=bob HTTP/1.1\r\nHost: x\r\n\r\n", "400 socialroute: " + repeatedKey},
 	}
 	for _, c := range cases {
@@ -64,6 +66,14 @@ func TestSmugglingAndMalformedRequestsNeverReachTheWire(t *testing.T) {
 	}
 	if wire, dialed := h.sent(); wire != "" || len(dialed) != 0 {
 		t.Fatalf("malformed requests reached an upstream: dialed %v, sent %q", dialed, wire)
+	}
+	// Two cookies of one name and value (set for two paths) are no
+	// question of whose request it is.
+	if got := h.raw("GET /feed HTTP/1.1\r\nHost: x\r\nCookie: uid=alice; uid=alice\r\n\r\n"); !strings.HasPrefix(got, "200") {
+		t.Fatalf("the same cookie twice: %q, want 200", got)
+	}
+	if r := h.do("TRACE", "/feed", func(r *fasthttp.Request) { r.Header.Set("X-User-ID", "1") }); r.StatusCode() != 405 || len(r.Header.Peek("Allow")) == 0 {
+		t.Fatalf("TRACE: %d with Allow %q; a 405 must say what is allowed", r.StatusCode(), r.Header.Peek("Allow"))
 	}
 }
 

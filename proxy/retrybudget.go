@@ -35,11 +35,12 @@ func (b *retryBudget) allow(now int64, share float64) bool {
 	return true
 }
 
-// roll starts a new second's bucket when now has moved on. Racing
+// roll starts a new second's bucket when now has moved on (never back: a
+// caller late with its clock counts in the current second). Racing
 // callers may lose a count or two at the turn: a budget, not a ledger.
 func (b *retryBudget) roll(now int64) {
 	s := b.sec.Load()
-	if now == s || !b.sec.CompareAndSwap(s, now) {
+	if now <= s || !b.sec.CompareAndSwap(s, now) {
 		return
 	}
 	total := b.requests.Load()

@@ -32,6 +32,17 @@ func TestRetryBudget(t *testing.T) {
 	if got := allowed(105, 500); got != 2*minRetriesPerSecond {
 		t.Fatalf("after a quiet gap: %d retries allowed, want the floor", got)
 	}
+	// A caller late with its second does not take the budget back to it
+	// (and reset it): seconds 104 and 105 alternating spend one budget.
+	got := 0
+	for i := range 500 {
+		if b.allow(int64(104+i%2), 0.2) {
+			got++
+		}
+	}
+	if got != 0 {
+		t.Fatalf("with the budget spent, %d retries allowed to callers alternating between seconds", got)
+	}
 }
 
 // Under overload (the web tier answering 503 itself) a datacenter's

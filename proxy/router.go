@@ -210,23 +210,48 @@ func (r *Router) pickSibling(snap *buckets.Snapshot, h uint64, viewer []byte, k 
 // datacenter is not drained, is usable by the health Status, and has an
 // upstream whose breaker is ready; -1 if there is none.
 //
-// A keyed write goes to another continent than its bucket's home (a failover_to
-// continent) only when every home datacenter of the plan is out for sure:
-// down, drained, or without a ready upstream. One that is only full (the
-// headroom's dice) or ramping out keeps the write home: the other
-// continent does not hold the user's data.
+// A keyed write goes to another continent than its bucket's write home (a
+// failover_to continent; a pin elsewhere is the operator's choice and is
+// taken) only when every home datacenter of the plan is out for sure:
+// down, drained, or without a ready upstream. When they are only full
+// (the headroom's dice) or ramping out, the write is refused (503) rather
+// than sent where the user's data is not. It is judged before the
+// datacenter's state, which counts the request as load offered to it.
 func (r *Router) nextUsable(d *Decision, from int) int {
+	crossing := -1 // unknown; then 0 or 1: may this write cross?
 	for i := from; i < len(d.Plan); i++ {
 		dc := int(d.Plan[i])
-		if r.state(d.Snapshot, dc) != dcUsable {
-			continue
+		if writeLeavesHome(d, dc) {
+			if crossing < 0 {
+				crossing = b01(r.homeOut(d))
+			}
+			if crossing == 0 {
+				continue
+			}
 		}
-		if d.Write && d.Source != SourceNone && d.Snapshot.ContinentOf(dc) != d.Snapshot.WriteHome(d.Bucket) && !r.homeOut(d) {
-			continue
+		if r.state(d.Snapshot, dc) == dcUsable {
+			return i
 		}
-		return i
 	}
 	return -1
+}
+
+// writeLeavesHome reports whether sending d, a keyed write, to datacenter
+// dc takes it off its bucket's write home continent, and not to its pin.
+func writeLeavesHome(d *Decision, dc int) bool {
+	snap := d.Snapshot
+	if !d.Write || d.Source == SourceNone || snap.ContinentOf(dc) == snap.WriteHome(d.Bucket) {
+		return false
+	}
+	pin, pinned := snap.Pinned(d.Bucket)
+	return !pinned || pin != dc
+}
+
+func b01(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 // homeOut reports whether every datacenter of d's plan on its bucket's

@@ -28,13 +28,18 @@ type rule struct {
 	desc   string // how explanations and logs name the rule
 }
 
-// keyHeader is the header a key found by r came from, for screen to
-// refuse it given twice; nil unless r reads a header.
-func (r *rule) keyHeader() []byte {
-	if r.kind != fromHeader {
-		return nil
+// keyHeaders are the names of the headers rs reads keys from, for screen
+// to refuse one given twice (whether or not it gave the key: an empty
+// first value and a second one would route by another rule, or none,
+// while the web tier reads the second).
+func (rs rules) keyHeaders() [][]byte {
+	var out [][]byte
+	for i := range rs {
+		if rs[i].kind == fromHeader {
+			out = append(out, rs[i].nameB)
+		}
 	}
-	return r.nameB
+	return out
 }
 
 // rules are tried in order; the first that yields a non-empty key wins.
@@ -87,9 +92,10 @@ func compileRules(cfg []configs.Rule) (rules, error) {
 // which segment is where (see plainPath), a client could route another
 // user's request by its own key, so when a rule reads such a path extract
 // returns refused = ambiguousPath, and the request must be refused; so
-// too, refused = repeatedKey, for a key whose cookie or query parameter
-// comes more than once (the web tier may read another of them; a header
-// given twice is screen's to find, in its pass over the headers).
+// too, refused = repeatedKey, for a rule whose cookie or query parameter
+// comes more than once with different values (the web tier may read
+// another of them; a header given twice is screen's to find, in its pass
+// over the headers).
 func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, refused string) {
 	var path []byte
 	for i := range rs {
@@ -118,10 +124,10 @@ func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, refus
 				key = key[:j]
 			}
 		}
+		if r.repeated(req) {
+			return nil, -1, repeatedKey
+		}
 		if len(key) > 0 {
-			if r.repeated(req) {
-				return nil, -1, repeatedKey
-			}
 			return key, i, ""
 		}
 	}
@@ -133,24 +139,37 @@ func (rs rules) extract(req *fasthttp.Request) (key []byte, ruleIndex int, refus
 const repeatedKey = "the routing key given more than once: the web tier might read another of them"
 
 // repeated reports whether r's cookie or query parameter comes more than
-// once in req.
+// once in req with different values (an empty one included). The same
+// value twice is no question: a browser sends two cookies of one name
+// set for different paths or domains.
 func (r *rule) repeated(req *fasthttp.Request) bool {
+	var first []byte
 	n := 0
+	differs := func(k, v []byte) bool {
+		if !bytes.Equal(k, r.nameB) {
+			return false
+		}
+		if n++; n == 1 {
+			first = v
+			return false
+		}
+		return !bytes.Equal(v, first)
+	}
 	switch r.kind {
 	case fromCookie:
-		for k := range req.Header.Cookies() {
-			if bytes.Equal(k, r.nameB) {
-				n++
+		for k, v := range req.Header.Cookies() {
+			if differs(k, v) {
+				return true
 			}
 		}
 	case fromQuery:
-		for k := range req.URI().QueryArgs().All() {
-			if bytes.Equal(k, r.nameB) {
-				n++
+		for k, v := range req.URI().QueryArgs().All() {
+			if differs(k, v) {
+				return true
 			}
 		}
 	}
-	return n > 1
+	return false
 }
 
 // ambiguousPath is the reason a request whose path is not plain is refused.

@@ -19,6 +19,7 @@ type screenPolicy struct {
 	maxHeaders  int
 	underscores uint8
 	maxHops     int
+	keyHeaders  [][]byte // the routing rules' headers (the first 64), each allowed once
 }
 
 // viaToken names this proxy in Via headers; counting it finds loops.
@@ -51,17 +52,18 @@ var (
 //     for none, and reads what follows as the next request);
 //   - userinfo in Host ("a@b"), which fasthttp would forward as an
 //     Authorization header of its making;
-//   - keyHeader, the header the routing key came from, given more than
-//     once: the proxy routes by the first, a web tier may read the last,
-//     or all joined, and act for another user past that user's fence.
+//   - a header of p.keyHeaders (the routing rules') given more than once:
+//     the proxy routes by the first, a web tier may read the last, or all
+//     joined, and act for another user past that user's fence.
 //
 // It returns 0 when the request may go on, else the status and a reason.
 // One pass over the block, no allocation.
-func screen(h *fasthttp.RequestHeader, p screenPolicy, sc *scratch, keyHeader []byte) (int, string) {
+func screen(h *fasthttp.RequestHeader, p screenPolicy, sc *scratch) (int, string) {
 	sc.names, sc.buf = sc.names[:0], sc.buf[:0]
 	raw := h.RawHeaders()
 	var cl, te bool
-	fields, hops, keys := 0, 0, 0
+	fields, hops := 0, 0
+	var keys uint64 // bit i: p.keyHeaders[i] seen
 	for len(raw) > 0 {
 		i := bytes.IndexByte(raw, '\n')
 		if i < 0 {
@@ -114,9 +116,12 @@ func screen(h *fasthttp.RequestHeader, p screenPolicy, sc *scratch, keyHeader []
 				return fasthttp.StatusBadRequest, "userinfo in Host"
 			}
 		}
-		if len(keyHeader) > 0 && hasName(line, keyHeader) {
-			if keys++; keys > 1 {
-				return fasthttp.StatusBadRequest, "the routing key's header " + string(keyHeader) + " given more than once"
+		for i, k := range p.keyHeaders {
+			if hasName(line, k) {
+				if keys&(1<<i) != 0 {
+					return fasthttp.StatusBadRequest, "the routing key's header " + string(k) + " given more than once"
+				}
+				keys |= 1 << i
 			}
 		}
 	}

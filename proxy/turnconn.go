@@ -64,9 +64,12 @@ type turnConn struct {
 
 	// bodiless says the last response read on the connection has no body
 	// by rule (HEAD, 204, 304): the pool looks for bytes an upstream sent
-	// anyway before the next use (quiet). Set and read by the one
-	// request that holds the connection.
+	// anyway before the next use (peek). Set and read by the one
+	// request that holds the connection, as are peekFn, bound once, and
+	// peeked, what it found.
 	bodiless bool
+	peekFn   func(uintptr)
+	peeked   int
 }
 
 // orderedWait is a turnConn's part in readyOrder: where its permits
@@ -175,17 +178,22 @@ func (c *turnConn) peerClosed() bool {
 	return err == nil && closed
 }
 
-// quiet reports, without blocking or taking any bytes, that nothing
-// waits to be read on c and the peer has not closed it: an idle pooled
-// connection with bytes waiting would hand them to the next request as its
-// response. A connection it cannot look into counts as quiet.
-func (c *turnConn) quiet() bool {
-	waiting := false
-	if err := c.raw.Control(func(fd uintptr) { waiting = sockPeekAny(int(fd)) }); err != nil {
-		return true
+// peek reports, without blocking or taking any bytes, what waits on c:
+// peekNothing, peekBytes (an idle pooled connection with bytes waiting
+// would hand them to the next request as its response) or peekClosed. A
+// connection it cannot look into reads peekNothing.
+func (c *turnConn) peek() int {
+	if c.peekFn == nil {
+		c.peekFn = c.peekStep
 	}
-	return !waiting
+	c.peeked = peekNothing
+	if err := c.raw.Control(c.peekFn); err != nil {
+		return peekNothing
+	}
+	return c.peeked
 }
+
+func (c *turnConn) peekStep(fd uintptr) { c.peeked = sockPeek(int(fd)) }
 
 func (c *turnConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()

@@ -17,4 +17,10 @@ func sockRecv(int, []byte) (int, error) { return 0, errNoTurnConn }
 
 func sockPeekClosed(int) bool { return false }
 
-func sockPeekAny(int) bool { return false }
+const (
+	peekNothing = iota
+	peekBytes
+	peekClosed
+)
+
+func sockPeek(int) int { return peekNothing }

@@ -135,8 +135,12 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 			// Its last answer had no body by rule: one the upstream
 			// sent anyway may have come after it was read.
 			tc.bodiless = false
-			if !tc.quiet() {
+			switch tc.peek() {
+			case peekBytes:
 				u.desynced("bytes came after a response that has no body (HEAD, 204 or 304)")
+				c.CloseConn(cc)
+				continue
+			case peekClosed: // the upstream closed it while it idled: no fault
 				c.CloseConn(cc)
 				continue
 			}
@@ -175,6 +179,8 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 		return reused, err
 	}
 	switch {
+	case req.ConnectionClose() || resp.ConnectionClose() || resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
+		c.CloseConn(cc) // after a 101 it speaks another protocol, whatever it sent
 	case stray:
 		// Bytes past the response's end (a body longer than its
 		// Content-Length, or on a HEAD, 204 or 304): pooled, they would be
@@ -182,8 +188,6 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 		// closes a server connection that sends while idle.
 		u.desynced("bytes came past the end of a response")
 		c.CloseConn(cc)
-	case req.ConnectionClose() || resp.ConnectionClose() || resp.StatusCode() == fasthttp.StatusSwitchingProtocols:
-		c.CloseConn(cc) // after a 101 it speaks another protocol
 	default:
 		if tc := turnOf(conn); tc != nil {
 			code := resp.StatusCode()
