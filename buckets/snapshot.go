@@ -48,11 +48,11 @@ type Snapshot struct {
 	plans       []uint8 // per bucket, stride entries: datacenter indexes in preference order
 	planLen     []uint8 // per bucket: used entries of its plan
 	stride      int
-	drained     uint64 // datacenter mask
-	local       [][]uint8
-	homedIn     [][]uint32 // per continent: its buckets, ascending
-	all         []uint32   // every bucket, ascending
-	strata      []strata   // per continent, then one for all: hot keys' sibling space
+	drained     uint64      // datacenter mask
+	local       [][][]uint8 // per datacenter, localVariants keyless plans
+	homedIn     [][]uint32  // per continent: its buckets, ascending
+	all         []uint32    // every bucket, ascending
+	strata      []strata    // per continent, then one for all: hot keys' sibling space
 
 	// Moves (move.go); nil when no bucket moves. phase is per bucket the
 	// MovePhase code (0: not moving), moveTo the new home continent, and
@@ -192,43 +192,38 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 	s.strata[len(topo.Continents)] = s.newStrata(s.all)
 
 	// Keyless requests under the "local" policy: the local datacenter,
-	// then the rest of its continent by capacity, then its failover
-	// continents likewise.
-	s.local = make([][]uint8, len(topo.Datacenters))
+	// then the rest of its continent, then its failover continents, each
+	// ordered by capacity-weighted rendezvous over one of localVariants
+	// pseudo-buckets: a request takes a variant at random, so when the
+	// local datacenter fails its keyless traffic spreads over the others
+	// by capacity instead of all landing on the largest.
+	s.local = make([][][]uint8, len(topo.Datacenters))
 	for di, d := range topo.Datacenters {
 		ci, _ := topo.ContinentIndex(d.Continent)
-		plan := []uint8{uint8(di)}
-		for _, c := range append([]int{ci}, failover[ci]...) {
-			for _, i := range byCapacity(topo, perContinent[c]) {
-				if i != di {
-					plan = append(plan, uint8(i))
+		s.local[di] = make([][]uint8, localVariants)
+		for v := range localVariants {
+			plan := []uint8{uint8(di)}
+			for _, c := range append([]int{ci}, failover[ci]...) {
+				rank(perContinent[c], localVariantBase+uint32(v), scores)
+				for _, cand := range perContinent[c] {
+					if cand.index != di {
+						plan = append(plan, uint8(cand.index))
+					}
 				}
 			}
+			s.local[di][v] = plan
 		}
-		s.local[di] = plan
 	}
 	return s, nil
 }
 
-// byCapacity lists the candidates' datacenter indexes by falling capacity,
-// ties by index.
-func byCapacity(topo Topology, cs []candidate) []int {
-	idx := make([]int, len(cs))
-	for i, c := range cs {
-		idx[i] = c.index
-	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		ca, cb := topo.Datacenters[a].Capacity, topo.Datacenters[b].Capacity
-		switch {
-		case ca > cb:
-			return -1
-		case ca < cb:
-			return 1
-		}
-		return a - b
-	})
-	return idx
-}
+// localVariants is how many orders keyless requests spread over; the
+// pseudo-buckets they are ranked as start at localVariantBase, past any
+// real bucket.
+const (
+	localVariants    = 64
+	localVariantBase = 1 << 31
+)
 
 func cloneTopology(t Topology) Topology {
 	out := Topology{Continents: slices.Clone(t.Continents), Datacenters: slices.Clone(t.Datacenters)}
@@ -284,8 +279,12 @@ func (s *Snapshot) AllBuckets() []uint32 { return s.all }
 func (s *Snapshot) HomedIn(c int) []uint32 { return s.homedIn[c] }
 
 // LocalPlan returns the plan for requests without a routing key received in
-// datacenter dc. The slice is shared: callers must not modify it.
-func (s *Snapshot) LocalPlan(dc int) []uint8 { return s.local[dc] }
+// datacenter dc: dc first, then one of localVariants capacity-weighted
+// orders of the others, chosen by variant (a request's random number). The
+// slice is shared: callers must not modify it.
+func (s *Snapshot) LocalPlan(dc int, variant uint32) []uint8 {
+	return s.local[dc][variant%localVariants]
+}
 
 // Drained reports whether datacenter dc is drained.
 func (s *Snapshot) Drained(dc int) bool { return s.drained&(1<<dc) != 0 }

@@ -277,14 +277,42 @@ func TestHomeOverride(t *testing.T) {
 	}
 }
 
+// A keyless request's plan starts at the local datacenter, then lists the
+// rest of its continent; over the variants (a request's random number) the
+// one after the local datacenter is each of the others, by capacity, so a
+// failed local datacenter's keyless traffic spreads instead of all going
+// to the largest.
 func TestLocalPlan(t *testing.T) {
 	topo := twoContinents()
 	s := mustBuild(t, 16, topo, Overrides{})
 	c, _ := topo.DatacenterIndex("us-central")
-	got := names(s, s.LocalPlan(c))
-	want := []string{"us-central", "us-west", "us-east", "us-east-2", "us-west-2"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("local plan of us-central = %v, want %v", got, want)
+	next := map[string]int{}
+	for v := range uint32(localVariants) {
+		got := names(s, s.LocalPlan(c, v))
+		rest := slices.Clone(got[1:])
+		slices.Sort(rest)
+		if got[0] != "us-central" || !slices.Equal(rest, []string{"us-east", "us-east-2", "us-west", "us-west-2"}) {
+			t.Fatalf("local plan %d of us-central = %v: want us-central, then the rest of the US", v, got)
+		}
+		next[got[1]]++
+	}
+	var capacity float64
+	for _, d := range topo.Datacenters {
+		if d.Continent == "us" && d.Name != "us-central" {
+			capacity += d.Capacity
+		}
+	}
+	for _, d := range topo.Datacenters {
+		if d.Continent != "us" || d.Name == "us-central" {
+			continue
+		}
+		want := d.Capacity / capacity * localVariants
+		if got := float64(next[d.Name]); got < want/2 || got > want*1.6 {
+			t.Fatalf("%s is next after us-central in %v of %d variants, want about %.0f (its capacity share): %v", d.Name, got, localVariants, want, next)
+		}
+	}
+	if s.LocalPlan(c, localVariants+3)[1] != s.LocalPlan(c, 3)[1] {
+		t.Fatal("a variant past localVariants is not taken modulo")
 	}
 }
 

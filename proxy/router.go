@@ -148,7 +148,7 @@ func (r *Router) plan(key []byte, h uint64, viewer []byte, d *Decision, observe,
 	d.Spread, d.Sibling, d.Write = 1, 0, write
 	if key == nil {
 		d.Bucket, d.Source = 0, SourceNone
-		d.Plan = snap.LocalPlan(r.localDC)
+		d.Plan = snap.LocalPlan(r.localDC, rand.Uint32()) // its failover spreads by capacity
 	} else {
 		var fromTable bool
 		d.Bucket, fromTable = r.assigner.Bucket(h)
