@@ -499,7 +499,7 @@ var errNotYet = fmt.Errorf("%w", errFenceNotHeld)
 func holdsFence(m health.Member, snap *buckets.Snapshot, w *fenceWatch) error {
 	switch origin, fenced := w.versions[m.MapVersion]; {
 	case m.NodeState == health.NodeUnreadable:
-		return fmt.Errorf("%w: node %s's metadata is unreadable here (another version?), so its map version is unknown", errFenceNotHeld, m.Name)
+		return fmt.Errorf("%w: node %s's metadata is unreadable here (another version?), so its map version is unknown (if it stays so, give the bucket a home in every node's config file and reload: that ends the move)", errFenceNotHeld, m.Name)
 	case m.MapVersion != snap.Version() && (!fenced || m.MapOrigin != "" && m.MapOrigin != origin):
 		return fmt.Errorf("%w: node %s routes by map version %d, this node by %d", errFenceNotHeld, m.Name, m.MapVersion, snap.Version())
 	case m.MapOrigin != "" && m.MapOrigin != origin:
