@@ -184,7 +184,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		dc = int(d.Plan[pos])
 		u := st.pools[dc].pick(failed)
 		if u == nil {
-			pos = st.router.nextUsable(d, pos+1)
+			pos, stayed = st.router.nextUsable(d, pos+1), 0
 			err = errNoUpstream
 			continue
 		}
