@@ -419,7 +419,8 @@ type Routing struct {
 	ResponseHeaders *bool `yaml:"response_headers"`
 	// DrainRamp is how long a datacenter's traffic takes to move off it
 	// when it is drained (its share falls linearly to zero) and back when
-	// it is undrained. Default 10s.
+	// it is undrained, or comes back up after gossip had it down (slow
+	// start). Default 10s.
 	DrainRamp time.Duration `yaml:"drain_ramp"`
 	// LoadLimit is the share of a datacenter's max_rps it may be sent
 	// before requests spill to the next datacenter. Default 1.0: the 20%

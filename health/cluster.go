@@ -76,6 +76,11 @@ type Options struct {
 	// LoadLimit is the share of a datacenter's MaxRPS it may be offered
 	// before the excess spills to the next datacenter. Default 1.
 	LoadLimit float64
+	// SlowStart is how long a datacenter that comes back up (from down)
+	// takes to get its whole share again: it admits a share that grows
+	// from 5% to all over SlowStart, as an undrain ramps, instead of every
+	// node sending it everything the moment one check passes. 0: at once.
+	SlowStart time.Duration
 	// ReconnectInterval is how often, once joined, a pool that misses a
 	// node it saw (declared dead: a partition, a crash) joins its seeds and
 	// the missing nodes' last addresses again. memberlist stops contacting
@@ -122,6 +127,7 @@ type Cluster struct {
 	meta  atomic.Pointer[[]byte] // this node's encoded Meta
 	mu    sync.Mutex             // guards state below and meta updates
 	state Meta
+	upAt  []time.Time       // per datacenter: when it last came back up from down (evaluate's)
 	seen  map[string]string // node name -> datacenter, for nodes that may still come back
 	addrs map[string]string // node name -> its last address in the pool that judges it, for rejoin
 	// listed is each pool's members as the event delegate last heard of
@@ -211,6 +217,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		self:       -1,
 		seen:       map[string]string{},
 		addrs:      map[string]string{},
+		upAt:       make([]time.Time, len(o.Datacenters)),
 		listed:     map[string]map[string]listedNode{"lan": {}, "wan": {}},
 		offered:    make([]paddedCounter, len(o.Datacenters)),
 		kick:       make(chan struct{}, 1),

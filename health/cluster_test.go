@@ -184,6 +184,36 @@ func TestDeadNodeTakesItsDatacenterDownEverywhere(t *testing.T) {
 	}
 }
 
+// A datacenter back from down gets its share back over SlowStart, not at
+// once: every node sending it everything the moment one check passed made
+// a datacenter that flaps flap for the whole fleet.
+func TestADatacenterBackUpRampsIn(t *testing.T) {
+	const slow = 1500 * time.Millisecond
+	east := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, func(o *Options) { o.SlowStart = slow })
+	west := startNode(t, "edge-us-west", "us-west", "127.0.3.2", []string{east.LANAddr()}, []string{east.WANAddr()}, nil)
+	eventually(t, 5*time.Second, "east sees west", func() bool { return len(east.Members()) == 2 })
+	share := func() float64 {
+		n := 0
+		for range 2000 {
+			if east.Usable(usWest) {
+				n++
+			}
+		}
+		return float64(n) / 2000
+	}
+	if got := share(); got != 1 {
+		t.Fatalf("us-west, up from the start, admits %.2f: a fresh view ramps nothing", got)
+	}
+	west.crash()
+	eventually(t, 10*time.Second, "east sees us-west down", func() bool { return !east.Usable(usWest) })
+	startNode(t, "edge-us-west-2", "us-west", "127.0.3.4", []string{east.LANAddr()}, []string{east.WANAddr()}, nil)
+	eventually(t, 10*time.Second, "east sees us-west up again", func() bool { return east.Status()[usWest].Up })
+	if got := share(); got > 0.5 {
+		t.Fatalf("us-west just back up admits %.2f of requests, want a small share (slow start over %v)", got, slow)
+	}
+	eventually(t, 5*time.Second, "us-west's whole share back after the slow start", func() bool { return share() == 1 })
+}
+
 // A node that leaves gracefully (restart, scale-down) says nothing about
 // its datacenter's web tier: the datacenter stays up.
 func TestGracefulLeaveKeepsTheDatacenterUp(t *testing.T) {

@@ -106,6 +106,7 @@ func (c *Cluster) evaluate() {
 	}
 	c.mu.Unlock()
 
+	prev, now := c.view.Load(), c.now()
 	v := &view{dcs: make([]DCStatus, len(dcs)), hot: hot}
 	for i, d := range dcs {
 		s := DCStatus{Name: d.Name, Continent: d.Continent, Up: true, Admit: 1, Offered: offered[i]}
@@ -138,6 +139,20 @@ func (c *Cluster) evaluate() {
 			v.limited |= 1 << i
 			v.admit[i] = s.Admit
 			s.Reason += fmt.Sprintf("; over its headroom (%.0f of %.0f rps), admitting %.0f%%", offered[i], limit, 100*s.Admit)
+		}
+		if s.Up && c.opts.SlowStart > 0 && prev != nil {
+			if prev.down&(1<<i) != 0 {
+				c.upAt[i] = now // back from down: its share ramps up (evaluate runs on one goroutine)
+			}
+			if since := now.Sub(c.upAt[i]); since < c.opts.SlowStart {
+				share := max(0.05, float64(since)/float64(c.opts.SlowStart))
+				if v.limited&(1<<i) == 0 || share < s.Admit {
+					s.Admit = share
+				}
+				v.limited |= 1 << i
+				v.admit[i] = s.Admit
+				s.Reason += fmt.Sprintf("; back up %v ago, slow start admitting %.0f%%", since.Round(time.Second), 100*s.Admit)
+			}
 		}
 		if math.IsNaN(s.Admit) {
 			s.Admit = 1

@@ -43,6 +43,7 @@ func startGossip(ctx context.Context, cfg *configs.Config, link *fleetLink, log 
 		CheckPath:     g.CheckPath,
 		LoadLimit:     cfg.Routing.LoadLimit,
 		AutoApply:     cfg.Placement.AutoApply,
+		SlowStart:     cfg.Routing.DrainRamp, // a datacenter back up ramps in as an undrain does
 		Logger:        log.With("component", "gossip"),
 		LAN:           poolOptions(g.LAN),
 		WAN:           poolOptions(g.WAN),
