@@ -174,7 +174,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	// upstream's breaker: a few opened every breaker). It gets the
 	// upstream's address, as fasthttp's own client would give it.
 	hostless := len(req.Header.Host()) == 0 && len(req.URI().Host()) == 0
-	var failed *upstream
+	var failed uint64 // the datacenter at pos's upstreams that failed this request (pool.pick's skip)
 	pos, tries, sent := d.Next, 0, 0
 	stayed := 0 // upstreams of the datacenter at pos tried after one that took nothing
 	// Each pass either sends (bounded by retries) or moves on along the
@@ -184,7 +184,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		dc = int(d.Plan[pos])
 		u := st.pools[dc].pick(failed)
 		if u == nil {
-			pos, stayed = st.router.nextUsable(d, pos+1), 0
+			pos, stayed, failed = st.router.nextUsable(d, pos+1), 0, 0
 			err = errNoUpstream
 			continue
 		}
@@ -224,7 +224,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 				return dc, err
 			}
 		}
-		failed = u
+		failed |= st.pools[dc].bit(u)
 		busy := errors.Is(err, health.ErrBreakerOpen) || errors.Is(err, fasthttp.ErrNoFreeConns)
 		if busy && stayed < len(st.pools[dc].upstreams)-1 && st.pools[dc].pick(failed) != nil {
 			// The upstream took nothing and says nothing of its
@@ -239,7 +239,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 		}
 		stayed = 0
 		if next := st.router.nextUsable(d, pos+1); next >= 0 {
-			pos = next
+			pos, failed = next, 0
 		} else if st.pools[dc].pick(failed) == nil {
 			return dc, err
 		}

@@ -339,6 +339,25 @@ func TestAHalfOpenUpstreamLeavesTheRequestInItsDatacenter(t *testing.T) {
 	}
 }
 
+// pick never draws an upstream that already failed the request: with
+// retries left in the last datacenter, a third attempt went back to the
+// first upstream that failed when only the last one was remembered.
+func TestPickSkipsEveryUpstreamThatFailed(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) {
+		c.Datacenters[0].Upstreams = []string{"us-a-1.test:80", "us-a-2.test:80", "us-a-3.test:80"}
+	})
+	p := h.srv.cur.Load().pools[0]
+	skip := p.bit(p.upstreams[0]) | p.bit(p.upstreams[2])
+	for range 100 {
+		if u := p.pick(skip); u != p.upstreams[1] {
+			t.Fatalf("with upstreams 0 and 2 failed, pick drew %v", u.addr)
+		}
+	}
+	if u := p.pick(skip | p.bit(p.upstreams[1])); u != nil {
+		t.Fatalf("with every upstream failed, pick drew %s", u.addr)
+	}
+}
+
 func TestFailedIdempotentRequestRetriesOnNextDatacenter(t *testing.T) {
 	for _, c := range []struct {
 		name string

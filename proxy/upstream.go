@@ -42,6 +42,17 @@ type pool struct {
 	upstreams []*upstream
 }
 
+// bit is u's bit in a pick skip mask of p (0 past the first 64, or if u is
+// not p's).
+func (p *pool) bit(u *upstream) uint64 {
+	for i, v := range p.upstreams {
+		if v == u && i < 64 {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
 // ready reports whether any upstream of p would take a request now.
 func (p *pool) ready() bool {
 	for _, u := range p.upstreams {
@@ -55,15 +66,17 @@ func (p *pool) ready() bool {
 // pick chooses an upstream of p by the power of two random choices: of two
 // upstreams whose breakers let requests through, the one with fewer requests
 // in flight. It avoids the herding of least-loaded and the blindness of
-// round robin at the cost of two random numbers. skip excludes an upstream
-// that already failed this request. nil means none is ready.
-func (p *pool) pick(skip *upstream) *upstream {
+// round robin at the cost of two random numbers. skip excludes the
+// upstreams that already failed this request (bit i: p.upstreams[i]; the
+// first 64). nil means none is ready.
+func (p *pool) pick(skip uint64) *upstream {
 	n := len(p.upstreams)
 	var a, b *upstream
 	start := rand.IntN(n)
 	for i := 0; i < n && b == nil; i++ {
-		u := p.upstreams[(start+i)%n]
-		if u == skip || !u.breaker.Ready() {
+		j := (start + i) % n
+		u := p.upstreams[j]
+		if j < 64 && skip&(1<<j) != 0 || !u.breaker.Ready() {
 			continue
 		}
 		if a == nil {
