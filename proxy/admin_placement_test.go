@@ -144,6 +144,17 @@ func TestMoveAbortWhileCopying(t *testing.T) {
 	}
 }
 
+// eagerEUAdvisor is a node in the EU whose advisor recommends a bucket as
+// soon as 10 requests show a majority (a window of 1ns), and whose own
+// ticks, an hour apart, leave the counts and runs to the test.
+func eagerEUAdvisor(c *configs.Config) {
+	c.Node.Datacenter = "eu-a"
+	c.Placement.Window = time.Nanosecond
+	c.Placement.MinRequests = 10
+	c.Placement.StatsTick = time.Hour // no decay during the test
+	c.Placement.AdviseEvery = time.Hour
+}
+
 // fakeFleet is a PlacementFleet whose members' map versions a test sets.
 type fakeFleet struct{ members []health.Member }
 
@@ -206,13 +217,7 @@ func TestCutoverWaitsForEveryNodeToHoldTheFence(t *testing.T) {
 // Requests received by an EU node for US-homed buckets make the advisor
 // recommend moving exactly those buckets, shown by the admin route.
 func TestRecommendationsFollowTheTraffic(t *testing.T) {
-	f := newAdminFixture(t, func(c *configs.Config) {
-		c.Node.Datacenter = "eu-a"
-		c.Placement.Window = time.Nanosecond
-		c.Placement.MinRequests = 10
-		c.Placement.StatsTick = time.Hour // no decay during the test
-		c.Placement.AdviseEvery = time.Hour
-	}, AdminOptions{})
+	f := newAdminFixture(t, eagerEUAdvisor, AdminOptions{})
 	user, b := usUser(t, f.harness)
 	for range 20 {
 		f.userDo("GET", user)
@@ -252,13 +257,7 @@ func TestRecentMovesInTheMapKeepTheirCooldown(t *testing.T) {
 		want int
 	}{{time.Hour, 0}, {25 * time.Hour, 1}} {
 		t.Run(tc.ago.String(), func(t *testing.T) {
-			f := newAdminFixture(t, func(c *configs.Config) {
-				c.Node.Datacenter = "eu-a"
-				c.Placement.Window = time.Nanosecond
-				c.Placement.MinRequests = 10
-				c.Placement.StatsTick = time.Hour
-				c.Placement.AdviseEvery = time.Hour
-			}, AdminOptions{})
+			f := newAdminFixture(t, eagerEUAdvisor, AdminOptions{})
 			user, b := usUser(t, f.harness)
 			for range 20 {
 				f.userDo("GET", user)
@@ -312,13 +311,7 @@ func TestRecentMovesInTheMapKeepTheirCooldown(t *testing.T) {
 // GET ran the advisor, so a dashboard polling the page started windows
 // between ticks and dropped candidates on a passing dip.)
 func TestRecommendationsViewRunsNoEvaluation(t *testing.T) {
-	f := newAdminFixture(t, func(c *configs.Config) {
-		c.Node.Datacenter = "eu-a"
-		c.Placement.Window = time.Nanosecond
-		c.Placement.MinRequests = 10
-		c.Placement.StatsTick = time.Hour
-		c.Placement.AdviseEvery = time.Hour
-	}, AdminOptions{})
+	f := newAdminFixture(t, eagerEUAdvisor, AdminOptions{})
 	user, _ := usUser(t, f.harness)
 	for range 20 {
 		f.userDo("GET", user)
@@ -340,11 +333,7 @@ func TestRecommendationsViewRunsNoEvaluation(t *testing.T) {
 // through its phases to done.
 func TestAutoApplyWalksAMoveToDone(t *testing.T) {
 	f := newAdminFixture(t, func(c *configs.Config) {
-		c.Node.Datacenter = "eu-a"
-		c.Placement.Window = time.Nanosecond
-		c.Placement.MinRequests = 10
-		c.Placement.StatsTick = time.Hour
-		c.Placement.AdviseEvery = time.Hour
+		eagerEUAdvisor(c)
 		c.Placement.AutoApply = true
 		c.Placement.CopyTime = time.Nanosecond
 		c.Placement.FenceSettle = time.Nanosecond

@@ -218,14 +218,14 @@ func (r *Router) pickSibling(snap *buckets.Snapshot, h uint64, viewer []byte, k 
 // than sent where the user's data is not. It is judged before the
 // datacenter's state, which counts the request as load offered to it.
 func (r *Router) nextUsable(d *Decision, from int) int {
-	crossing := -1 // unknown; then 0 or 1: may this write cross?
+	var judged, mayCross bool // homeOut, asked once at most
 	for i := from; i < len(d.Plan); i++ {
 		dc := int(d.Plan[i])
 		if writeLeavesHome(d, dc) {
-			if crossing < 0 {
-				crossing = b01(r.homeOut(d))
+			if !judged {
+				judged, mayCross = true, r.homeOut(d)
 			}
-			if crossing == 0 {
+			if !mayCross {
 				continue
 			}
 		}
@@ -245,13 +245,6 @@ func writeLeavesHome(d *Decision, dc int) bool {
 	}
 	pin, pinned := snap.Pinned(d.Bucket)
 	return !pinned || pin != dc
-}
-
-func b01(v bool) int {
-	if v {
-		return 1
-	}
-	return 0
 }
 
 // homeOut reports whether every datacenter of d's plan on its bucket's

@@ -35,7 +35,7 @@ type rule struct {
 func (rs rules) keyHeaders() [][]byte {
 	var out [][]byte
 	for i := range rs {
-		if rs[i].kind == fromHeader {
+		if rs[i].kind == fromHeader && len(out) < 64 { // screen's mask has 64 bits
 			out = append(out, rs[i].nameB)
 		}
 	}

@@ -263,7 +263,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			maxHeaders:  cfg.Listen.MaxHeaders,
 			underscores: map[string]uint8{"allow": underscoresAllow, "drop": underscoresDrop, "reject": underscoresReject}[cfg.Listen.HeadersWithUnderscores],
 			maxHops:     cfg.Routing.MaxHops,
-			keyHeaders:  rs.keyHeaders()[:min(64, len(rs.keyHeaders()))],
+			keyHeaders:  rs.keyHeaders(),
 		},
 		router: &Router{
 			assigner:  assigner,
