@@ -148,15 +148,15 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 			// Its last answer had no body by rule: one the upstream
 			// sent anyway may have come after it was read.
 			tc.bodiless = false
-			switch tc.peek() {
-			case peekBytes:
-				u.desynced("bytes came after a response that has no body (HEAD, 204 or 304)")
-				c.CloseConn(cc)
-				continue
-			case peekClosed: // the upstream closed it while it idled: no fault
-				c.CloseConn(cc)
-				continue
+			found := tc.peek()
+			if found == peekNothing {
+				break // open and quiet: the idle look below would look again
 			}
+			if found == peekBytes { // (peekClosed: closed while it idled, no fault)
+				u.desynced("bytes came after a response that has no body (HEAD, 204 or 304)")
+			}
+			c.CloseConn(cc)
+			continue
 		}
 		if start.Sub(cc.LastUseTime()) <= idlePeekAfter || !peerClosed(cc.Conn()) {
 			break
