@@ -60,7 +60,7 @@ const (
 	DefaultMoveCooldown  = 24 * time.Hour
 	DefaultHeadroom      = 1.1
 	DefaultCopyTime      = 10 * time.Minute
-	DefaultFenceSettle   = 30 * time.Second // above the default WriteLife, 2 x 10 s
+	DefaultFenceSettle   = 30 * time.Second // above the default WriteLife, 15 s
 	DefaultCutoverTime   = 10 * time.Minute
 	DefaultViewerHeader  = "X-User-ID"
 	DefaultLoadLimit     = 1.0
@@ -302,6 +302,14 @@ type Upstream struct {
 	// Timeout bounds one attempt, from sending the request to the last byte
 	// of the response. Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// RequestTimeout bounds a whole request, every attempt included, from
+	// the moment the proxy has read it to the last byte of the answer: a
+	// retry gets what is left of it, up to upstream.timeout, and none is
+	// made when nothing is left. Without it a datacenter that swallows
+	// requests costs (retries + 1) x timeout. Default 1.5 x
+	// upstream.timeout (15s): a retry after an attempt that timed out
+	// still gets half an attempt. At least upstream.timeout.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// MaxConnsPerHost caps connections to one upstream address. Default 512.
 	MaxConnsPerHost int `yaml:"max_conns_per_host"`
 	// MaxIdleConnDuration closes pooled connections idle this long; keep it
@@ -601,25 +609,18 @@ type Placement struct {
 	// FenceSettle is the least time a move stays fenced, counted both from
 	// the fence and from the moment the last node was seen holding it,
 	// before writes cut over to the new home. Keep it above WriteLife,
-	// (upstream.retries + 1) x upstream.timeout, so that every write any
-	// node routed before the fence, retries included, has finished (the
-	// proxy warns at load when it is not). Default 30s.
+	// upstream.request_timeout, so that every write any node routed before
+	// the fence, retries included, has finished (the proxy warns at load
+	// when it is not). Default 30s.
 	FenceSettle time.Duration `yaml:"fence_settle"`
 	// CutoverTime is how long reads keep falling back to the old home after
 	// the cutover, before the move is done. Default 10m.
 	CutoverTime time.Duration `yaml:"cutover_time"`
 }
 
-// WriteLife is about the longest a request can go on reaching upstreams
-// after it was routed: each attempt, the first and upstream.retries more,
-// gets the whole upstream.timeout, on the plan fixed when it was routed.
-// (Attempts that never left, a refused dial or a full pool, add their
-// connect_timeout or max_conn_wait_timeout; keep fence_settle above it
-// with room.)
-func (c *Config) WriteLife() time.Duration {
-	retries := DefaultRetries
-	if c.Upstream.Retries != nil {
-		retries = *c.Upstream.Retries
-	}
-	return time.Duration(retries+1) * c.Upstream.Timeout
-}
+// WriteLife is the longest a request can go on reaching upstreams after it
+// was routed: upstream.request_timeout, since every attempt's connection
+// has its deadline at the request's, so no byte of it is written later.
+// (It counts from when the request was read, a moment before it was
+// routed.)
+func (c *Config) WriteLife() time.Duration { return c.Upstream.RequestTimeout }

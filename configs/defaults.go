@@ -56,6 +56,9 @@ func (c *Config) ApplyDefaults() {
 	u := &c.Upstream
 	setDuration(&u.ConnectTimeout, DefaultConnectTimeout)
 	setDuration(&u.Timeout, DefaultUpstreamTimeout)
+	if u.Timeout > 0 { // (a negative one is an error of its own)
+		setDuration(&u.RequestTimeout, u.Timeout*3/2)
+	}
 	setDuration(&u.MaxIdleConnDuration, DefaultMaxIdleConnTime)
 	setDuration(&u.MaxConnWaitTimeout, DefaultMaxConnWait)
 	setInt(&u.MaxConnsPerHost, DefaultMaxConnsPerHost)

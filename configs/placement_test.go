@@ -63,14 +63,14 @@ func TestValidatePlacement(t *testing.T) {
 	}
 }
 
-func TestWriteLifeCountsEveryAttempt(t *testing.T) {
+func TestWriteLifeIsTheRequestTimeout(t *testing.T) {
 	for _, c := range []struct {
-		retries *int
-		want    time.Duration
-	}{{nil, 2 * 10 * time.Second}, {new(int), 10 * time.Second}, {func() *int { n := 3; return &n }(), 4 * 10 * time.Second}} {
-		cfg := &Config{Upstream: Upstream{Timeout: 10 * time.Second, Retries: c.retries}}
+		timeout, request, want time.Duration
+	}{{10 * time.Second, 0, 15 * time.Second}, {10 * time.Second, 25 * time.Second, 25 * time.Second}, {2 * time.Second, 0, 3 * time.Second}} {
+		cfg := &Config{Upstream: Upstream{Timeout: c.timeout, RequestTimeout: c.request}}
+		cfg.ApplyDefaults()
 		if got := cfg.WriteLife(); got != c.want {
-			t.Errorf("retries %v: WriteLife %v, want %v", c.retries, got, c.want)
+			t.Errorf("timeout %v, request_timeout %v: WriteLife %v, want %v", c.timeout, c.request, got, c.want)
 		}
 	}
 	var d Config

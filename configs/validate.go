@@ -300,6 +300,9 @@ func (v *validator) upstream() {
 	u := &v.c.Upstream
 	v.nonNegative("upstream.connect_timeout", u.ConnectTimeout)
 	v.nonNegative("upstream.timeout", u.Timeout)
+	if u.RequestTimeout < u.Timeout {
+		v.errorf("upstream.request_timeout", "must be at least upstream.timeout (%v), got %v: no attempt could use its whole timeout", u.Timeout, u.RequestTimeout)
+	}
 	v.nonNegative("upstream.max_idle_conn_duration", u.MaxIdleConnDuration)
 	v.nonNegative("upstream.max_conn_wait_timeout", u.MaxConnWaitTimeout)
 	v.nonNegativeInt("upstream.max_conns_per_host", u.MaxConnsPerHost)

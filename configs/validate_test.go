@@ -336,6 +336,8 @@ func TestValidateRules(t *testing.T) {
 			[]problem{{"datacenters[1].upstreams[0]", 5, `invalid address "http://h:80"`}}},
 		{"upstream timeout negative", base(`upstream:`, `  timeout: -5s`),
 			[]problem{{"upstream.timeout", 6, "must not be negative"}}},
+		{"request timeout below the attempt's", base(`upstream:`, `  timeout: 10s`, `  request_timeout: 5s`),
+			[]problem{{"upstream.request_timeout", 7, "must be at least upstream.timeout (10s), got 5s"}}},
 		{"upstream connect timeout negative", base(`upstream:`, `  connect_timeout: -1ms`),
 			[]problem{{"upstream.connect_timeout", 6, "must not be negative"}}},
 		{"upstream conns negative", base(`upstream:`, `  max_conns_per_host: -1`),

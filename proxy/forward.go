@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -174,6 +175,11 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	// upstream's breaker: a few opened every breaker). It gets the
 	// upstream's address, as fasthttp's own client would give it.
 	hostless := len(req.Header.Host()) == 0 && len(req.URI().Host()) == 0
+	began := ctx.Time()
+	if began.IsZero() { // a ctx no server stamped
+		began = time.Now()
+	}
+	deadline := began.Add(st.reqTimeout)
 	var failed uint64 // the datacenter at pos's upstreams that failed this request (pool.pick's skip)
 	pos, tries, sent := d.Next, 0, 0
 	stayed := 0 // upstreams of the datacenter at pos tried after one that took nothing
@@ -188,21 +194,27 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			err = errNoUpstream
 			continue
 		}
-		// Each attempt gets the whole upstream timeout. The first counts
-		// from the request's start, which fasthttp's server read already:
-		// the proxy spent microseconds of it.
-		start := ctx.Time()
-		if tries++; tries > 1 {
+		// Each attempt gets the upstream timeout, or what is left of the
+		// request's: a datacenter that swallows requests must not cost
+		// (retries + 1) timeouts. The first counts from the request's
+		// start, which fasthttp's server read already: the proxy spent
+		// microseconds of it.
+		start, timeout := began, st.timeout
+		if tries > 0 {
+			start = time.Now()
+			if timeout = deadline.Sub(start); timeout <= 0 {
+				s.stats.RetriesOutOfTime.Add(1)
+				return dc, err // the last attempt's failure, or its 502/503/504
+			}
+			timeout = min(timeout, st.timeout)
 			s.stats.Retries.Add(1)
-			start = time.Now()
-		} else if start.IsZero() { // a ctx no server stamped
-			start = time.Now()
 		}
+		tries++
 		if hostless {
 			req.Header.SetHost(u.addr)
 			req.UseHostHeader = true
 		}
-		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, st, start, retryable) })
+		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, start, timeout, timeout < st.timeout, retryable) })
 		if err == nil {
 			return dc, nil
 		}
@@ -247,11 +259,15 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	return dc, err
 }
 
-// send makes one attempt on upstream u, due st.timeout after start. A
+// send makes one attempt on upstream u, due timeout after start; short
+// says the request's deadline cut timeout below upstream.timeout. A
 // gateway-error status is returned as errUpstreamStatus with the response
 // kept.
-func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state, start time.Time, idempotent bool) error {
-	if err := u.do(req, resp, start, st.timeout, idempotent); err != nil {
+func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, short, idempotent bool) error {
+	if err := u.do(req, resp, start, timeout, idempotent); err != nil {
+		if short && errors.Is(err, fasthttp.ErrTimeout) {
+			return errOutOfTime // cut short by the request's deadline
+		}
 		return err
 	}
 	switch resp.StatusCode() {
@@ -262,6 +278,11 @@ func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, st *state
 	}
 	return nil
 }
+
+// errOutOfTime is an attempt that timed out on what was left of its
+// request's upstream.request_timeout, shorter than upstream.timeout: it
+// tells nothing of the upstream, so its breaker does not count it.
+var errOutOfTime = fmt.Errorf("proxy: upstream.request_timeout ran out: %w", fasthttp.ErrTimeout)
 
 // errUpgrade is an upstream's 101: the proxy strips Upgrade, so the web
 // tier switched on its own, and the connection now speaks something this

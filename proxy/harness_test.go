@@ -37,6 +37,10 @@ const (
 	hangTimeout = 200 * time.Millisecond
 )
 
+// maxTestAttempts bounds the attempts of a harness request: retries at
+// most 5, and the first.
+const maxTestAttempts = 6
+
 // backend is one fake web server of a datacenter, on an in-memory listener.
 type backend struct {
 	addr, dc string
@@ -122,6 +126,13 @@ func testConfig(t testing.TB, mutate func(*configs.Config)) *configs.Config {
 	cfg.Upstream.Breaker.OpenFor = 10 * time.Minute // tests re-open breakers by rebuilding, never by waiting
 	if mutate != nil {
 		mutate(cfg)
+	}
+	if cfg.Upstream.RequestTimeout == 0 {
+		// Every retry gets the whole upstream.timeout, however short a
+		// test made it: on a loaded machine what is left of a default
+		// request_timeout (half an attempt) would time out answers too.
+		// Tests of the request's deadline set it.
+		cfg.Upstream.RequestTimeout = cfg.Upstream.Timeout * time.Duration(maxTestAttempts)
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {

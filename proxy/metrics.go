@@ -102,6 +102,7 @@ func newMetrics(s *Server, version string) *metrics {
 		}, locality),
 		counterFunc("socialroute_retries_total", "Upstream attempts after a request's first (on another datacenter or upstream).", &s.stats.Retries),
 		counterFunc("socialroute_retries_denied_total", "Failed requests not retried because retries had spent upstream.retry_budget (a share of the requests): under overload, retries would double the load.", &s.stats.RetriesDenied),
+		counterFunc("socialroute_retries_out_of_time_total", "Failed requests not retried because upstream.request_timeout had run out (a datacenter that swallows requests used it up).", &s.stats.RetriesOutOfTime),
 		&codeCollector{s: s, desc: descRejected, lo: 400, known: []int{400, 408, 413, 431, 508}},
 		&codeCollector{s: s, desc: descProxyErrors, lo: 500, known: []int{502, 503, 504}},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

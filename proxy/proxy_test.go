@@ -866,7 +866,7 @@ func TestShortFenceSettleIsWarnedOf(t *testing.T) {
 		warned bool
 	}{{10 * time.Second, true}, {20 * time.Second, true}, {21 * time.Second, false}} {
 		cfg := testConfig(t, func(cfg *configs.Config) {
-			cfg.Upstream.Timeout = 10 * time.Second // one retry: 20 s
+			cfg.Upstream.RequestTimeout = 20 * time.Second
 			cfg.Placement.FenceSettle = c.settle
 		})
 		var logs strings.Builder
@@ -1093,6 +1093,47 @@ func (h *harness) wantBreakersClosed(when string) {
 		for _, u := range p.upstreams {
 			if u.breaker.State() != gobreaker.StateClosed {
 				h.t.Errorf("%s's breaker is %v %s", u.addr, u.breaker.State(), when)
+			}
+		}
+	}
+}
+
+// upstream.request_timeout bounds a request's every attempt: a retry gets
+// what is left, none is made when nothing is, and an attempt cut short
+// by it says nothing of its upstream (the breaker does not count it).
+func TestRequestTimeoutBoundsEveryAttempt(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) {
+		c.Upstream.Timeout = hangTimeout
+		c.Upstream.RequestTimeout = hangTimeout * 3 / 2
+		c.Upstream.Retries = new(3)
+		c.Upstream.Breaker.ConsecutiveFailures = 1
+	})
+	id, plan := h.userWhosePlanStartsWith("us-b")
+	for _, dc := range plan {
+		h.setDC(dc, modeHang) // a continent that swallows requests
+	}
+	if r := h.getUser(id); r.StatusCode() != fasthttp.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", r.StatusCode())
+	}
+	var tried []string
+	for _, dc := range plan {
+		if h.hits(dc) > 0 {
+			tried = append(tried, dc)
+		}
+	}
+	st := h.srv.Stats()
+	if len(tried) != 2 || tried[0] != plan[0] || tried[1] != plan[1] || st.Retries.Load() != 1 || st.RetriesOutOfTime.Load() != 1 {
+		t.Fatalf("tried %v (plan %v), %d retries, %d out of time; want the first two: the retry got the half attempt left, and no third was made",
+			tried, plan, st.Retries.Load(), st.RetriesOutOfTime.Load())
+	}
+	for _, p := range h.srv.cur.Load().pools {
+		for _, u := range p.upstreams {
+			hit := h.backends[u.addr].hits.Load() > 0
+			switch state := u.breaker.State(); {
+			case p.name == plan[0] && hit && state != gobreaker.StateOpen:
+				t.Errorf("%s's breaker is %v after an attempt that timed out with its whole upstream.timeout, want open", u.addr, state)
+			case p.name == plan[1] && state != gobreaker.StateClosed:
+				t.Errorf("%s's breaker is %v after an attempt the request's deadline cut short, want closed", u.addr, state)
 			}
 		}
 	}

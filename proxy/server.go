@@ -58,9 +58,10 @@ type state struct {
 	retries     int
 	retryBudget float64 // upstream.retry_budget
 	maxKeyLen   int
-	timeout     time.Duration
-	metrics     stateMetrics // this state's datacenters' series
-	viewer      string       // header naming the viewer, for hot keys' sticky siblings
+	timeout     time.Duration // upstream.timeout: one attempt
+	reqTimeout  time.Duration // upstream.request_timeout: every attempt
+	metrics     stateMetrics  // this state's datacenters' series
+	viewer      string        // header naming the viewer, for hot keys' sticky siblings
 	screen      screenPolicy
 }
 
@@ -118,8 +119,11 @@ type Stats struct {
 	// RetriesDenied counts failed requests not retried because retries
 	// had spent upstream.retry_budget.
 	RetriesDenied atomic.Uint64
-	Rejected      atomic.Uint64 // malformed requests answered 4xx by the proxy itself
-	Failed        atomic.Uint64 // requests answered 5xx by the proxy itself
+	// RetriesOutOfTime counts failed requests not retried because their
+	// upstream.request_timeout had run out.
+	RetriesOutOfTime atomic.Uint64
+	Rejected         atomic.Uint64 // malformed requests answered 4xx by the proxy itself
+	Failed           atomic.Uint64 // requests answered 5xx by the proxy itself
 
 	byCode [600]atomic.Uint64 // the proxy's own 4xx and 5xx answers, by status code
 }
@@ -202,7 +206,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	}
 	if life := cfg.WriteLife(); cfg.Placement.FenceSettle <= life {
 		// A warning, not an error: a test fleet may want quick moves.
-		s.log.Warn("placement.fence_settle is not above (upstream.retries + 1) x upstream.timeout: a write routed before a move's fence could still reach the old home after the cutover",
+		s.log.Warn("placement.fence_settle is not above upstream.request_timeout: a write routed before a move's fence could still reach the old home after the cutover",
 			"fence_settle", cfg.Placement.FenceSettle, "write_life", life)
 	}
 	assigner, err := hashing.NewAssigner(uint32(cfg.Buckets), table)
@@ -257,6 +261,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		retryBudget: cfg.Upstream.RetryBudget,
 		maxKeyLen:   cfg.Routing.MaxKeyLength,
 		timeout:     cfg.Upstream.Timeout,
+		reqTimeout:  cfg.Upstream.RequestTimeout,
 		metrics:     s.metrics.forState(cfg),
 		viewer:      cfg.Hot.ViewerHeader,
 		screen: screenPolicy{
@@ -385,6 +390,7 @@ func sameUpstreamSettings(a, b configs.Upstream) bool {
 	// (an upstream found dead would get live traffic again).
 	a.Retries, b.Retries = nil, nil
 	a.Timeout, b.Timeout = 0, 0
+	a.RequestTimeout, b.RequestTimeout = 0, 0
 	a.RetryBudget, b.RetryBudget = 0, 0
 	return a == b
 }

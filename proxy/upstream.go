@@ -281,12 +281,13 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		Window:       u.Breaker.Window,
 		// All of the pool's connections busy past the wait, or an answer
 		// over upstream.max_response_body_size or max_response_header_bytes,
-		// is this proxy's limit, not the upstream failing, and so is a 101
-		// it does not relay: counted, a burst (of requests for a page that
+		// is this proxy's limit, not the upstream failing, and so are a 101
+		// it does not relay and an attempt cut short by its request's
+		// deadline: counted, a burst (of requests for a page that
 		// echoes a long URL into a header, say) would open a healthy
 		// upstream's breaker.
 		Neutral: func(err error) bool {
-			return errors.Is(err, fasthttp.ErrNoFreeConns) || isOversized(err) || errors.Is(err, errUpgrade)
+			return errors.Is(err, fasthttp.ErrNoFreeConns) || isOversized(err) || errors.Is(err, errUpgrade) || errors.Is(err, errOutOfTime)
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			// Under the breaker's lock: log, and leave anything slow to a
