@@ -46,9 +46,14 @@ type turnConn struct {
 	net.Conn
 	raw syscall.RawConn
 
-	wmu     sync.Mutex // orders writes; held while held-back bytes are being sent
-	held    *[]byte    // written by the caller, not yet sent; nil when none
-	readers int        // Reads in progress: while any, writes go out at once
+	wmu  sync.Mutex // orders writes; held while held-back bytes are being sent
+	held *[]byte    // written by the caller, not yet sent; nil when none
+	// lost is why held-back bytes could not be sent by a call that cannot
+	// return the error (SetWriteDeadline): every later Write and Read
+	// fails with it, as after a failed Write, since the bytes after would
+	// reach the peer with a hole before them.
+	lost    error
+	readers int // Reads in progress: while any, writes go out at once
 
 	turn turn               // the Read in progress
 	step func(uintptr) bool // c.readStep, bound once
@@ -198,6 +203,9 @@ func (c *turnConn) peekStep(fd uintptr) { c.peeked = sockPeek(int(fd)) }
 func (c *turnConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.lost != nil {
+		return 0, c.lost
+	}
 	if c.readers == 0 && c.heldLen()+len(b) <= maxHeldWrite {
 		if c.held == nil {
 			c.held = heldBufs.Get().(*[]byte)
@@ -273,6 +281,10 @@ func (c *turnConn) read(p []byte) (int, error) {
 		return c.readInOrder(p)
 	}
 	c.wmu.Lock()
+	if c.lost != nil {
+		c.wmu.Unlock()
+		return 0, c.lost
+	}
 	c.readers++
 	if c.held == nil || len(p) == 0 {
 		c.wmu.Unlock()
@@ -480,7 +492,12 @@ func (c *turnConn) SetReadDeadline(t time.Time) error {
 // holds wmu and sends for itself: the new deadline must not wait for it.
 func (c *turnConn) SetWriteDeadline(t time.Time) error {
 	if c.wmu.TryLock() {
-		_ = c.sendHeld() // a failed send fails the next Write too
+		if err := c.sendHeld(); err != nil {
+			// Not the error itself: a deadline error is not sticky (the
+			// next Write, under the new deadline, would succeed), and Read
+			// would take it for its own deadline firing early.
+			c.lost = c.opError("write", errors.New("bytes held back were not sent: "+err.Error()))
+		}
 		c.wmu.Unlock()
 	}
 	return c.wd.set(t, c.armWd)

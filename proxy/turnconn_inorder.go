@@ -139,6 +139,10 @@ func (c *turnConn) readInOrder(p []byte) (int, error) {
 	w := c.inOrder
 	t := &c.turn
 	c.wmu.Lock()
+	if c.lost != nil {
+		c.wmu.Unlock()
+		return 0, c.lost
+	}
 	if c.held != nil && len(p) > 0 && yieldsBeforeSend.Load() {
 		// Yield first, so that the send goes out after the other
 		// goroutines ready to run have had their turn: the sends of one

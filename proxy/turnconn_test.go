@@ -462,3 +462,31 @@ func TestTurnConnCloseEndsBlockedWrite(t *testing.T) {
 		}
 	})
 }
+
+// Bytes held back that a later SetWriteDeadline fails to send (the peer
+// stopped reading and the old deadline passed) are lost: every later
+// Write must fail too, as on a connection whose Write failed, or the peer
+// would get the bytes after them with a hole before (a streamed body's
+// last 28 KiB missing, and the connection kept open).
+func TestTurnConnHeldBytesLostToADeadlineFailTheNextWrite(t *testing.T) {
+	eachWait(t, func(t *testing.T, inOrder bool) {
+		c, _ := turnPair(t, inOrder) // the peer never reads
+		_ = c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Write(make([]byte, 64<<20)); err == nil {
+			t.Fatal("a 64 MiB Write to a peer that does not read succeeded")
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := c.Write([]byte("held")); err != nil {
+			t.Fatalf("a small Write is held back, not sent: %v", err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second)) // sends "held": the old deadline has passed
+		if _, err := c.Write([]byte("after")); err == nil {
+			t.Fatal("a Write after held bytes were lost succeeded")
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a Read after held bytes were lost: %v, want their write error at once", err)
+		}
+	})
+}
