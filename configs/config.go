@@ -23,6 +23,7 @@ const (
 	DefaultMaxIdleConnTime    = 4 * time.Second // below the common 5 s upstream keep-alive
 	DefaultMaxConnWait        = 100 * time.Millisecond
 	DefaultMaxResponseBody    = 64 << 20 // 64 MiB
+	DefaultMaxBufferedBody    = 1 << 20  // 1 MiB
 	DefaultMaxResponseHeader  = 16 << 10 // 16 KiB
 	DefaultRetries            = 1
 	DefaultRetryBudget        = 0.2
@@ -318,11 +319,20 @@ type Upstream struct {
 	// MaxConnWaitTimeout is how long a request waits for a free connection
 	// when MaxConnsPerHost are busy. Default 100ms.
 	MaxConnWaitTimeout time.Duration `yaml:"max_conn_wait_timeout"`
-	// MaxResponseBodySize caps an upstream's response body, which the proxy
-	// holds whole before answering: a larger one gets 502, is not retried
-	// (another datacenter would send the same) and does not count against
-	// the upstream's breaker. Default 64 MiB.
+	// MaxResponseBodySize caps an upstream's response body: a larger one
+	// gets 502, is not retried (another datacenter would send the same)
+	// and does not count against the upstream's breaker; a streamed one
+	// (see max_buffered_response_bytes) that grows past it is cut, its
+	// status already sent. Default 64 MiB.
 	MaxResponseBodySize int `yaml:"max_response_body_size"`
+	// MaxBufferedResponseBytes is the largest response body held whole
+	// before it is sent (framed by its Content-Length, in one write). A
+	// larger one, or one of unknown length (chunked), streams to the
+	// client as it comes, with upstream.timeout between reads from the
+	// web tier and listen.write_timeout between writes to the client, so
+	// that a slow client's download neither pins its whole body in memory
+	// nor is cut by one write_timeout. Default 1 MiB.
+	MaxBufferedResponseBytes int `yaml:"max_buffered_response_bytes"`
 	// MaxResponseHeaderBytes caps an upstream response's status line and
 	// headers: a larger one gets 502, is not retried and does not count
 	// against the breaker, like a body too large. Default 16 KiB, as

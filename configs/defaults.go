@@ -63,6 +63,7 @@ func (c *Config) ApplyDefaults() {
 	setDuration(&u.MaxConnWaitTimeout, DefaultMaxConnWait)
 	setInt(&u.MaxConnsPerHost, DefaultMaxConnsPerHost)
 	setInt(&u.MaxResponseBodySize, DefaultMaxResponseBody)
+	setInt(&u.MaxBufferedResponseBytes, DefaultMaxBufferedBody)
 	setInt(&u.MaxResponseHeaderBytes, DefaultMaxResponseHeader)
 	if u.Retries == nil {
 		u.Retries = new(DefaultRetries)

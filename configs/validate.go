@@ -307,6 +307,11 @@ func (v *validator) upstream() {
 	v.nonNegative("upstream.max_conn_wait_timeout", u.MaxConnWaitTimeout)
 	v.nonNegativeInt("upstream.max_conns_per_host", u.MaxConnsPerHost)
 	v.nonNegativeInt("upstream.max_response_body_size", u.MaxResponseBodySize)
+	if u.MaxBufferedResponseBytes < 1 || u.MaxBufferedResponseBytes > 1<<30 {
+		// Each answer up to it is held whole: a GiB each would be memory
+		// no edge node has for many.
+		v.errorf("upstream.max_buffered_response_bytes", "must be between 1 and 1 GiB, got %d", u.MaxBufferedResponseBytes)
+	}
 	if u.MaxResponseHeaderBytes < 1<<10 || u.MaxResponseHeaderBytes > 1<<20 {
 		// Each upstream read holds a buffer this large.
 		v.errorf("upstream.max_response_header_bytes", "must be between 1 KiB and 1 MiB, got %d", u.MaxResponseHeaderBytes)

@@ -85,14 +85,17 @@ func TestBytesPastAResponseAreNeverTheNextOnesResponse(t *testing.T) {
 		name, method, first string
 		late                int  // of first's bytes, how many come 5 ms after the rest
 		closeAfter          bool // no desync: the upstream closed the idle connection
+		held                int  // upstream.max_buffered_response_bytes, when set: larger bodies stream
 	}{
-		{"a body past Content-Length", "GET", answer("200 OK", "ok") + poison, 0, false},
-		{"a body on a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + poison, 0, false},
-		{"a body on a 304", "GET", "HTTP/1.1 304 Not Modified\r\n\r\n" + poison, 0, false},
-		{"a body after a HEAD", "HEAD", head, 0, false},
-		{"a body on a 204, sent after it", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + poison, len(poison), false},
-		{"a body after a HEAD, sent after the headers", "HEAD", head, len(poison), false},
-		{"a 204, then an idle close", "GET", "HTTP/1.1 204 No Content\r\n\r\n", 0, true},
+		{"a body past Content-Length", "GET", answer("200 OK", "ok") + poison, 0, false, 0},
+		{"a body on a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + poison, 0, false, 0},
+		{"a body on a 304", "GET", "HTTP/1.1 304 Not Modified\r\n\r\n" + poison, 0, false, 0},
+		{"a body after a HEAD", "HEAD", head, 0, false, 0},
+		{"a body on a 204, sent after it", "GET", "HTTP/1.1 204 No Content\r\n\r\n" + poison, len(poison), false, 0},
+		{"a body after a HEAD, sent after the headers", "HEAD", head, len(poison), false, 0},
+		{"a 204, then an idle close", "GET", "HTTP/1.1 204 No Content\r\n\r\n", 0, true, 0},
+		{"a streamed body past Content-Length", "GET", answer("200 OK", "ok") + poison, 0, false, 1},
+		{"bytes after a chunked body's last chunk", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + poison, 0, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			upLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -106,6 +109,7 @@ func TestBytesPastAResponseAreNeverTheNextOnesResponse(t *testing.T) {
 			// the datacenter user 7 goes to: the second request meets the
 			// first's connection. The others' addresses take nothing.
 			cfg := testConfig(t, func(c *configs.Config) {
+				c.Upstream.MaxBufferedResponseBytes = tc.held
 				for i := range c.Datacenters {
 					c.Datacenters[i].Upstreams = []string{fmt.Sprintf("127.0.0.1:%d", 9+i)}
 					if c.Datacenters[i].Name == user7 {

@@ -117,6 +117,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	answered := err == nil || errors.Is(err, errUpstreamStatus)
 	switch {
 	case answered:
+		if sb, ok := resp.BodyStream().(*streamBody); ok {
+			sb.client, sb.writeTimeout = ctx.Conn(), s.http.WriteTimeout
+		}
 		resp.Header.ResetConnectionClose() // the upstream's connection, not the client's
 		stripResponseHeaders(&resp.Header, sc)
 		resp.Header.Add("Via", viaValue)

@@ -133,10 +133,9 @@ func TestOverRealSockets(t *testing.T) {
 		_ = c.(*net.TCPConn).SetReadBuffer(256 << 10)
 		const size = 16 << 20
 		io.WriteString(c, get(3, size))
-		// The write timeout runs from when the response starts going out,
-		// and the proxy first reads all 16 MiB from the upstream (seconds
-		// under -race): wait for the first byte, so that the pause below
-		// is a pause of a response being written.
+		// Wait for the first byte, so that the pause below is a pause of
+		// a response being written (the body streams: the write timeout
+		// bounds each write).
 		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if _, err := br.ReadByte(); err != nil {
 			t.Fatalf("no response began: %v", err)

@@ -30,6 +30,9 @@ type upstream struct {
 	inflight atomic.Int32
 	// desyncs counts connections closed for bytes the upstream sent past
 	// a response's end (see attempt); desyncLog rate-limits their warning.
+	// held is upstream.max_buffered_response_bytes: larger bodies, and
+	// those of unknown length, stream (see readResponse).
+	held      int
 	desyncs   atomic.Uint64
 	desyncLog logEvery
 	log       *slog.Logger
@@ -175,11 +178,26 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 	}
 	c.ReleaseWriter(bw)
 	if err == nil {
-		resp.Reset()
-		resp.SkipBody = req.Header.IsHead()
-		resp.Header.DisableNormalizing()
 		br := c.AcquireReader(conn)
-		err = resp.ReadLimitBody(br, c.MaxResponseBodySize)
+		var sb *streamBody
+		sb, err = readResponse(req, resp, br, u.held, c.MaxResponseBodySize)
+		if sb != nil {
+			// The body streams to the client: the connection is the
+			// stream's, and back in the pool (or closed) when it ends.
+			// (Copies, so that only this path's closure holds them.)
+			held, rd := cc, br
+			sb.conn, sb.timeout, sb.u = conn, timeout, u
+			sb.done = func(reuse bool) {
+				c.ReleaseReader(rd)
+				if reuse {
+					c.ReleaseConn(held)
+				} else {
+					c.CloseConn(held)
+				}
+			}
+			u.inflight.Add(1) // till the stream closes: pick's measure of load
+			return reused, nil
+		}
 		stray = br.Buffered() > 0
 		c.ReleaseReader(br)
 	}
@@ -249,7 +267,7 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	dial = turnDial(dial)
-	up := &upstream{addr: addr, dc: dc, log: log, desyncLog: logEvery{every: time.Minute}}
+	up := &upstream{addr: addr, dc: dc, log: log, held: u.MaxBufferedResponseBytes, desyncLog: logEvery{every: time.Minute}}
 	if ut != nil {
 		dial = tlsDial(dial, ut.conf, addr, u.ConnectTimeout)
 		up.tlsKey = ut.key

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// readResponse reads an upstream's answer to req from br into resp. A body
+// of known length up to held bytes is read whole, as is any body of a
+// gateway error (502, 503, 504: it may be dropped for a retry) and any
+// body of a message that has none by rule. Any other body, larger or of
+// unknown length (chunked, or until the upstream closes), is not read: it
+// is returned as a stream for the caller to hand the client (nil when the
+// body was read), and the connection is the stream's from then on.
+//
+// Held whole, a client downloading slowly pinned the whole body in memory
+// and had one listen.write_timeout for all of it: 20 MiB on 1 MB/s was cut
+// at 10 s, and N downloads held N bodies.
+func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Reader, held, maxBody int) (*streamBody, error) {
+	head := req.Header.IsHead()
+	resp.Reset()
+	resp.Header.DisableNormalizing()
+	// The status line and headers first, past any 100 Continue: fasthttp
+	// reads no body of a response it is told to skip.
+	resp.SkipBody = true
+	err := resp.ReadLimitBody(br, maxBody)
+	resp.SkipBody = head
+	if err != nil {
+		return nil, err
+	}
+	code, size := resp.StatusCode(), resp.Header.ContentLength()
+	switch {
+	case head || code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified:
+		return nil, nil // no body by rule (and after a 101, none of HTTP's)
+	case size >= 0 && size <= held || isGatewayError(code):
+		if err := resp.ReadBody(br, maxBody); err != nil || size != -1 {
+			return nil, err
+		}
+		return nil, resp.Header.ReadTrailer(br) // (dropped by stripResponseHeaders)
+	case maxBody > 0 && size > maxBody:
+		return nil, fasthttp.ErrBodyTooLarge
+	}
+	s := streamPool.Get().(*streamBody)
+	s.carrier = fasthttp.AcquireResponse()
+	// The carrier frames the body (Content-Length, chunked, or until
+	// close) with fasthttp's own parser and keeps its trailers, which go
+	// no further: they were never screened as headers.
+	s.carrier.StreamBody = true
+	s.carrier.Header.SetContentLength(size)
+	if err := s.carrier.ReadBody(br, maxBody); err != nil { // (only sets the stream up)
+		s.release()
+		return nil, err
+	}
+	s.body = s.carrier.BodyStream()
+	s.br, s.left = br, int64(maxBody)
+	if maxBody <= 0 {
+		s.left = -1
+	}
+	s.reusable = size >= -1 && !req.ConnectionClose() && !resp.ConnectionClose()
+	if size < -1 {
+		size = -1 // until the upstream closed: chunked to the client
+	}
+	resp.SetBodyStream(s, size)
+	return s, nil
+}
+
+func isGatewayError(code int) bool {
+	return code == fasthttp.StatusBadGateway || code == fasthttp.StatusServiceUnavailable || code == fasthttp.StatusGatewayTimeout
+}
+
+// streamBody relays an upstream body to the client as it comes. The
+// server reads it while writing the response and closes it after; it
+// owns the upstream connection till then, and puts it back in the pool
+// only if the body ended where its framing said and nothing came after.
+//
+// Each read from the upstream gets upstream.timeout, and each write to
+// the client listen.write_timeout (the read before it moves the client's
+// write deadline): progress timeouts, so a large body may take as long as
+// it keeps moving.
+type streamBody struct {
+	body     io.Reader          // the carrier's body stream
+	carrier  *fasthttp.Response // framing state and the trailers, dropped
+	br       *bufio.Reader      // the upstream connection's reader
+	conn     net.Conn           // the upstream connection, for its read deadlines
+	timeout  time.Duration      // upstream.timeout, per read
+	left     int64              // bytes upstream.max_response_body_size still allows; -1 for no cap
+	reusable bool               // the connection may be pooled once the body ended
+	ended    bool               // the body ended as framed
+	u        *upstream
+	// done hands the connection back (reuse) or closes it, and releases
+	// br; set by attempt, which holds the pool's connection handle.
+	done func(reuse bool)
+
+	// Set by handle once forward returned: the client's connection and
+	// listen.write_timeout.
+	client       net.Conn
+	writeTimeout time.Duration
+}
+
+var streamPool = sync.Pool{New: func() any { return new(streamBody) }}
+
+// errStreamTooLarge ends a streamed body that grew past
+// upstream.max_response_body_size: the client's connection is cut, since
+// the status and headers are sent.
+var errStreamTooLarge = errors.New("proxy: streamed upstream body over upstream.max_response_body_size")
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	now := time.Now()
+	if err := s.conn.SetReadDeadline(now.Add(s.timeout)); err != nil {
+		return 0, err
+	}
+	if s.client != nil && s.writeTimeout > 0 {
+		if err := s.client.SetWriteDeadline(now.Add(s.writeTimeout)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := s.body.Read(p)
+	if s.left >= 0 {
+		if s.left -= int64(n); s.left < 0 {
+			return 0, errStreamTooLarge
+		}
+	}
+	if err == io.EOF {
+		s.ended = true
+	}
+	return n, err
+}
+
+// Close is the server's, after the last write (or a failed one): the
+// connection goes back to the pool only after a body that ended as
+// framed, with nothing buffered past it (see attempt's stray bytes).
+func (s *streamBody) Close() error {
+	reuse := s.ended && s.reusable
+	if s.ended && s.br.Buffered() > 0 {
+		s.u.desynced("bytes came past the end of a streamed response")
+		reuse = false
+	}
+	s.done(reuse)
+	s.u.inflight.Add(-1)
+	s.release()
+	return nil
+}
+
+// release returns the carrier and s to their pools.
+func (s *streamBody) release() {
+	_ = s.carrier.CloseBodyStream()
+	fasthttp.ReleaseResponse(s.carrier)
+	*s = streamBody{}
+	streamPool.Put(s)
+}
