@@ -10,9 +10,14 @@ import (
 // request (one atomic load, no lock); writers serialise among themselves and
 // publish a complete new snapshot with a higher version.
 type Map struct {
-	cur atomic.Pointer[Snapshot]
-	mu  sync.Mutex // serialises writers only
+	cur  atomic.Pointer[Snapshot]
+	mu   sync.Mutex   // serialises writers only
+	ramp atomic.Int64 // the drain ramp (ns) a change's weight carries by; see SetDrainRamp
 }
+
+// SetDrainRamp is how long drains and undrains ramp (routing.drain_ramp):
+// a change published later starts from where the ramp before had got to.
+func (m *Map) SetDrainRamp(d time.Duration) { m.ramp.Store(int64(d)) }
 
 // NewMap returns a Map publishing s.
 func NewMap(s *Snapshot) *Map {
@@ -79,7 +84,7 @@ func (m *Map) publish(old *Snapshot, version uint64, origin string, n uint32, to
 	if err != nil {
 		return nil, err
 	}
-	s.CarryChanges(old, time.Now())
+	s.CarryChanges(old, time.Now(), time.Duration(m.ramp.Load()))
 	m.cur.Store(s)
 	return s, nil
 }

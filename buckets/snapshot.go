@@ -67,6 +67,10 @@ type Snapshot struct {
 	// since the first version. lastChange is the latest of them.
 	changedAt  []int64
 	lastChange int64
+	// from is, per datacenter, its weight when it changed at changedAt:
+	// where the ramp before had got to (nil: a whole ramp, from 1 for a
+	// drain and from 0 for an undrain).
+	from []float64
 }
 
 // Build computes the placement of n buckets on topo with the overrides
@@ -187,9 +191,9 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 	}
 	s.strata = make([]strata, len(topo.Continents)+1)
 	for ci := range topo.Continents {
-		s.strata[ci] = s.newStrata(s.homedIn[ci])
+		s.strata[ci] = s.newStrata(s.homedIn[ci], ci)
 	}
-	s.strata[len(topo.Continents)] = s.newStrata(s.all)
+	s.strata[len(topo.Continents)] = s.newStrata(s.all, -1)
 
 	// Keyless requests under the "local" policy: the local datacenter,
 	// then the rest of its continent, then its failover continents, each
@@ -302,28 +306,43 @@ func (s *Snapshot) Pinned(b uint32) (dc int, ok bool) {
 }
 
 // CarryChanges records, for each datacenter whose drain state differs from
-// old's (matched by name), that it changed at now, and keeps old's times for
-// the others, so that a drain started before a reload keeps ramping. Call
-// it before publishing s.
-func (s *Snapshot) CarryChanges(old *Snapshot, now time.Time) {
+// old's (matched by name), that it changed at now, from the weight its
+// ramp (over ramp) had reached, and keeps old's for the others, so that a
+// drain started before a reload keeps ramping, and a datacenter drained
+// again halfway through its undrain ramps down from half instead of
+// jumping back to its whole share. Call it before publishing s.
+func (s *Snapshot) CarryChanges(old *Snapshot, now time.Time, ramp time.Duration) {
+	s.from = make([]float64, len(s.topo.Datacenters))
 	for i, d := range s.topo.Datacenters {
 		j, ok := old.topo.DatacenterIndex(d.Name)
 		switch {
 		case !ok:
 			s.changedAt[i] = 0
 		case old.Drained(j) != s.Drained(i):
+			s.from[i] = old.Weight(j, now.UnixNano(), ramp)
 			s.changedAt[i] = now.UnixNano()
 		default:
-			s.changedAt[i] = old.changedAt[j]
+			s.changedAt[i], s.from[i] = old.changedAt[j], old.fromWeight(j)
 		}
 		s.lastChange = max(s.lastChange, s.changedAt[i])
 	}
 }
 
+// fromWeight is datacenter dc's weight when it last changed.
+func (s *Snapshot) fromWeight(dc int) float64 {
+	switch {
+	case s.from != nil:
+		return s.from[dc]
+	case s.Drained(dc):
+		return 1
+	}
+	return 0
+}
+
 // Weight is the share of its traffic datacenter dc should take at now
 // (unix ns) when drains ramp over ramp: 1 for an undrained datacenter, 0
-// for a drained one, and in between for ramp after a change, falling
-// linearly after a drain and rising after an undrain.
+// for a drained one, and in between after a change, falling (after a
+// drain) or rising (after an undrain) by 1 each ramp from where it was.
 func (s *Snapshot) Weight(dc int, now int64, ramp time.Duration) float64 {
 	target := 1.0
 	if s.Drained(dc) {
@@ -335,9 +354,9 @@ func (s *Snapshot) Weight(dc int, now int64, ramp time.Duration) float64 {
 	}
 	done := float64(now-at) / float64(ramp)
 	if target == 0 {
-		return 1 - done
+		return max(0, s.fromWeight(dc)-done)
 	}
-	return done
+	return min(1, s.fromWeight(dc)+done)
 }
 
 // RampsOver reports whether every drain ramp of s has finished at now: the
@@ -363,13 +382,19 @@ type strata struct {
 	buckets    [][]uint32 // per stratum: its buckets
 }
 
-// newStrata groups candidates by their plan's first datacenter.
-func (s *Snapshot) newStrata(candidates []uint32) strata {
+// newStrata groups candidates by their plan's first datacenter. With a
+// continent (ci >= 0), only buckets served first on it and not moving
+// are candidates: a bucket pinned off its home, or moving (its reads
+// start on the new continent), would send the hot key's readers there,
+// off the continent that holds the key's data.
+func (s *Snapshot) newStrata(candidates []uint32, ci int) strata {
 	byDC := make([][]uint32, len(s.topo.Datacenters))
 	for _, b := range candidates {
-		if p := s.Plan(b); len(p) > 0 {
-			byDC[p[0]] = append(byDC[p[0]], b)
+		p := s.Plan(b)
+		if len(p) == 0 || ci >= 0 && (int(s.dcContinent[p[0]]) != ci || s.phase != nil && s.phase[b] != 0) {
+			continue
 		}
+		byDC[p[0]] = append(byDC[p[0]], b)
 	}
 	var st strata
 	total := 0.0
@@ -391,7 +416,8 @@ func (s *Snapshot) newStrata(candidates []uint32) strata {
 }
 
 // HotSibling returns sibling i (0 <= i < k) of a hot key with hash h whose
-// own bucket is own: a bucket homed on own's continent (or anywhere, with
+// own bucket is own: a bucket served first on the continent own's reads
+// go to, its home or, while it moves, the new one (or anywhere, with
 // crossContinent). The k siblings are stratified by capacity: sibling i
 // falls in the datacenter whose share of the continent's capacity covers
 // the point (i + u) / k, u a fraction drawn from h. So a key spread over k
@@ -401,7 +427,11 @@ func (s *Snapshot) newStrata(candidates []uint32) strata {
 func (s *Snapshot) HotSibling(own uint32, h uint64, i, k int, crossContinent bool) uint32 {
 	st := &s.strata[len(s.strata)-1]
 	if !crossContinent {
-		st = &s.strata[s.home[own]]
+		ci := int(s.home[own])
+		if p := s.Plan(own); len(p) > 0 {
+			ci = int(s.dcContinent[p[0]]) // (a move's new home: its writes go there at cutover)
+		}
+		st = &s.strata[ci]
 	}
 	if k <= 1 || len(st.buckets) == 0 {
 		return own

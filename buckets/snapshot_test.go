@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // twoContinents is Instagram's split: 5 US and 3 EU datacenters of unequal
@@ -470,8 +471,30 @@ func TestHomedInListsEachBucketUnderItsHome(t *testing.T) {
 // continent, and every build draws the same ones.
 func TestHotSiblingsFollowCapacity(t *testing.T) {
 	topo := twoContinents()
-	s := mustBuild(t, 4096, topo, Overrides{})
-	again := mustBuild(t, 4096, topo, Overrides{})
+	// Buckets homed in the US but read elsewhere: one pinned to an EU
+	// datacenter, some moving to the EU (their reads start there). None is
+	// a sibling of a US key; a US key whose own bucket moves draws its
+	// siblings from the EU, where its reads (and, at cutover, its writes)
+	// go.
+	plain := mustBuild(t, 4096, topo, Overrides{})
+	var us []uint32
+	for b := uint32(0); b < 4096 && len(us) < 40; b++ {
+		if plain.Home(b) == 0 {
+			us = append(us, b)
+		}
+	}
+	o := Overrides{Pins: map[uint32]string{us[0]: "eu-west"}, Moves: map[uint32]Move{}}
+	for i, b := range us[1:] {
+		o.Moves[b] = Move{To: "eu", Phase: []MovePhase{MoveCopying, MoveFenced, MoveCutover}[i%3]}
+	}
+	for _, o := range []Overrides{{}, o} {
+		hotSiblingsFollowCapacity(t, topo, o)
+	}
+}
+
+func hotSiblingsFollowCapacity(t *testing.T, topo Topology, o Overrides) {
+	s := mustBuild(t, 4096, topo, o)
+	again := mustBuild(t, 4096, topo, o)
 	capOf := map[int]float64{}
 	total := map[int]float64{}
 	for i, d := range topo.Datacenters {
@@ -479,16 +502,23 @@ func TestHotSiblingsFollowCapacity(t *testing.T) {
 		capOf[i] = d.Capacity
 		total[ci] += d.Capacity
 	}
-	for key := range uint64(200) {
-		h := hashing.Mix64(key + 1)
-		own := uint32(key * 37 % 4096)
-		home := s.Home(own)
+	owners := []uint32{}
+	for key := range uint32(200) {
+		owners = append(owners, key*37%4096)
+	}
+	for b := range o.Moves {
+		owners = append(owners, b)
+	}
+	for key, own := range owners {
+		h := hashing.Mix64(uint64(key) + 1)
+		home := s.ContinentOf(int(s.Plan(own)[0])) // where own's reads go
 		for _, k := range []int{2, 5, 8, 16} {
 			perDC := map[int]int{}
 			for i := range k {
 				b := s.HotSibling(own, h, i, k, false)
-				if s.Home(b) != home {
-					t.Fatalf("sibling %d of %d is bucket %d, homed off the key's continent", i, k, b)
+				if s.Home(b) != home || s.ContinentOf(int(s.Plan(b)[0])) != home {
+					t.Fatalf("bucket %d's sibling %d of %d is bucket %d, homed on %d and read first on %d, not on %d where the key's reads go",
+						own, i, k, b, s.Home(b), s.ContinentOf(int(s.Plan(b)[0])), home)
 				}
 				if b != again.HotSibling(own, h, i, k, false) {
 					t.Fatal("siblings differ between two builds of the same map")
@@ -528,5 +558,39 @@ func TestTopologyRefusesARepeatedFailoverContinent(t *testing.T) {
 	topo.Continents[0].FailoverTo = []string{topo.Continents[1].Name, topo.Continents[1].Name}
 	if _, err := Build(1, 64, topo, Overrides{}); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Fatalf("Build with a repeated failover continent: %v", err)
+	}
+}
+
+// A datacenter drained again halfway through its undrain ramp ramps down
+// from where it was (half), not from its whole share: it was drained for
+// failing, and a jump to all of its traffic would be the opposite.
+func TestARedrainMidRampRampsFromWhereItWas(t *testing.T) {
+	const ramp = 10 * time.Second
+	topo := twoContinents()
+	usWest, _ := topo.DatacenterIndex("us-west")
+	drained := Overrides{Drained: map[string]bool{"us-west": true}}
+	s1 := mustBuild(t, 64, topo, drained)
+	t0 := time.Unix(1000, 0)
+	s2 := mustBuild(t, 64, topo, Overrides{})
+	s2.CarryChanges(s1, t0, ramp)
+	mid := t0.Add(ramp / 2)
+	if w := s2.Weight(usWest, mid.UnixNano(), ramp); math.Abs(w-0.5) > 1e-9 {
+		t.Fatalf("halfway through the undrain: weight %v, want 0.5", w)
+	}
+	s3 := mustBuild(t, 64, topo, drained)
+	s3.CarryChanges(s2, mid, ramp)
+	for _, c := range []struct {
+		at   time.Duration
+		want float64
+	}{{0, 0.5}, {ramp / 4, 0.25}, {ramp / 2, 0}, {ramp, 0}} {
+		if w := s3.Weight(usWest, mid.Add(c.at).UnixNano(), ramp); math.Abs(w-c.want) > 1e-9 {
+			t.Errorf("%v after the drain that came halfway through the undrain: weight %v, want %v", c.at, w, c.want)
+		}
+	}
+	// A reload that changes nothing of it keeps the ramp where it is.
+	s4 := mustBuild(t, 64, topo, drained)
+	s4.CarryChanges(s3, mid.Add(ramp/4), ramp)
+	if w := s4.Weight(usWest, mid.Add(ramp/4).UnixNano(), ramp); math.Abs(w-0.25) > 1e-9 {
+		t.Errorf("after a reload mid-ramp: weight %v, want 0.25", w)
 	}
 }

@@ -235,7 +235,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	if old != nil {
-		snap.CarryChanges(old.router.placement.Load(), time.Now())
+		snap.CarryChanges(old.router.placement.Load(), time.Now(), cfg.Routing.DrainRamp)
 	}
 	local, ok := topo.DatacenterIndex(cfg.Node.Datacenter)
 	if !ok {
@@ -287,6 +287,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 			origin:         originOf(topo, local),
 		},
 	}
+	st.router.placement.SetDrainRamp(cfg.Routing.DrainRamp)
 	if cfg.Upstream.Retries != nil {
 		st.retries = *cfg.Upstream.Retries
 	}
