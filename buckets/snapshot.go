@@ -135,17 +135,16 @@ func BuildFrom(version uint64, origin string, n uint32, topo Topology, o Overrid
 	}
 
 	// Candidates per continent, and the continents themselves weighted by
-	// their total capacity for the default home.
+	// their shares for the default home.
 	perContinent := make([][]candidate, len(topo.Continents))
 	conts := make([]candidate, len(topo.Continents))
-	for i, c := range topo.Continents {
-		conts[i] = newCandidate(i, c.Name, 0)
+	for i, share := range topo.Shares() {
+		conts[i] = newCandidate(i, topo.Continents[i].Name, share)
 	}
 	s.dcContinent = make([]uint8, len(topo.Datacenters))
 	for i, d := range topo.Datacenters {
 		ci, _ := topo.ContinentIndex(d.Continent)
 		perContinent[ci] = append(perContinent[ci], newCandidate(i, d.Name, d.Capacity))
-		conts[ci].weight += d.Capacity
 		s.dcContinent[i] = uint8(ci)
 	}
 	failover := make([][]int, len(topo.Continents))
@@ -260,6 +259,25 @@ func (s *Snapshot) Topology() *Topology { return &s.topo }
 
 // Overrides returns a copy of the overrides the snapshot was built with.
 func (s *Snapshot) Overrides() Overrides { return s.overrides.Clone() }
+
+// DefaultHomesMoved counts the buckets that have no home of their own in
+// either snapshot and whose default home continent differs between them
+// (by name), and returns the first of them: a change of the continents'
+// shares rehomes those, and their data has not moved.
+func DefaultHomesMoved(a, b *Snapshot) (count int, first uint32) {
+	for x := range min(a.n, b.n) {
+		_, ownA := a.overrides.Homes[x]
+		_, ownB := b.overrides.Homes[x]
+		if ownA || ownB || a.topo.Continents[a.home[x]].Name == b.topo.Continents[b.home[x]].Name {
+			continue
+		}
+		if count == 0 {
+			first = x
+		}
+		count++
+	}
+	return count, first
+}
 
 // Home returns the index of bucket b's home continent.
 func (s *Snapshot) Home(b uint32) int { return int(s.home[b]) }

@@ -594,3 +594,45 @@ func TestARedrainMidRampRampsFromWhereItWas(t *testing.T) {
 		t.Errorf("after a reload mid-ramp: weight %v, want 0.25", w)
 	}
 }
+
+// Homes follow the continents' shares, not their capacities, once shares
+// are set: capacity edits (one site grown, a continent's capacities
+// rescaled) move no bucket between continents. By capacity alone they do,
+// and DefaultHomesMoved counts them.
+func TestSharesKeepHomesWhileCapacitiesChange(t *testing.T) {
+	edited := func(topo Topology) Topology {
+		topo.Datacenters = slices.Clone(topo.Datacenters)
+		for i := range topo.Datacenters {
+			switch d := &topo.Datacenters[i]; {
+			case d.Name == "us-west":
+				d.Capacity = 150
+			case d.Continent == "eu":
+				d.Capacity /= 10
+			}
+		}
+		return topo
+	}
+	byCapacity := twoContinents()
+	if n, _ := DefaultHomesMoved(mustBuild(t, 4096, byCapacity, Overrides{}), mustBuild(t, 4096, edited(byCapacity), Overrides{})); n < 100 {
+		t.Fatalf("by capacity, the edits rehomed %d buckets; want many (the test's premise)", n)
+	}
+	shared := twoContinents()
+	shared.Continents = []Continent{{Name: "us", Share: 460}, {Name: "eu", Share: 240}}
+	before := mustBuild(t, 4096, shared, Overrides{})
+	if n, b := DefaultHomesMoved(mustBuild(t, 4096, byCapacity, Overrides{}), before); n != 0 {
+		t.Fatalf("shares equal to the capacities' sums rehomed %d buckets (bucket %d)", n, b)
+	}
+	if n, b := DefaultHomesMoved(before, mustBuild(t, 4096, edited(shared), Overrides{})); n != 0 {
+		t.Fatalf("with shares set, capacity edits rehomed %d buckets (bucket %d)", n, b)
+	}
+	// A bucket with a home of its own is not counted: its home is the map's.
+	moved := mustBuild(t, 4096, byCapacity, Overrides{})
+	var b uint32
+	for moved.Home(b) != 0 {
+		b++
+	}
+	own := mustBuild(t, 4096, byCapacity, Overrides{Homes: map[uint32]string{b: "eu"}})
+	if n, _ := DefaultHomesMoved(moved, own); n != 0 {
+		t.Fatalf("a bucket given a home of its own counted as rehomed (%d)", n)
+	}
+}

@@ -29,6 +29,24 @@ type Continent struct {
 	// FailoverTo names the continents that may serve this continent's
 	// buckets when none of its own datacenters can, in order.
 	FailoverTo []string
+	// Share weighs the continent in the default home split: a bucket with
+	// no home of its own is homed by rendezvous over the continents,
+	// weighted by share. 0: the sum of its datacenters' capacities.
+	Share float64
+}
+
+// Shares is each continent's weight in the default home split.
+func (t *Topology) Shares() []float64 {
+	shares := make([]float64, len(t.Continents))
+	for i, c := range t.Continents {
+		shares[i] = c.Share
+	}
+	for _, d := range t.Datacenters {
+		if ci, ok := t.ContinentIndex(d.Continent); ok && t.Continents[ci].Share == 0 {
+			shares[ci] += d.Capacity
+		}
+	}
+	return shares
 }
 
 // Datacenter is one web-tier site.
@@ -72,6 +90,9 @@ func (t *Topology) validate() error {
 	for _, c := range t.Continents {
 		if seen["c:"+c.Name] {
 			return fmt.Errorf("buckets: continent %q listed twice", c.Name)
+		}
+		if c.Share < 0 || math.IsInf(c.Share, 0) || math.IsNaN(c.Share) {
+			return fmt.Errorf("buckets: continent %q: share %v must be 0 (by capacity) or a positive number", c.Name, c.Share)
 		}
 		seen["c:"+c.Name] = true
 	}

@@ -391,6 +391,14 @@ type Continent struct {
 	// a continent's users' data stays on it. Each entry must be another
 	// known continent, listed once.
 	FailoverTo []string `yaml:"failover_to"`
+	// Share weighs the continent in the default home split: a bucket
+	// without a home of its own is homed on a continent drawn by
+	// rendezvous, weighted by share, so about share / (sum of shares) of
+	// the buckets live here. Default: the sum of its datacenters'
+	// capacities. Set it to keep the split fixed while capacities change:
+	// a reload that would rehome buckets (their data has not moved) is
+	// refused.
+	Share float64 `yaml:"share"`
 }
 
 // Datacenter is one web-tier site.

@@ -147,6 +147,9 @@ func (v *validator) topology() {
 		v.name(fmt.Sprintf("continents[%d]", i), "continent", ct.Name, i, v.continents)
 	}
 	for i, ct := range c.Continents {
+		if ct.Share < 0 || math.IsNaN(ct.Share) || math.IsInf(ct.Share, 0) {
+			v.errorf(fmt.Sprintf("continents[%d].share", i), "must be a positive number (or 0: its datacenters' capacity), got %v", ct.Share)
+		}
 		seen := make(map[string]bool, len(ct.FailoverTo))
 		for j, to := range ct.FailoverTo {
 			field := fmt.Sprintf("continents[%d].failover_to[%d]", i, j)

@@ -1138,3 +1138,28 @@ func TestRequestTimeoutBoundsEveryAttempt(t *testing.T) {
 		}
 	}
 }
+
+// A reload whose capacities change the continents' shares would rehome
+// buckets whose data has not moved, from this node alone: it is refused,
+// naming the way (continents[].share). With shares set, capacities change
+// freely.
+func TestReloadThatRehomesBucketsIsRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	bigger := func(c *configs.Config) { c.Datacenters[0].Capacity = 150 } // us-a: the US share grows
+	err := h.srv.Reload(testConfig(t, bigger), nil)
+	if err == nil || !strings.Contains(err.Error(), "rehome") || !strings.Contains(err.Error(), "continents[].share") {
+		t.Fatalf("reload with a US capacity raised: %v, want refused, naming continents[].share", err)
+	}
+	shared := func(c *configs.Config) {
+		c.Continents[0].Share, c.Continents[1].Share = 250, 160 // the capacities' sums: the same split
+	}
+	if err := h.srv.Reload(testConfig(t, shared), nil); err != nil {
+		t.Fatalf("reload that sets the shares the capacities gave: %v", err)
+	}
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { shared(c); bigger(c) }), nil); err != nil {
+		t.Fatalf("reload of a capacity with the shares set: %v", err)
+	}
+	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { c.Continents[0].Share, c.Continents[1].Share = 250, 300 }), nil); err == nil {
+		t.Fatal("a reload that changes the shares themselves was applied")
+	}
+}

@@ -235,7 +235,17 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	if old != nil {
-		snap.CarryChanges(old.router.placement.Load(), time.Now(), cfg.Routing.DrainRamp)
+		prev := old.router.placement.Load()
+		if n, b := buckets.DefaultHomesMoved(prev, snap); n > 0 {
+			// Their users' data is on the old continent: writes would go
+			// where it is not, from this node only (the fleet's others
+			// keep the old split), with no fence.
+			return nil, fmt.Errorf("proxy: the continents' shares of buckets change (%s to %s), which would rehome %d buckets (bucket %d: %s to %s) whose data has not moved; "+
+				"set continents[].share to keep the split while capacities change, and move buckets with POST /admin/placement/move",
+				shareText(prev.Topology()), shareText(&topo), n, b,
+				prev.Topology().Continents[prev.Home(b)].Name, topo.Continents[snap.Home(b)].Name)
+		}
+		snap.CarryChanges(prev, time.Now(), cfg.Routing.DrainRamp)
 	}
 	local, ok := topo.DatacenterIndex(cfg.Node.Datacenter)
 	if !ok {
@@ -396,12 +406,24 @@ func sameUpstreamSettings(a, b configs.Upstream) bool {
 	return a == b
 }
 
+// shareText is t's continents' shares, as "us 460, eu 240".
+func shareText(t *buckets.Topology) string {
+	var b strings.Builder
+	for i, share := range t.Shares() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %g", t.Continents[i].Name, share)
+	}
+	return b.String()
+}
+
 // placementFrom turns the config's topology and overrides into the
 // buckets package's terms, expanding bucket ranges.
 func placementFrom(cfg *configs.Config) (buckets.Topology, buckets.Overrides, error) {
 	var topo buckets.Topology
 	for _, c := range cfg.Continents {
-		topo.Continents = append(topo.Continents, buckets.Continent{Name: c.Name, FailoverTo: c.FailoverTo})
+		topo.Continents = append(topo.Continents, buckets.Continent{Name: c.Name, FailoverTo: c.FailoverTo, Share: c.Share})
 	}
 	for _, d := range cfg.Datacenters {
 		topo.Datacenters = append(topo.Datacenters, buckets.Datacenter{Name: d.Name, Continent: d.Continent, Capacity: d.Capacity})
