@@ -384,10 +384,14 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 	}
 	for len(pending) > 0 {
 		for ml, seeds := range pending {
-			if n, err := ml.Join(seeds); err == nil && n > 0 {
+			n, ok, err := joinUnlessDone(ctx, ml, seeds)
+			switch {
+			case !ok:
+				return
+			case err == nil && n > 0:
 				delete(pending, ml)
 				c.log.Info("joined the fleet", "pool", poolName(c, ml), "contacted", n)
-			} else {
+			default:
 				c.log.Debug("join failed; retrying", "pool", poolName(c, ml), "error", err)
 			}
 		}
@@ -429,6 +433,32 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 				c.log.Debug("rejoining: a node seen before is missing", "pool", poolName(c, p.ml), "tried", targets, "contacted", n, "error", err)
 			}()
 		}
+	}
+}
+
+// joinUnlessDone joins seeds on a goroutine of its own and waits for it,
+// or for ctx, whichever comes first (ok false): Join dials its seeds one
+// after another, each up to memberlist's TCP timeout (10 s on the LAN,
+// 30 s on the WAN) when one takes the connection and never answers, and a
+// stop waits for this loop, so a seed that swallows the join would hold
+// SIGTERM's drain back by as long, past a service manager's patience.
+// The goroutine left behind ends with that timeout, or when Close shuts
+// the pool down.
+func joinUnlessDone(ctx context.Context, ml *memberlist.Memberlist, seeds []string) (n int, ok bool, err error) {
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := ml.Join(seeds)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, true, r.err
+	case <-ctx.Done():
+		return 0, false, nil
 	}
 }
 

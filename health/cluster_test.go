@@ -528,3 +528,22 @@ func TestHeldPortFailsStartWithoutWaitForBind(t *testing.T) {
 		t.Fatalf("second Start on %s: %v", lan, err)
 	}
 }
+
+// A stop does not wait behind a first join that hangs: a seed that takes
+// the connection and never answers (a host that drops packets, a peer
+// behind a partition) holds memberlist's Join for its TCP timeout, and
+// SIGTERM's drain waited for it, past a service manager's patience.
+func TestCloseDoesNotWaitForAFirstJoinThatHangs(t *testing.T) {
+	hole, err := net.Listen("tcp", "127.0.3.9:0") // its backlog takes the connection; nobody answers
+	if err != nil {
+		t.Skipf("cannot bind 127.0.3.9: %v", err)
+	}
+	defer hole.Close() // resets the connection: the Join left behind ends
+	n := startNode(t, "edge-us-east", "us-east", "127.0.3.1", []string{hole.Addr().String()}, nil, nil)
+	time.Sleep(300 * time.Millisecond) // the join is under way, waiting for an answer
+	start := time.Now()
+	n.stop()
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("Close took %v behind a join that hangs (memberlist's TCP timeout is 10 s)", took)
+	}
+}
