@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/socialroute/socialroute/configs"
+	"github.com/socialroute/socialroute/hashing"
 	"github.com/socialroute/socialroute/proxy"
 	"github.com/valyala/fasthttp"
 )
@@ -483,4 +484,81 @@ func readyz(admin string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// A SIGHUP while the process starts (a deploy's reload as a restart loads
+// its table) is kept and applied once it serves: its default action would
+// kill the process with a status a service manager takes for a clean stop.
+func TestEndToEndSighupDuringStartupIsNotFatal(t *testing.T) {
+	web := startWebServers(t)
+	dir := t.TempDir()
+	config, addr, fifo := filepath.Join(dir, "proxy.yaml"), freeAddr(t), filepath.Join(dir, "table.srt")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO to hold the start on: %v", err)
+	}
+	writeConfig(t, config, addr, web, "table: "+fifo+"\n")
+	b, err := hashing.NewTableBuilder(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Add("7", 9)
+	table, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each open of the FIFO by the proxy (the start, then the reload) gets
+	// the table, once the test lets it through.
+	feed, stop := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	go func() {
+		<-feed
+		for {
+			f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+			if err == nil {
+				_ = syscall.SetNonblock(int(f.Fd()), false)
+				table.WriteTo(f)
+				f.Close()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	p := &proxyProcess{cmd: exec.Command(binary, "serve", "--config", config), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stderr, p.cmd.Stdout = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("proxy logs:\n%s", p.logs.String())
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // it waits for the table
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(feed)
+	waitFor(t, "the SIGHUP's reload, once serving", func() bool {
+		select {
+		case err := <-p.done:
+			t.Fatalf("the proxy exited on a SIGHUP during its start: %v", err)
+		default:
+		}
+		return strings.Contains(p.logs.String(), "configuration reloaded")
+	})
+	if c, err := net.Dial("tcp", addr); err != nil {
+		t.Fatalf("not serving after the reload: %v", err)
+	} else {
+		c.Close()
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExit(t, "the proxy")
 }

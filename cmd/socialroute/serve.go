@@ -64,6 +64,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
+	// A SIGHUP before the loop below takes signals (while the table loads,
+	// say: seconds for millions of users) would take its default action
+	// and kill the process, which a service manager counts as a clean
+	// stop and leaves down. It is kept, and reloads once serving: the
+	// file may have changed since it was read. (SIGTERM keeps its default
+	// until then: there is nothing to drain yet.)
+	early := make(chan os.Signal, 1)
+	signal.Notify(early, syscall.SIGHUP)
+	defer signal.Stop(early)
 	cfg, table, err := loadAll(*cfgPath)
 	if err != nil {
 		return err
@@ -107,6 +116,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// (logrotate's) must not take its default action and kill the process
 	// with status 129 on its way out.
 	defer signal.Stop(sigs)
+	signal.Stop(early)
+	select {
+	case sig := <-early:
+		sigs <- sig // reloaded once serving, like any SIGHUP
+	default:
+	}
 	// The admin endpoint's reloads run in the loop below, like SIGHUP's,
 	// so the running config has one owner.
 	// draining closes when the drain starts: the loop takes no reloads
