@@ -101,6 +101,7 @@ func TestRestartOnly(t *testing.T) {
 		{"max spread (the detector keeps its own)", func(c *Config) { c.Hot.MaxSpread = 8 }, "hot.max_spread"},
 		{"routing", func(c *Config) { c.Drained = []string{"us-a"}; c.Upstream.Timeout = time.Second }, ""},
 		{"address", func(c *Config) { c.Listen.Address = ":8443" }, "listen.address"},
+		{"gossip added to a node running without", func(c *Config) { c.Gossip = Gossip{LAN: GossipPool{Bind: "10.0.0.1:7946"}} }, "gossip"},
 		{"tls off", func(c *Config) { c.Listen.TLS = nil }, "listen.tls"},
 		{"min version", func(c *Config) { c.Listen.TLS.MinVersion = "1.3" }, "listen.tls.min_version"},
 		{"watch interval", func(c *Config) { c.Listen.TLS.WatchInterval = time.Minute }, "listen.tls.watch_interval"},

@@ -16,8 +16,9 @@ import (
 // listen.drain_delay and listen.shutdown_timeout (read when SIGTERM comes),
 // listen.max_headers and listen.headers_with_underscores (the request
 // screen), log.level. hot.max_spread is listed because the detector keeps
-// the one it started with (the static list takes the new one). Gossip, node and datacenters with gossip on are refused by the
-// reload itself.
+// the one it started with (the static list takes the new one). Node and
+// datacenters with gossip on are refused by the reload itself, as is any
+// change of gossip; gossip is listed for a node that runs without it.
 func RestartOnly(a, b *Config) []string {
 	var out []string
 	la, lb := a.Listen, b.Listen
@@ -43,6 +44,9 @@ func RestartOnly(a, b *Config) []string {
 		changed bool
 	}{
 		{"log.format", a.Log.Format != b.Log.Format},
+		// (With gossip on, the reload refuses any change of it; without,
+		// a gossip section added is started only by a restart.)
+		{"gossip", !reflect.DeepEqual(a.Gossip, b.Gossip)},
 		{"hot.detect_rate", a.Hot.DetectRate != b.Hot.DetectRate},
 		{"hot.detect_tick", a.Hot.DetectTick != b.Hot.DetectTick},
 		{"hot.max_spread", a.Hot.MaxSpread != b.Hot.MaxSpread},

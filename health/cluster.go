@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -124,6 +125,11 @@ type Cluster struct {
 	self      int // index of this node's datacenter
 	lan, wan  *memberlist.Memberlist
 
+	// loadLimit (float64 bits) and slowStart are Options.LoadLimit and
+	// SlowStart as the last reload set them (SetRouting).
+	loadLimit atomic.Uint64
+	slowStart atomic.Int64
+
 	meta  atomic.Pointer[[]byte] // this node's encoded Meta
 	mu    sync.Mutex             // guards state below and meta updates
 	state Meta
@@ -227,6 +233,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		offerSlots: make(chan struct{}, sendAtOnce),
 		now:        time.Now,
 	}
+	c.SetRouting(o.LoadLimit, o.SlowStart)
 	for i, d := range o.Datacenters {
 		if d.Name == o.Datacenter {
 			c.self, c.continent = i, d.Continent
@@ -576,6 +583,18 @@ func (c *Cluster) SetMap(version uint64, origin string) {
 
 // SetAutoApply gossips this node's placement.auto_apply: the fleet's moves
 // are driven by a node that has it on.
+// SetRouting applies a reload's routing.load_limit (the share of a
+// datacenter's max_rps it is offered before the excess spills; <= 0 for 1)
+// and routing.drain_ramp (a datacenter back up ramps in over it) from the
+// next evaluation on.
+func (c *Cluster) SetRouting(loadLimit float64, slowStart time.Duration) {
+	if loadLimit <= 0 {
+		loadLimit = 1
+	}
+	c.loadLimit.Store(math.Float64bits(loadLimit))
+	c.slowStart.Store(int64(slowStart))
+}
+
 func (c *Cluster) SetAutoApply(on bool) {
 	c.updateMeta(func(m *Meta) { m.AutoApply = &on })
 }

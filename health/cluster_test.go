@@ -330,6 +330,15 @@ func TestHeadroomAdmitsOnlyWhatTheDatacenterCanTake(t *testing.T) {
 		}
 	}()
 	eventually(t, 5*time.Second, "us-west limited", func() bool { return east.Status()[usWest].Admit < 0.5 })
+	// A reload's lower routing.load_limit applies while it runs.
+	before := east.Status()[usWest].Admit
+	east.SetRouting(0.5, 0)
+	eventually(t, 5*time.Second, "a load_limit halved by a reload halves the admitted share", func() bool {
+		a := east.Status()[usWest].Admit
+		return a > before*0.3 && a < before*0.7
+	})
+	east.SetRouting(1, 0)
+	eventually(t, 5*time.Second, "the load_limit back at 1", func() bool { return east.Status()[usWest].Admit > before*0.8 })
 	admitted.Store(0)
 	offered.Store(0)
 	time.Sleep(time.Second)

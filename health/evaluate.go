@@ -63,6 +63,7 @@ type nodeReport struct {
 // logging every datacenter that changed state.
 func (c *Cluster) evaluate() {
 	dcs := c.opts.Datacenters
+	loadLimit, slowStart := math.Float64frombits(c.loadLimit.Load()), time.Duration(c.slowStart.Load())
 	byDC := make([][]nodeReport, len(dcs))
 	index := make(map[string]int, len(dcs))
 	for i, d := range dcs {
@@ -132,7 +133,7 @@ func (c *Cluster) evaluate() {
 		}
 		if !s.Up {
 			v.down |= 1 << i
-		} else if limit := d.MaxRPS * c.opts.LoadLimit; limit > 0 && offered[i] > limit {
+		} else if limit := d.MaxRPS * loadLimit; limit > 0 && offered[i] > limit {
 			// Bounded-load spill: admit the share the datacenter can take;
 			// the rest goes to the next datacenter of each bucket's list.
 			s.Admit = limit / offered[i]
@@ -140,12 +141,12 @@ func (c *Cluster) evaluate() {
 			v.admit[i] = s.Admit
 			s.Reason += fmt.Sprintf("; over its headroom (%.0f of %.0f rps), admitting %.0f%%", offered[i], limit, 100*s.Admit)
 		}
-		if s.Up && c.opts.SlowStart > 0 && prev != nil {
+		if s.Up && slowStart > 0 && prev != nil {
 			if prev.down&(1<<i) != 0 {
 				c.upAt[i] = now // back from down: its share ramps up (evaluate runs on one goroutine)
 			}
-			if since := now.Sub(c.upAt[i]); since < c.opts.SlowStart {
-				share := max(0.05, float64(since)/float64(c.opts.SlowStart))
+			if since := now.Sub(c.upAt[i]); since < slowStart {
+				share := max(0.05, float64(since)/float64(slowStart))
 				if v.limited&(1<<i) == 0 || share < s.Admit {
 					s.Admit = share
 				}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/socialroute/socialroute/configs"
 	"github.com/socialroute/socialroute/hashing"
+	"github.com/socialroute/socialroute/health"
 	"github.com/socialroute/socialroute/proxy"
 )
 
@@ -159,14 +160,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		case err := <-served:
 			return err
 		case done := <-reloads:
-			next, err := reload(srv, cfg, *cfgPath, cluster != nil, log, level)
+			next, err := reload(srv, cluster, cfg, *cfgPath, log, level)
 			if err == nil {
 				cfg = next
 			}
 			done <- err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if next, err := reload(srv, cfg, *cfgPath, cluster != nil, log, level); err == nil {
+				if next, err := reload(srv, cluster, cfg, *cfgPath, log, level); err == nil {
 					cfg = next
 				}
 				continue
@@ -234,14 +235,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 // reload applies a changed config and table and returns the new config, or
 // logs and returns why it cannot (the running one stays in force).
-func reload(srv *proxy.Server, running *configs.Config, path string, gossip bool, log *slog.Logger, level *slog.LevelVar) (*configs.Config, error) {
+func reload(srv *proxy.Server, cluster *health.Cluster, running *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*configs.Config, error) {
 	cfg, table, err := loadAll(path)
 	switch {
 	case err != nil:
-	case gossip && (!sameDatacenters(running, cfg) || !reflect.DeepEqual(running.Gossip, cfg.Gossip) || running.Node != cfg.Node):
+	case cluster != nil && (!sameDatacenters(running, cfg) || !reflect.DeepEqual(running.Gossip, cfg.Gossip) || running.Node != cfg.Node):
 		err = errors.New("with gossip on, changes to datacenters, gossip or node need a restart")
 	default:
 		err = srv.Reload(cfg, table)
+	}
+	if err == nil && cluster != nil {
+		cluster.SetRouting(cfg.Routing.LoadLimit, cfg.Routing.DrainRamp) // the fleet view's headroom and slow start
 	}
 	srv.RecordReload(err)
 	if err != nil {
