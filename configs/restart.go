@@ -15,7 +15,7 @@ import (
 // Not listed, because a reload applies them: listen.tls certificates,
 // listen.drain_delay and listen.shutdown_timeout (read when SIGTERM comes),
 // listen.max_headers and listen.headers_with_underscores (the request
-// screen), log.level. hot.max_spread is listed because the detector keeps
+// screen), log.level, admin.token_file (the token is read again). hot.max_spread is listed because the detector keeps
 // the one it started with (the static list takes the new one). Node and
 // datacenters with gossip on are refused by the reload itself, as is any
 // change of gossip; gossip is listed for a node that runs without it.
@@ -38,7 +38,9 @@ func RestartOnly(a, b *Config) []string {
 	la.DrainDelay, lb.DrainDelay, la.ShutdownTimeout, lb.ShutdownTimeout = 0, 0, 0, 0
 	la.MaxHeaders, lb.MaxHeaders, la.HeadersWithUnderscores, lb.HeadersWithUnderscores = 0, 0, "", ""
 	out = appendChanged(out, "listen.", la, lb)
-	out = appendChanged(out, "admin.", a.Admin, b.Admin)
+	aa, ab := a.Admin, b.Admin
+	aa.TokenFile, ab.TokenFile = "", "" // read again by each reload: a token rotates
+	out = appendChanged(out, "admin.", aa, ab)
 	for _, f := range []struct {
 		name    string
 		changed bool

@@ -93,7 +93,7 @@ type AdminOptions struct {
 type Admin struct {
 	s        *Server
 	cluster  ClusterView
-	token    [sha256.Size]byte // sha256 of the token: compared in constant time, whatever its length
+	token    atomic.Pointer[[sha256.Size]byte] // sha256 of the token: compared in constant time, whatever its length; SetToken swaps it
 	noToken  bool
 	reload   func() error
 	log      *slog.Logger
@@ -106,6 +106,21 @@ type Admin struct {
 	// someone guessing tokens from flooding the log.
 	refused    *prometheus.CounterVec
 	wrongToken logEvery
+}
+
+// SetToken replaces the token (a rotation, read again at a reload): the
+// old one is refused from the next request on. An endpoint started with
+// NoToken keeps it (a restart turns tokens on).
+func (a *Admin) SetToken(token []byte) error {
+	switch {
+	case a.noToken:
+		return errors.New("proxy: admin: the endpoint runs without a token (admin.insecure_no_token); a token needs a restart")
+	case len(token) < MinAdminToken:
+		return fmt.Errorf("proxy: admin: the token must be at least %d characters, got %d", MinAdminToken, len(token))
+	}
+	sum := sha256.Sum256(token)
+	a.token.Store(&sum)
+	return nil
 }
 
 // NewAdmin builds the admin endpoint of s.
@@ -121,7 +136,8 @@ func NewAdmin(s *Server, o AdminOptions) (*Admin, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	a.token = sha256.Sum256(o.Token)
+	sum := sha256.Sum256(o.Token)
+	a.token.Store(&sum)
 	a.wrongToken.every = 10 * time.Second
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "socialroute_admin_unauthorized_total",
@@ -321,7 +337,7 @@ func (a *Admin) authorized(w http.ResponseWriter, r *http.Request) bool {
 		basic = true
 	}
 	sum := sha256.Sum256([]byte(given))
-	if given != "" && subtle.ConstantTimeCompare(sum[:], a.token[:]) == 1 {
+	if given != "" && subtle.ConstantTimeCompare(sum[:], a.token.Load()[:]) == 1 {
 		if basic && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			a.refused.WithLabelValues("basic_write").Inc()
 			w.Header().Add("WWW-Authenticate", "Bearer "+realm)

@@ -33,10 +33,11 @@ const (
 // adminEndpoint is the running admin listener. A nil *adminEndpoint (the
 // endpoint is off) is valid: its methods do nothing.
 type adminEndpoint struct {
-	admin *proxy.Admin
-	http  *http.Server
-	addr  string
-	done  chan error
+	admin    *proxy.Admin
+	http     *http.Server
+	addr     string
+	done     chan error
+	hasToken bool // started with a token (not insecure_no_token)
 }
 
 // startAdmin starts the admin endpoint of srv if cfg.Admin.Enabled, on its
@@ -71,7 +72,7 @@ func startAdmin(cfg *configs.Config, srv *proxy.Server, cluster *health.Cluster,
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen: %w", err)
 	}
-	e := &adminEndpoint{admin: a, addr: ln.Addr().String(), done: make(chan error, 1)}
+	e := &adminEndpoint{admin: a, addr: ln.Addr().String(), done: make(chan error, 1), hasToken: token != nil}
 	e.http = &http.Server{
 		Handler:           a,
 		ReadHeaderTimeout: adminReadHeaderTimeout,
@@ -115,6 +116,26 @@ func adminToken(cfg *configs.Config, log *slog.Logger) (token []byte, from strin
 		return nil, "", fmt.Errorf("admin token in %s: %d characters; want at least %d (make one with `socialroute keygen`)", from, len(token), proxy.MinAdminToken)
 	}
 	return token, from, nil
+}
+
+// nextToken reads the admin token cfg names, for a reload to apply with
+// setToken: nil when the endpoint is off or runs without a token, or cfg
+// names none (turning tokens off or on needs a restart, which the reload
+// says).
+func (e *adminEndpoint) nextToken(cfg *configs.Config, log *slog.Logger) ([]byte, error) {
+	if e == nil || !e.hasToken || !cfg.Admin.Enabled {
+		return nil, nil
+	}
+	token, _, err := adminToken(cfg, log)
+	return token, err
+}
+
+// setToken puts a token read by nextToken in force; nil keeps the one in
+// force.
+func (e *adminEndpoint) setToken(token []byte) {
+	if e != nil && token != nil {
+		_ = e.admin.SetToken(token) // (adminToken checked its length)
+	}
 }
 
 // Addr is the address the endpoint listens on ("" when off).

@@ -236,3 +236,43 @@ func TestAdminShutdownCutsRequestsAfterTheGrace(t *testing.T) {
 		t.Fatal("the profile's connection is still open after Shutdown")
 	}
 }
+
+// A reload reads the admin token file again: a rotated token works at
+// once and the leaked one is refused, without a restart. A reload whose
+// token file cannot be read applies nothing.
+func TestReloadRotatesTheAdminToken(t *testing.T) {
+	t.Setenv(configs.AdminTokenEnv, "")
+	cfg := adminConfig(t, "admin: {enabled: true, address: \"127.0.0.1:0\", token_file: admin.token}\n")
+	tokenFile := filepath.Join(filepath.Dir(cfg.Path), "admin.token")
+	if err := os.WriteFile(tokenFile, []byte(e2eAdminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := serving(t, cfg)
+	log := slog.New(slog.DiscardHandler)
+	e, err := startAdmin(cfg, srv, nil, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(context.Background()) })
+	const rotated = "rotated-admin-token-fedcba9876543210"
+	if err := os.WriteFile(tokenFile, []byte(rotated+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	level := new(slog.LevelVar)
+	if _, err := reload(srv, nil, e, cfg, cfg.Path, log, level); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := adminGet(t, e.Addr(), "/admin/datacenters", e2eAdminToken); code != 401 {
+		t.Fatalf("the old token after the rotation: %d, want 401", code)
+	}
+	if code, _ := adminGet(t, e.Addr(), "/admin/datacenters", rotated); code != 200 {
+		t.Fatalf("the rotated token: %d, want 200", code)
+	}
+	os.Remove(tokenFile)
+	if _, err := reload(srv, nil, e, cfg, cfg.Path, log, level); err == nil || !strings.Contains(err.Error(), "admin token") {
+		t.Fatalf("reload with the token file gone: %v, want refused", err)
+	}
+	if code, _ := adminGet(t, e.Addr(), "/admin/datacenters", rotated); code != 200 {
+		t.Fatalf("the token in force after a refused reload: %d, want 200", code)
+	}
+}

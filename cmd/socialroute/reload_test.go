@@ -31,7 +31,7 @@ func TestReloadAppliesLogLevelAndNamesRestartOnlySettings(t *testing.T) {
 	if err := os.WriteFile(cfg.Path, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	next, err := reload(srv, nil, cfg, cfg.Path, log, level)
+	next, err := reload(srv, nil, nil, cfg, cfg.Path, log, level)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestReloadOutcomeIsAMetric(t *testing.T) {
 	if err := os.WriteFile(cfg.Path, []byte("buckets: [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reload(srv, nil, cfg, cfg.Path, log, level); err == nil {
+	if _, err := reload(srv, nil, nil, cfg, cfg.Path, log, level); err == nil {
 		t.Fatal("a file that does not parse reloaded")
 	}
 	if got := gauge("socialroute_config_last_reload_successful"); got != 0 {
@@ -91,7 +91,7 @@ func TestReloadOutcomeIsAMetric(t *testing.T) {
 	if err := os.WriteFile(cfg.Path, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reload(srv, nil, cfg, cfg.Path, log, level); err != nil {
+	if _, err := reload(srv, nil, nil, cfg, cfg.Path, log, level); err != nil {
 		t.Fatal(err)
 	}
 	if got := gauge("socialroute_config_last_reload_successful"); got != 1 {

@@ -160,14 +160,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		case err := <-served:
 			return err
 		case done := <-reloads:
-			next, err := reload(srv, cluster, cfg, *cfgPath, log, level)
+			next, err := reload(srv, cluster, admin, cfg, *cfgPath, log, level)
 			if err == nil {
 				cfg = next
 			}
 			done <- err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if next, err := reload(srv, cluster, cfg, *cfgPath, log, level); err == nil {
+				if next, err := reload(srv, cluster, admin, cfg, *cfgPath, log, level); err == nil {
 					cfg = next
 				}
 				continue
@@ -235,17 +235,25 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 // reload applies a changed config and table and returns the new config, or
 // logs and returns why it cannot (the running one stays in force).
-func reload(srv *proxy.Server, cluster *health.Cluster, running *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*configs.Config, error) {
+func reload(srv *proxy.Server, cluster *health.Cluster, admin *adminEndpoint, running *configs.Config, path string, log *slog.Logger, level *slog.LevelVar) (*configs.Config, error) {
 	cfg, table, err := loadAll(path)
+	var token []byte
 	switch {
 	case err != nil:
 	case cluster != nil && (!sameDatacenters(running, cfg) || !reflect.DeepEqual(running.Gossip, cfg.Gossip) || running.Node != cfg.Node):
 		err = errors.New("with gossip on, changes to datacenters, gossip or node need a restart")
 	default:
-		err = srv.Reload(cfg, table)
+		// The admin token is read again (a rotation: the leaked one must
+		// stop working without a restart), before anything applies.
+		if token, err = admin.nextToken(cfg, log); err == nil {
+			err = srv.Reload(cfg, table)
+		}
 	}
-	if err == nil && cluster != nil {
-		cluster.SetRouting(cfg.Routing.LoadLimit, cfg.Routing.DrainRamp) // the fleet view's headroom and slow start
+	if err == nil {
+		admin.setToken(token)
+		if cluster != nil {
+			cluster.SetRouting(cfg.Routing.LoadLimit, cfg.Routing.DrainRamp) // the fleet view's headroom and slow start
+		}
 	}
 	srv.RecordReload(err)
 	if err != nil {
