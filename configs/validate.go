@@ -598,6 +598,12 @@ func (v *validator) admin() {
 		v.errorf("admin.address", "%s", msg)
 		return
 	}
+	if sameListener(a.Address, v.c.Listen.Address) {
+		// Under listen.reuse_port both binds succeed, and the kernel
+		// spreads new connections over the two: clients would get admin
+		// answers and operators the web tier's.
+		v.errorf("admin.address", "%q is listen.address's too: give the admin endpoint its own port", a.Address)
+	}
 	if a.InsecureNoToken {
 		if !isLoopback(a.Address) {
 			v.errorf("admin.insecure_no_token", "is allowed only on a loopback address (such as 127.0.0.1:9901), not %q", a.Address)
@@ -607,6 +613,19 @@ func (v *validator) admin() {
 	if a.TokenFile == "" && os.Getenv(AdminTokenEnv) == "" {
 		v.errorf("admin.token_file", "is required when the admin endpoint is on (or set %s, or, on loopback only, insecure_no_token: true)", AdminTokenEnv)
 	}
+}
+
+// sameListener reports whether listener addresses a and b bind one port
+// on a common address: the same host, or either on every interface.
+// Port 0 (any free port) never collides.
+func sameListener(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || any(ha) || any(hb)
 }
 
 // isLoopback reports whether a listener address binds loopback only. An
