@@ -179,7 +179,7 @@ func ReadTable(r io.Reader) (*Table, error) {
 		return nil, fmt.Errorf("%w: header claims %d users, more than the maximum %d", ErrUserCount, users, uint64(MaxUsers))
 	}
 	need := users*bytesPerUser + trailerSize
-	if sized && uint64(remaining-headerSize) < need {
+	if sized && (remaining < headerSize || uint64(remaining-headerSize) < need) { // (a file that grew past its Stat size must not wrap to huge)
 		return nil, &multiError{
 			msg: fmt.Sprintf("hashing: implausible user count or truncated table file: header claims %d users, "+
 				"which need %d bytes after the header, but %d are present", users, need, remaining-headerSize),
