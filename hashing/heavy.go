@@ -26,12 +26,16 @@ const (
 // DetectOptions configure a HeavyHitters detector.
 type DetectOptions struct {
 	// Rate is the request rate (per second, on this node) at which a key
-	// becomes hot: a key is promoted once about Rate·Tick of its requests
-	// arrive within a tick or so. It is demoted when its rate stays under
-	// about Rate/8 for three ticks in a row (hysteresis: no flapping).
+	// becomes hot. Counts halve every tick, so a key's count is its
+	// requests of this tick plus half of the last's and so on: it is
+	// promoted once that passes Rate·Tick, which a burst of Rate·Tick
+	// requests within one tick does, and so does a steady rate above
+	// Rate/2 (its count settles at twice its rate times Tick). It is
+	// demoted when its rate stays under about Rate/8 for three ticks in a
+	// row (hysteresis: no flapping).
 	Rate float64
 	// Max caps a detected key's spread; it gets one bucket per Rate of its
-	// rate, at least 2.
+	// rate, at least 2 (Max 1: keys are detected and listed, not spread).
 	Max int
 	// Tick is how often counts decay by half and promotions and demotions
 	// are decided. Default 1s.
@@ -81,17 +85,18 @@ func NewHeavyHitters(o DetectOptions) *HeavyHitters {
 	if o.Tick <= 0 {
 		o.Tick = DefaultDetectTick
 	}
-	if o.Max < 2 {
+	if o.Max < 1 {
 		o.Max = 2
 	}
 	d := &HeavyHitters{opts: o, found: make(chan detected, 64)}
 	// With halving every tick, a key at rate r settles at about 2·r·tick
-	// counts. Promotion at Rate·tick counts catches a key within about
-	// Rate·tick of its requests; demotion under a quarter of that is a
+	// counts before a halving and r·tick after. Promotion at Rate·tick
+	// counts catches a burst within about Rate·tick of its requests;
+	// demotion, judged just after a halving, under an eighth of that is a
 	// steady rate under Rate/8.
 	perTick := o.Rate * o.Tick.Seconds()
 	d.promote = uint32(max(1, math.Ceil(perTick)))
-	d.demote = uint32(max(1, math.Ceil(perTick/4)))
+	d.demote = uint32(max(1, math.Ceil(perTick/8)))
 	d.hot.Store(&hotSet{})
 	return d
 }
@@ -173,10 +178,10 @@ func (d *HeavyHitters) Run(ctx context.Context) {
 	}
 }
 
-// spreadFor turns a count into a spread: one bucket per promotion count,
-// at least 2.
-func (d *HeavyHitters) spreadFor(count uint32) int {
-	return max(2, min(int(math.Ceil(float64(count)/float64(d.promote))), d.opts.Max, MaxSpread))
+// spreadFor turns a rate into a spread: one bucket per Rate, at least 2,
+// at most Max.
+func (d *HeavyHitters) spreadFor(rate float64) int {
+	return min(max(2, int(math.Ceil(rate/d.opts.Rate))), d.opts.Max, MaxSpread)
 }
 
 func (d *HeavyHitters) promoteKey(c detected) {
@@ -185,11 +190,14 @@ func (d *HeavyHitters) promoteKey(c detected) {
 		return
 	}
 	next := old.clone()
-	k := d.spreadFor(d.estimate(c.h))
+	// Mid-tick, the count is this tick's requests plus the decayed past:
+	// taken for a settled count (twice the rate times the tick), it errs
+	// low, and the next decay corrects it.
+	rate := float64(d.estimate(c.h)) / (2 * d.opts.Tick.Seconds())
+	k := d.spreadFor(rate)
 	next.spread[c.h] = uint8(k)
 	next.keys = append(next.keys, DetectedKey{
-		Key: string(c.key[:c.n]), Spread: k, Since: time.Now(), Hash: c.h,
-		Rate: d.rate(d.estimate(c.h)),
+		Key: string(c.key[:c.n]), Spread: k, Since: time.Now(), Hash: c.h, Rate: rate,
 	})
 	d.hot.Store(next)
 }
@@ -225,19 +233,21 @@ func (d *HeavyHitters) decay() {
 		if cold >= demoteTicks {
 			continue
 		}
-		k.Spread = max(k.Spread, d.spreadFor(est))
-		k.Rate = d.rate(est)
+		// Just after a halving, a key at rate r holds about r·tick.
+		k.Rate = float64(est) / d.opts.Tick.Seconds()
+		// The spread follows the rate up at once and down only with a
+		// quarter to spare: each change moves the key's readers to other
+		// buckets' caches, so a rate that wobbles must not move them.
+		if up := d.spreadFor(k.Rate); up > k.Spread {
+			k.Spread = up
+		} else if down := d.spreadFor(k.Rate * 4 / 3); down < k.Spread {
+			k.Spread = down
+		}
 		next.spread[h] = uint8(k.Spread)
 		next.cold[h] = cold
 		next.keys = append(next.keys, k)
 	}
 	d.hot.Store(next)
-}
-
-// rate turns a decayed count into a rate: a steady rate r holds about
-// 2·r·tick counts.
-func (d *HeavyHitters) rate(count uint32) float64 {
-	return float64(count) / (2 * d.opts.Tick.Seconds())
 }
 
 func (s *hotSet) clone() *hotSet {

@@ -175,3 +175,62 @@ func BenchmarkHeavyHittersObserve(b *testing.B) {
 		}
 	})
 }
+
+// A hot key's reported rate is its rate, and its spread follows it: up at
+// once after a spike, back down once the rate has halved for good (not
+// stuck at the spike's), and with Max 1 the key is listed but not spread.
+func TestHeavyHittersRateAndSpreadFollowTheKey(t *testing.T) {
+	d := NewHeavyHitters(DetectOptions{Rate: 1000, Max: 16, Tick: time.Second})
+	star, hs := []byte("star"), HashString("star")
+	tick := func(n int) {
+		for range n {
+			d.Observe(hs, star)
+		}
+		drain(d)
+		d.decay()
+	}
+	for range 10 {
+		tick(1500)
+	}
+	hot := d.Hot()
+	if len(hot) != 1 || hot[0].Rate < 1200 || hot[0].Rate > 1800 || hot[0].Spread != 2 {
+		t.Fatalf("a key at 1500/s: %+v, want a rate of about 1500 and spread 2", hot)
+	}
+	tick(40_000) // its count after the halving: about 20000, a rate of 20000/s
+	if got := d.Spread(hs); got != 16 {
+		t.Fatalf("after a spike of 40000 in a tick: spread %d, want 16 (Max)", got)
+	}
+	for range 20 {
+		tick(1500)
+	}
+	if got := d.Spread(hs); got != 2 {
+		t.Fatalf("20 ticks back at 1500/s: spread %d, want 2 (it follows the rate down)", got)
+	}
+	for range 10 {
+		tick(2200)
+	}
+	if got := d.Spread(hs); got != 3 {
+		t.Fatalf("at 2200/s: spread %d, want 3", got)
+	}
+	for range 10 {
+		tick(1900) // a wobble just under the line: no move of the key's readers
+	}
+	if got := d.Spread(hs); got != 3 {
+		t.Fatalf("back at 1900/s: spread %d, want 3 still (a quarter's margin before it shrinks)", got)
+	}
+	for range 10 {
+		tick(1400)
+	}
+	if got := d.Spread(hs); got != 2 {
+		t.Fatalf("at 1400/s: spread %d, want 2", got)
+	}
+
+	one := NewHeavyHitters(DetectOptions{Rate: 10, Max: 1, Tick: time.Second})
+	for range 50 {
+		one.Observe(hs, star)
+	}
+	drain(one)
+	if len(one.Hot()) != 1 || one.Spread(hs) != 1 {
+		t.Fatalf("Max 1: hot %+v, spread %d; want the key listed and not spread", one.Hot(), one.Spread(hs))
+	}
+}
