@@ -175,6 +175,10 @@ type IncrementalStats struct {
 	// Carried are users of the previous table not in the graph, kept with
 	// their bucket.
 	Carried int `json:"carried_users"`
+	// OutOfBounds are the buckets still outside the size bounds after the
+	// rebalance: carried users never move, so a bucket full of them can
+	// stay over (and others under) whatever the graph's users do.
+	OutOfBounds int `json:"buckets_out_of_bounds"`
 }
 
 // Buckets returns the bucket count N.
@@ -267,7 +271,8 @@ func sizeBounds(total int, n uint32, imbalance float64) (minSize, maxSize int) {
 // first, within the level's balance slack, which shrinks to exact sizes at
 // the level of users. A few k-way refinement passes then move single users
 // to their friends' bucket within opts.Imbalance, and a final fix-up
-// guarantees every bucket is within bounds.
+// guarantees every bucket is within bounds (in incremental mode, carried
+// users may keep some out: IncrementalStats.OutOfBounds counts them).
 //
 // Every random choice is a hash of (Seed, subproblem, user), so the result
 // depends on the graph, the options and the seed only, not on Workers or

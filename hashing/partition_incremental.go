@@ -205,6 +205,11 @@ func partitionIncremental(ctx context.Context, g *Graph, o PartitionOptions, res
 	}
 	st.Moved = countMoved(prev, res.buckets)
 	st.MovedForBalance = max(0, st.Moved-before)
+	for _, n := range r.size {
+		if n < r.minSize || n > r.maxSize {
+			st.OutOfBounds++
+		}
+	}
 	res.Incremental = st
 	return nil
 }

@@ -311,6 +311,12 @@ func (r *refiner) rebalance(cost func(v int) float64) int {
 		}
 		r.buildLists()
 		members := r.members()
+		// The lists price a user by the bucket it had when they were
+		// built: one moved since (by the over-full pass, or into an
+		// earlier under-full bucket) waits for the next round's lists,
+		// or its own bucket would count it zero times.
+		listed := slices.Clone(r.bucket)
+		stale := func(u uint32) bool { return r.bucket[u] != listed[u] }
 		sc := &tallyScratch{cnt: make([]int32, r.o.Buckets)}
 		type move struct {
 			v     uint32
@@ -378,7 +384,7 @@ func (r *refiner) rebalance(cost func(v int) float64) int {
 			links := map[uint32]int32{}
 			count := func(us []uint32) {
 				for _, u := range us {
-					if a := r.bucket[u]; a != b && r.size[a] > r.minSize {
+					if a := r.bucket[u]; a != b && r.size[a] > r.minSize && !stale(u) {
 						links[u]++
 					}
 				}
@@ -432,7 +438,7 @@ func (r *refiner) rebalance(cost func(v int) float64) int {
 						break
 					}
 					for _, u := range members[a] {
-						if _, ok := links[u]; !ok {
+						if _, ok := links[u]; !ok && !stale(u) {
 							cands = append(cands, u)
 						}
 					}

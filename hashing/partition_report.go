@@ -308,6 +308,9 @@ func (r *PartitionReport) WriteText(w io.Writer) error {
 		fmt.Fprintf(&sb, "incremental: %s known users, %s moved (%.3f%%; %s of them for balance); %s new users placed (%s away from their xxhash bucket); %s carried from the previous table\n",
 			thousands(int64(st.Known)), thousands(int64(st.Moved)), 100*safeRatio(float64(st.Moved), float64(st.Known)),
 			thousands(int64(st.MovedForBalance)), thousands(int64(st.New)), thousands(int64(st.NewOffFallback)), thousands(int64(st.Carried)))
+		if st.OutOfBounds > 0 {
+			fmt.Fprintf(&sb, "WARNING: %d buckets are out of the size bounds: users carried from the previous table (not in this graph) never move; partition afresh (without --previous) to rebalance them\n", st.OutOfBounds)
+		}
 	}
 	fmt.Fprintf(&sb, "hot accounts: %s with at least %s followers", thousands(int64(r.HotCount)), thousands(int64(r.HotThreshold)))
 	if r.HotFile != "" {
