@@ -186,13 +186,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 							stopNow()
 							return
 						}
+						log.Info("SIGHUP while draining: not reloaded (the process is stopping)")
 					case <-stop.Done():
 						return
 					}
 				}
 			}()
+			// Every answer from now on closes its connection, drain delay or
+			// not: leaving the fleet below takes seconds, and connections
+			// kept alive through them would be cut by the drain.
+			srv.AnnounceDrain()
 			if d := cfg.Listen.DrainDelay; d > 0 {
-				srv.AnnounceDrain()
 				log.Info("still accepting while load balancers see /readyz fail", "drain_delay", d)
 				select {
 				case <-time.After(d):
@@ -212,9 +216,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 				// Connection: close, within shutdown_timeout.
 				start := time.Now()
 				if err := cluster.Close(); err != nil {
-					log.Warn("leaving the fleet", "error", err)
+					log.Warn("leaving the fleet failed in part; its peers will find it gone", "error", err, "took", time.Since(start).Round(time.Millisecond))
+				} else {
+					log.Info("left the fleet; gossip ports released", "took", time.Since(start).Round(time.Millisecond))
 				}
-				log.Info("left the fleet; gossip ports released", "took", time.Since(start).Round(time.Millisecond))
 			}
 			ctx, cancel := context.WithTimeout(stop, cfg.Listen.ShutdownTimeout)
 			err := srv.Shutdown(ctx)
