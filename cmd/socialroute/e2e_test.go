@@ -465,8 +465,8 @@ func TestEndToEndSighupWhileStoppingIsHarmless(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the proxy exited with %v, want 0", err)
 			}
-			if !strings.Contains(p.logs.String(), "SIGHUP while draining: not reloaded") {
-				t.Fatal("the SIGHUPs during the drain were dropped without a word")
+			if !strings.Contains(p.logs.String(), "SIGHUP while stopping: not reloaded") {
+				t.Fatal("the SIGHUPs while it stopped were dropped without a word")
 			}
 			return
 		case <-time.After(100 * time.Millisecond):

@@ -117,6 +117,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// (logrotate's) must not take its default action and kill the process
 	// with status 129 on its way out.
 	defer signal.Stop(sigs)
+	exited := make(chan struct{}) // closed on the way out, after the admin endpoint's grace
+	defer close(exited)
 	signal.Stop(early)
 	select {
 	case sig := <-early:
@@ -177,6 +179,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 			close(draining)
 			// A second SIGTERM or SIGINT ends the wait and the drain at once.
 			stop, stopNow := context.WithCancel(context.Background())
+			// Signals are taken until the process exits, the admin
+			// endpoint's grace included, so none goes unanswered.
 			go func() {
 				for {
 					select {
@@ -184,10 +188,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 						if sig != syscall.SIGHUP {
 							log.Warn("second signal: stopping without waiting", "signal", sig.String())
 							stopNow()
-							return
+							continue
 						}
-						log.Info("SIGHUP while draining: not reloaded (the process is stopping)")
-					case <-stop.Done():
+						log.Info("SIGHUP while stopping: not reloaded")
+					case <-exited:
 						return
 					}
 				}
