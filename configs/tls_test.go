@@ -50,8 +50,6 @@ func TestTLSSectionsValidate(t *testing.T) {
 			[]problem{{"datacenters[0].tls.cert_file", 8, "go together"}}},
 		{"upstream bad server name", dcTLS(`{server_name: "a b"}`),
 			[]problem{{"datacenters[0].tls.server_name", 8, "invalid server name"}}},
-		{"HTTP checks of TLS upstreams", dcTLS(`{ca_file: ca.pem}`) + lines(`gossip: {check_path: /healthz}`),
-			[]problem{{"gossip.check_path", 9, "do not speak TLS"}}},
 	}
 	checkRefusals(t, tests)
 }

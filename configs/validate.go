@@ -430,11 +430,6 @@ func (v *validator) upstreamTLS() {
 		if t.ServerName != "" && !validHostname(t.ServerName) {
 			v.errorf(f+".server_name", "invalid server name %q", t.ServerName)
 		}
-		if d.Name == v.c.Node.Datacenter && v.c.Gossip.CheckPath != "" {
-			// The active checks of the node's own upstreams speak plain
-			// HTTP; a TCP connect check (no check_path) works with TLS.
-			v.errorf("gossip.check_path", "HTTP checks do not speak TLS yet, and datacenter %q (this node's) has tls: leave check_path empty for TCP connect checks", d.Name)
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -22,7 +23,7 @@ func (c *Cluster) checkLoop(ctx context.Context) {
 		return
 	}
 	fails := make([]int, len(ups))
-	client := &http.Client{Timeout: c.opts.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: c.opts.CheckTimeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: c.opts.CheckTLS}}
 	tick := time.NewTicker(c.opts.CheckInterval)
 	defer tick.Stop()
 	for {
@@ -67,20 +68,32 @@ func (c *Cluster) checkLoop(ctx context.Context) {
 	}
 }
 
-// check is one probe of one upstream: a TCP connect, or an HTTP GET of
-// CheckPath answered with 2xx.
+// check is one probe of one upstream: a TCP connect (and, with CheckTLS,
+// a verified handshake), or an HTTP(S) GET of CheckPath answered with
+// 2xx: a web tier that answers 500 to everything is unhealthy, which a
+// connect alone cannot see.
 func (c *Cluster) check(ctx context.Context, client *http.Client, addr string) bool {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CheckTimeout)
 	defer cancel()
 	if c.opts.CheckPath == "" {
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		var conn net.Conn
+		var err error
+		if c.opts.CheckTLS != nil {
+			conn, err = (&tls.Dialer{Config: c.opts.CheckTLS}).DialContext(ctx, "tcp", addr)
+		} else {
+			conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}
 		if err != nil {
 			return false
 		}
 		conn.Close()
 		return true
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+c.opts.CheckPath, nil)
+	scheme := "http://"
+	if c.opts.CheckTLS != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+c.opts.CheckPath, nil)
 	if err != nil {
 		return false
 	}

@@ -3,6 +3,7 @@ package health
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,10 @@ type Options struct {
 	CheckInterval time.Duration
 	CheckTimeout  time.Duration
 	CheckPath     string
+	// CheckTLS, when set, makes the checks speak TLS with it (the
+	// datacenter's upstream TLS): a TCP check completes a handshake, an
+	// HTTP one is an HTTPS GET. nil: plain.
+	CheckTLS *tls.Config
 	// LoadLimit is the share of a datacenter's MaxRPS it may be offered
 	// before the excess spills to the next datacenter. Default 1.
 	LoadLimit float64

@@ -2,10 +2,15 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -554,5 +559,47 @@ func TestCloseDoesNotWaitForAFirstJoinThatHangs(t *testing.T) {
 	n.stop()
 	if took := time.Since(start); took > 4*time.Second {
 		t.Fatalf("Close took %v behind a join that hangs (memberlist's TCP timeout is 10 s)", took)
+	}
+}
+
+// Checks of a TLS datacenter speak TLS: an HTTPS GET of check_path sees a
+// web tier that answers 500 to everything (a connect alone cannot), and a
+// TCP check completes a verified handshake, so an upstream whose
+// certificate the proxy would refuse is unhealthy too.
+func TestChecksOfTLSUpstreamsSpeakTLS(t *testing.T) {
+	var status atomic.Int32
+	status.Store(200)
+	web := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer web.Close()
+	trusted := x509.NewCertPool()
+	trusted.AddCert(web.Certificate())
+	addr := web.Listener.Addr().String()
+	for _, c := range []struct {
+		name string
+		path string
+		conf *tls.Config
+		ok   bool
+	}{
+		{"HTTPS GET answered 200", "/healthz", &tls.Config{RootCAs: trusted}, true},
+		{"TLS handshake", "", &tls.Config{RootCAs: trusted}, true},
+		{"TLS handshake with an untrusted certificate", "", &tls.Config{RootCAs: x509.NewCertPool()}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := startNode(t, "edge-us-east", "us-east", "127.0.3.1", nil, nil, func(o *Options) {
+				o.Upstreams, o.CheckPath, o.CheckTLS = []string{addr}, c.path, c.conf
+			})
+			eventually(t, 5*time.Second, fmt.Sprintf("us-east's upstream checked (want healthy %v)", c.ok), func() bool {
+				return n.Status()[usEast].Up == c.ok
+			})
+			if c.path == "" || !c.ok {
+				return
+			}
+			status.Store(500)
+			eventually(t, 5*time.Second, "a web tier answering 500 taken for unhealthy", func() bool { return !n.Status()[usEast].Up })
+			status.Store(200) // and back: its HTTPS checks pass again
+			eventually(t, 5*time.Second, "the web tier healthy again once it answers 200", func() bool { return n.Status()[usEast].Up })
+		})
 	}
 }

@@ -65,6 +65,17 @@ func loadUpstreamTLS(cfg *configs.Config, i int) (*upstreamTLS, error) {
 	return &upstreamTLS{conf: conf, key: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
+// UpstreamTLSConfig is datacenter dc's client TLS settings, loaded from
+// their files (nil, nil without a tls section): for the health checks of
+// the node's own datacenter, which must speak what its upstreams do.
+func UpstreamTLSConfig(cfg *configs.Config, dc int) (*tls.Config, error) {
+	t, err := loadUpstreamTLS(cfg, dc)
+	if t == nil || err != nil {
+		return nil, err
+	}
+	return t.conf.Clone(), nil
+}
+
 // tlsDial wraps dial so that every connection to addr is a verified TLS
 // client connection, its handshake done within timeout. A failed handshake
 // is reported as a dial error: the request never left, so it may go to

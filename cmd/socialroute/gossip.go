@@ -54,10 +54,13 @@ func startGossip(ctx context.Context, cfg *configs.Config, link *fleetLink, log 
 		// Without it, a held gossip port is an error, like a held HTTP port.
 		WaitForBind: cfg.Listen.ReusePort,
 	}
-	for _, d := range cfg.Datacenters {
+	for i, d := range cfg.Datacenters {
 		o.Datacenters = append(o.Datacenters, health.Datacenter{Name: d.Name, Continent: d.Continent, MaxRPS: d.MaxRPS})
 		if d.Name == cfg.Node.Datacenter {
 			o.Upstreams = d.Upstreams
+			if o.CheckTLS, err = proxy.UpstreamTLSConfig(cfg, i); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return health.Start(ctx, o)
