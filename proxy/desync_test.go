@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"fmt"
 	"net"
 	"strings"
@@ -149,5 +150,44 @@ func TestBytesPastAResponseAreNeverTheNextOnesResponse(t *testing.T) {
 				t.Fatalf("socialroute_upstream_desyncs_total %v, want %v for %s", got, want, user7)
 			}
 		})
+	}
+}
+
+// A Trailer header on a response without a chunked body announces
+// trailers that cannot come: the headers it names are real headers, and
+// they reach the client (only fields of a trailer section are dropped).
+func TestATrailerAnnouncementKeepsTheHeadersItNames(t *testing.T) {
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &rawUpstream{ln: upLn, first: "HTTP/1.1 200 OK\r\nTrailer: Server-Timing\r\nServer-Timing: db;dur=53\r\nContent-Length: 2\r\n\r\nok"}
+	go up.serve()
+	t.Cleanup(func() { upLn.Close() })
+	var d Decision
+	newHarness(t, nil).srv.Router().route([]byte("7"), hashKey([]byte("7")), nil, &d, false, false)
+	cfg := testConfig(t, func(c *configs.Config) {
+		user7 := c.Datacenters[d.Plan[0]].Name
+		for i := range c.Datacenters {
+			c.Datacenters[i].Upstreams = []string{fmt.Sprintf("127.0.0.1:%d", 9+i)}
+			if c.Datacenters[i].Name == user7 {
+				c.Datacenters[i].Upstreams = []string{upLn.Addr().String()}
+			}
+		}
+	})
+	addr, _ := serveOnLoopback(t, cfg, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /feed HTTP/1.1\r\nHost: x\r\nX-User-ID: 7\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(resp.Header.Peek("Server-Timing")); resp.StatusCode() != 200 || got != "db;dur=53" || string(resp.Body()) != "ok" {
+		t.Fatalf("status %d, Server-Timing %q, body %q: want 200, the header the Trailer named, ok", resp.StatusCode(), got, resp.Body())
 	}
 }

@@ -121,7 +121,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			sb.client, sb.writeTimeout = ctx.Conn(), s.http.WriteTimeout
 		}
 		resp.Header.ResetConnectionClose() // the upstream's connection, not the client's
-		stripResponseHeaders(&resp.Header, sc)
+		stripResponseHeaders(&resp.Header, sc, resp.Header.ContentLength() == -1 && !resp.IsBodyStream())
 		resp.Header.Add("Via", viaValue)
 		if st.respHeaders {
 			if d.Source != SourceNone {

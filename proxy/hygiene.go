@@ -126,9 +126,18 @@ func isExpect(k []byte) bool { return len(k) == len(expectHeader) && bytes.Equal
 // response headers off). fasthttp's server writes its own
 // framing (Content-Length or chunked) and Connection for the client, so
 // Transfer-Encoding stays for it to re-frame the body.
-func stripResponseHeaders(h *fasthttp.ResponseHeader, s *scratch) {
+//
+// Trailer fields go when the body was read whole with a trailer section
+// (withTrailers: chunked, held); a streamed body's trailers stay with its
+// carrier (see readResponse). Otherwise the fields a Trailer header names
+// came in the header section and are real headers: they stay, and the
+// Trailer header goes (hop-by-hop), which keeps fasthttp from turning
+// them into a trailer of its own.
+func stripResponseHeaders(h *fasthttp.ResponseHeader, s *scratch, withTrailers bool) {
 	s.names, s.buf = s.names[:0], s.buf[:0]
-	s.names, s.buf = trailerNames(h.Trailers(), s.names, s.buf) // as for requests
+	if withTrailers {
+		s.names, s.buf = trailerNames(h.Trailers(), s.names, s.buf) // as for requests
+	}
 	for k, v := range h.All() {
 		if isConnection(k) {
 			s.names, s.buf = connectionTokens(v, s.names, s.buf)
