@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
