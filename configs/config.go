@@ -350,8 +350,9 @@ type Upstream struct {
 	// at its limit and sheds load, a retry for every one would double the
 	// load on what is left. Retries after a failure to connect, a reset or
 	// a timeout (a datacenter dying) are never capped. Default 0.2; 1
-	// lets every such request retry.
-	RetryBudget float64 `yaml:"retry_budget"`
+	// lets every such request retry, 0 none (a pointer, so that an
+	// explicit 0 differs from "not set").
+	RetryBudget *float64 `yaml:"retry_budget"`
 	// Breaker configures the per-upstream circuit breakers.
 	Breaker Breaker `yaml:"breaker"`
 }

@@ -68,8 +68,8 @@ func (c *Config) ApplyDefaults() {
 	if u.Retries == nil {
 		u.Retries = new(DefaultRetries)
 	}
-	if u.RetryBudget == 0 {
-		u.RetryBudget = DefaultRetryBudget
+	if u.RetryBudget == nil {
+		u.RetryBudget = new(DefaultRetryBudget)
 	}
 	setInt(&u.Breaker.ConsecutiveFailures, DefaultBreakerFailures)
 	setDuration(&u.Breaker.OpenFor, DefaultBreakerOpenFor)

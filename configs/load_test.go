@@ -254,6 +254,7 @@ func TestApplyDefaults(t *testing.T) {
 		{"upstream.max_idle_conn_duration", cfg.Upstream.MaxIdleConnDuration, 4 * time.Second},
 		{"upstream.max_conn_wait_timeout", cfg.Upstream.MaxConnWaitTimeout, 100 * time.Millisecond},
 		{"upstream.retries", *cfg.Upstream.Retries, 1},
+		{"upstream.retry_budget", *cfg.Upstream.RetryBudget, 0.2},
 		{"upstream.breaker", cfg.Upstream.Breaker, Breaker{ConsecutiveFailures: 5, OpenFor: 5 * time.Second, HalfOpenRequests: 1, FailureRatio: 0.5, MinRequests: 20, Window: 10 * time.Second}},
 		{"routing.rules", cfg.Routing.Rules, []Rule{{Header: "X-User-ID"}}},
 		{"routing.no_key", cfg.Routing.NoKey, "local"},
@@ -275,14 +276,14 @@ func TestApplyDefaults(t *testing.T) {
 		`node: {name: n1, datacenter: a}`,
 		`continents: [{name: us}]`,
 		`datacenters: [{name: a, continent: us, capacity: 1, upstreams: ["h:1"]}]`,
-		`upstream: {retries: 0, timeout: 2s}`,
+		`upstream: {retries: 0, retry_budget: 0, timeout: 2s}`,
 		`routing: {response_headers: false, no_key: reject, rules: [{cookie: uid}]}`,
 		`buckets: 64`,
 	)), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Node.Name != "n1" || *cfg.Upstream.Retries != 0 || cfg.Upstream.Timeout != 2*time.Second ||
+	if cfg.Node.Name != "n1" || *cfg.Upstream.Retries != 0 || *cfg.Upstream.RetryBudget != 0 || cfg.Upstream.Timeout != 2*time.Second ||
 		*cfg.Routing.ResponseHeaders || cfg.Routing.NoKey != "reject" || cfg.Buckets != 64 ||
 		!reflect.DeepEqual(cfg.Routing.Rules, []Rule{{Cookie: "uid"}}) {
 		t.Errorf("set values were overwritten: %+v", cfg)

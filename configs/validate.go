@@ -319,8 +319,8 @@ func (v *validator) upstream() {
 		// Each upstream read holds a buffer this large.
 		v.errorf("upstream.max_response_header_bytes", "must be between 1 KiB and 1 MiB, got %d", u.MaxResponseHeaderBytes)
 	}
-	if !(u.RetryBudget > 0 && u.RetryBudget <= 1) {
-		v.errorf("upstream.retry_budget", "must be more than 0 and at most 1, got %v", u.RetryBudget)
+	if b := u.RetryBudget; b != nil && !(*b >= 0 && *b <= 1) {
+		v.errorf("upstream.retry_budget", "must be between 0 (no retries of shed load) and 1, got %v", *b)
 	}
 	if u.Retries != nil && (*u.Retries < 0 || *u.Retries > maxRetries) {
 		v.errorf("upstream.retries", "must be between 0 and %d, got %d", maxRetries, *u.Retries)

@@ -344,6 +344,8 @@ func TestValidateRules(t *testing.T) {
 			[]problem{{"upstream.max_conns_per_host", 6, "must not be negative"}}},
 		{"retries too many", base(`upstream:`, `  retries: 6`),
 			[]problem{{"upstream.retries", 6, "must be between 0 and 5"}}},
+		{"retry budget over 1", base(`upstream:`, `  retry_budget: 1.5`),
+			[]problem{{"upstream.retry_budget", 6, "must be between 0 (no retries of shed load) and 1, got 1.5"}}},
 		{"retries negative", base(`upstream:`, `  retries: -1`),
 			[]problem{{"upstream.retries", 6, "must be between 0 and 5"}}},
 		{"breaker failures negative", base(`upstream:`, `  breaker:`, `    consecutive_failures: -1`),

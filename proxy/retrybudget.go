@@ -25,6 +25,9 @@ const minRetriesPerSecond = 10
 // allow reports whether one more retry fits share of the requests at unix
 // second now, and if so counts it.
 func (b *retryBudget) allow(now int64, share float64) bool {
+	if share == 0 {
+		return false // upstream.retry_budget: 0, no retries of shed load
+	}
 	b.roll(now)
 	requests := b.requests.Load() - b.atPrevStart.Load()
 	limit := max(2*minRetriesPerSecond, int64(share*float64(requests)))

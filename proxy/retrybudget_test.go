@@ -43,6 +43,11 @@ func TestRetryBudget(t *testing.T) {
 	if got != 0 {
 		t.Fatalf("with the budget spent, %d retries allowed to callers alternating between seconds", got)
 	}
+	var quiet retryBudget
+	quiet.requests = &requests
+	if quiet.allow(1000, 0) {
+		t.Fatal("upstream.retry_budget 0 allowed a retry of shed load (the 10 a second floor is for a budget)")
+	}
 }
 
 // Under overload (the web tier answering 503 itself) a datacenter's
@@ -52,7 +57,7 @@ func TestRetryBudget(t *testing.T) {
 // it costs no idempotent request.
 func TestRetriesStopAtTheBudget(t *testing.T) {
 	h := newHarness(t, func(c *configs.Config) {
-		c.Upstream.RetryBudget = 0.2
+		c.Upstream.RetryBudget = new(0.2)
 		c.Upstream.Timeout = 50 * time.Millisecond
 		c.Upstream.Breaker.ConsecutiveFailures = 1 << 20 // the breakers stay closed: every request fails
 		c.Upstream.Breaker.MinRequests = 1 << 20

@@ -268,7 +268,7 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 		noKeyReject: cfg.Routing.NoKey == configs.NoKeyReject,
 		respHeaders: cfg.Routing.ResponseHeaders == nil || *cfg.Routing.ResponseHeaders,
 		retries:     configs.DefaultRetries,
-		retryBudget: cfg.Upstream.RetryBudget,
+		retryBudget: configs.DefaultRetryBudget,
 		maxKeyLen:   cfg.Routing.MaxKeyLength,
 		timeout:     cfg.Upstream.Timeout,
 		reqTimeout:  cfg.Upstream.RequestTimeout,
@@ -300,6 +300,9 @@ func (s *Server) newState(cfg *configs.Config, table *hashing.Table, old *state)
 	st.router.placement.SetDrainRamp(cfg.Routing.DrainRamp)
 	if cfg.Upstream.Retries != nil {
 		st.retries = *cfg.Upstream.Retries
+	}
+	if cfg.Upstream.RetryBudget != nil {
+		st.retryBudget = *cfg.Upstream.RetryBudget
 	}
 	return st, nil
 }
@@ -402,7 +405,7 @@ func sameUpstreamSettings(a, b configs.Upstream) bool {
 	a.Retries, b.Retries = nil, nil
 	a.Timeout, b.Timeout = 0, 0
 	a.RequestTimeout, b.RequestTimeout = 0, 0
-	a.RetryBudget, b.RetryBudget = 0, 0
+	a.RetryBudget, b.RetryBudget = nil, nil
 	return a == b
 }
 
