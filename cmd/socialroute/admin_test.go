@@ -276,3 +276,24 @@ func TestReloadRotatesTheAdminToken(t *testing.T) {
 		t.Fatalf("the token in force after a refused reload: %d, want 200", code)
 	}
 }
+
+// route answers from the config and the table: certificate and key files
+// it cannot read (the service's, 0600) do not stop it.
+func TestRouteNeedsNoTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "proxy.yaml")
+	yaml := "node: {name: n1, datacenter: a}\n" +
+		"listen: {address: \"127.0.0.1:0\", tls: {certificates: [{cert_file: missing.pem, key_file: missing.key}]}}\n" +
+		"continents: [{name: us}]\n" +
+		"datacenters:\n  - {name: a, continent: us, capacity: 1, upstreams: [\"127.0.0.1:1\"], tls: {ca_file: missing-ca.pem}}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errs bytes.Buffer
+	if code := run([]string{"route", "--config", path, "--user", "42"}, &out, &errs); code != 0 {
+		t.Fatalf("route with TLS files it cannot read: exit %d\n%s", code, errs.String())
+	}
+	if !strings.Contains(out.String(), "a") {
+		t.Fatalf("route printed %q", out.String())
+	}
+}
