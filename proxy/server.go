@@ -109,6 +109,10 @@ type Server struct {
 	ln        *drainListener
 	serveDone chan struct{} // closed when fasthttp's Serve has returned
 	draining  atomic.Bool
+
+	// boot is the config the process started with: what only a restart
+	// applies is compared with it, not with the last file reloaded.
+	boot *configs.Config
 }
 
 // Stats are the server's running totals. All fields are safe to read
@@ -153,6 +157,7 @@ func New(cfg *configs.Config, table *hashing.Table, opts Options) (*Server, erro
 		return nil, err
 	}
 	s.cur.Store(st)
+	s.boot = cfg
 	l := cfg.Listen
 	if l.TLS != nil {
 		s.certs = &certStore{log: s.log}
@@ -529,7 +534,7 @@ func (s *Server) Reload(cfg *configs.Config, table *hashing.Table) error {
 	if err != nil {
 		return err
 	}
-	if fields := configs.RestartOnly(old.cfg, cfg); len(fields) > 0 {
+	if fields := configs.RestartOnly(s.boot, cfg); len(fields) > 0 {
 		s.log.Warn("these settings changed but take effect only after a restart", "fields", strings.Join(fields, ", "))
 	}
 	if stuck := strandedMoves(old, st); len(stuck) > 0 {

@@ -41,6 +41,26 @@ func TestReloadAppliesLogLevelAndNamesRestartOnlySettings(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "take effect only after a restart") || !strings.Contains(out, "listen.read_timeout") {
 		t.Fatalf("the reload did not name listen.read_timeout as needing a restart:\n%s", out)
 	}
+	// Named again at the next reload, as long as the file differs from
+	// what runs (the warning compares with the start, not the last file);
+	// and not once the file is back at what runs.
+	logs.Reset()
+	if _, err := reload(srv, nil, nil, next, cfg.Path, log, level); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "listen.read_timeout") {
+		t.Fatalf("a second reload of the same file forgot that listen.read_timeout waits for a restart:\n%s", out)
+	}
+	if err := os.WriteFile(cfg.Path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	if _, err := reload(srv, nil, nil, next, cfg.Path, log, level); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); strings.Contains(out, "take effect only after a restart") {
+		t.Fatalf("the file back at the running values still warned of a restart:\n%s", out)
+	}
 }
 
 // Whether the last reload applied is a metric, so an alert can catch a
