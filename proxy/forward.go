@@ -189,6 +189,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	// Each pass either sends (bounded by retries) or moves on along the
 	// plan, so the loop ends; the guard is belt and braces.
 	limit := len(d.Plan) + st.retries + 2 // grows by each stay below
+	tried := dc // the datacenter the last attempt went to: its error is the one to answer with
 	for guard := 0; pos >= 0 && guard < limit; guard++ {
 		dc = int(d.Plan[pos])
 		u := st.pools[dc].pick(failed)
@@ -207,7 +208,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			start = time.Now()
 			if timeout = deadline.Sub(start); timeout <= 0 {
 				s.stats.RetriesOutOfTime.Add(1)
-				return dc, err // the last attempt's failure, or its 502/503/504
+				return tried, err // the last attempt's failure, or its 502/503/504
 			}
 			timeout = min(timeout, st.timeout)
 			s.stats.Retries.Add(1)
@@ -217,7 +218,13 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 			req.Header.SetHost(u.addr)
 			req.UseHostHeader = true
 		}
-		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, start, timeout, timeout < st.timeout, retryable) })
+		tried = dc
+		// Cut short means less than half an attempt: a timeout then says
+		// little of the upstream. With more, it had time to answer, and
+		// its breaker counts the timeout (a datacenter that swallows
+		// requests must open it during a failover too).
+		short := timeout < st.timeout/2
+		err = u.breaker.DoAt(start, func() error { return send(u, req, resp, start, timeout, short, retryable) })
 		if err == nil {
 			return dc, nil
 		}
@@ -263,7 +270,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 }
 
 // send makes one attempt on upstream u, due timeout after start; short
-// says the request's deadline cut timeout below upstream.timeout. A
+// says the request's deadline cut timeout below half of upstream.timeout. A
 // gateway-error status is returned as errUpstreamStatus with the response
 // kept.
 func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, start time.Time, timeout time.Duration, short, idempotent bool) error {
@@ -283,8 +290,8 @@ func send(u *upstream, req *fasthttp.Request, resp *fasthttp.Response, start tim
 }
 
 // errOutOfTime is an attempt that timed out on what was left of its
-// request's upstream.request_timeout, shorter than upstream.timeout: it
-// tells nothing of the upstream, so its breaker does not count it.
+// request's upstream.request_timeout, under half of upstream.timeout: it
+// tells little of the upstream, so its breaker does not count it.
 var errOutOfTime = fmt.Errorf("proxy: upstream.request_timeout ran out: %w", fasthttp.ErrTimeout)
 
 // errUpgrade is an upstream's 101: the proxy strips Upgrade, so the web

@@ -1104,7 +1104,7 @@ func (h *harness) wantBreakersClosed(when string) {
 func TestRequestTimeoutBoundsEveryAttempt(t *testing.T) {
 	h := newHarness(t, func(c *configs.Config) {
 		c.Upstream.Timeout = hangTimeout
-		c.Upstream.RequestTimeout = hangTimeout * 3 / 2
+		c.Upstream.RequestTimeout = hangTimeout * 5 / 4 // the retry gets a quarter of an attempt
 		c.Upstream.Retries = new(3)
 		c.Upstream.Breaker.ConsecutiveFailures = 1
 	})
@@ -1123,7 +1123,7 @@ func TestRequestTimeoutBoundsEveryAttempt(t *testing.T) {
 	}
 	st := h.srv.Stats()
 	if len(tried) != 2 || tried[0] != plan[0] || tried[1] != plan[1] || st.Retries.Load() != 1 || st.RetriesOutOfTime.Load() != 1 {
-		t.Fatalf("tried %v (plan %v), %d retries, %d out of time; want the first two: the retry got the half attempt left, and no third was made",
+		t.Fatalf("tried %v (plan %v), %d retries, %d out of time; want the first two: the retry got the quarter attempt left, and no third was made",
 			tried, plan, st.Retries.Load(), st.RetriesOutOfTime.Load())
 	}
 	for _, p := range h.srv.cur.Load().pools {
@@ -1161,5 +1161,29 @@ func TestReloadThatRehomesBucketsIsRefused(t *testing.T) {
 	}
 	if err := h.srv.Reload(testConfig(t, func(c *configs.Config) { c.Continents[0].Share, c.Continents[1].Share = 250, 300 }), nil); err == nil {
 		t.Fatal("a reload that changes the shares themselves was applied")
+	}
+}
+
+// A retry that had most of an attempt's time (here all but the moment a
+// refused dial took) and timed out counts against its breaker: a
+// datacenter that swallows requests is taken out during a failover too.
+func TestARetryWithMostOfItsTimeCountsItsTimeout(t *testing.T) {
+	h := newHarness(t, func(c *configs.Config) {
+		c.Upstream.Timeout = hangTimeout
+		c.Upstream.RequestTimeout = hangTimeout
+		c.Upstream.Breaker.ConsecutiveFailures = 1
+	})
+	id, plan := h.userWhosePlanStartsWith("us-b")
+	h.setDC(plan[0], modeRefuse) // never sent: no time spent
+	h.setDC(plan[1], modeHang)
+	if r := h.getUser(id); r.StatusCode() != fasthttp.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", r.StatusCode())
+	}
+	for _, p := range h.srv.cur.Load().pools {
+		for _, u := range p.upstreams {
+			if p.name == plan[1] && h.backends[u.addr].hits.Load() > 0 && u.breaker.State() != gobreaker.StateOpen {
+				t.Errorf("%s timed out with nearly all of its time, and its breaker is %v, want open", u.addr, u.breaker.State())
+			}
+		}
 	}
 }
