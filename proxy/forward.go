@@ -189,7 +189,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *state, d *Decision) (dc i
 	// Each pass either sends (bounded by retries) or moves on along the
 	// plan, so the loop ends; the guard is belt and braces.
 	limit := len(d.Plan) + st.retries + 2 // grows by each stay below
-	tried := dc // the datacenter the last attempt went to: its error is the one to answer with
+	tried := dc                           // the datacenter the last attempt went to: its error is the one to answer with
 	for guard := 0; pos >= 0 && guard < limit; guard++ {
 		dc = int(d.Plan[pos])
 		u := st.pools[dc].pick(failed)
