@@ -326,9 +326,11 @@ type Upstream struct {
 	// status already sent. Default 64 MiB.
 	MaxResponseBodySize int `yaml:"max_response_body_size"`
 	// MaxBufferedResponseBytes is the largest response body held whole
-	// before it is sent (framed by its Content-Length, in one write). A
-	// larger one, or one of unknown length (chunked), streams to the
-	// client as it comes, with upstream.timeout between reads from the
+	// before it is sent (framed by its Content-Length, in one write); one
+	// of unknown length (chunked) that ends within it is held too. A
+	// larger one streams to the client as it comes (while the upstream's
+	// streams hold under half its connections, and not to an HTTP/1.0
+	// client if chunked), with upstream.timeout between reads from the
 	// web tier and listen.write_timeout between writes to the client, so
 	// that a slow client's download neither pins its whole body in memory
 	// nor is cut by one write_timeout. Default 1 MiB.

@@ -118,7 +118,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case answered:
 		if sb, ok := resp.BodyStream().(*streamBody); ok {
-			sb.client, sb.writeTimeout = ctx.Conn(), s.http.WriteTimeout
+			// Each read gets the whole upstream.timeout, not what a late
+			// retry had left.
+			sb.client, sb.writeTimeout, sb.timeout = ctx.Conn(), s.http.WriteTimeout, st.timeout
 		}
 		resp.Header.ResetConnectionClose() // the upstream's connection, not the client's
 		stripResponseHeaders(&resp.Header, sc, resp.Header.ContentLength() == -1 && !resp.IsBodyStream())

@@ -278,6 +278,9 @@ var (
 	descDesyncs = prometheus.NewDesc("socialroute_upstream_desyncs_total",
 		"Upstream connections closed, not pooled, because the upstream sent bytes past a response's end (a body on a HEAD, 204 or 304, or past its Content-Length): kept, they would have been read as the next request's response. A web-tier bug, or response splitting.",
 		[]string{"datacenter", "upstream"}, nil)
+	descStreamsCut = prometheus.NewDesc("socialroute_upstream_streams_cut_total",
+		"Streamed response bodies the upstream broke off (a reset, a stall past upstream.timeout, a truncated body): the client's connection was cut, its status already sent. Not held against the breaker (a slow client can make a web tier break off).",
+		[]string{"datacenter", "upstream"}, nil)
 )
 
 var _ prometheus.Collector = (*routingCollector)(nil)
@@ -288,6 +291,7 @@ func (c *routingCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descWeight
 	ch <- descBreaker
 	ch <- descDesyncs
+	ch <- descStreamsCut
 }
 
 func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
@@ -301,6 +305,7 @@ func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, u := range p.upstreams {
 			ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, float64(u.breaker.State()), p.name, u.addr)
 			ch <- prometheus.MustNewConstMetric(descDesyncs, prometheus.CounterValue, float64(u.desyncs.Load()), p.name, u.addr)
+			ch <- prometheus.MustNewConstMetric(descStreamsCut, prometheus.CounterValue, float64(u.streamsCut.Load()), p.name, u.addr)
 		}
 	}
 }

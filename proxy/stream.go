@@ -14,15 +14,18 @@ import (
 // readResponse reads an upstream's answer to req from br into resp. A body
 // of known length up to held bytes is read whole, as is any body of a
 // gateway error (502, 503, 504: it may be dropped for a retry) and any
-// body of a message that has none by rule. Any other body, larger or of
-// unknown length (chunked, or until the upstream closes), is not read: it
-// is returned as a stream for the caller to hand the client (nil when the
-// body was read), and the connection is the stream's from then on.
+// body of a message that has none by rule; so is one of unknown length
+// (chunked, or until the upstream closes) that ends within held bytes.
+// Any other body is returned as a stream for the caller to hand the
+// client (nil when the body was read), and the connection is the
+// stream's from then on. Without mayStream (the upstream's streams hold
+// half its connections), bodies are read whole, as they are of unknown
+// length for an HTTP/1.0 client, which cannot read chunked.
 //
 // Held whole, a client downloading slowly pinned the whole body in memory
 // and had one listen.write_timeout for all of it: 20 MiB on 1 MB/s was cut
 // at 10 s, and N downloads held N bodies.
-func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Reader, held, maxBody int) (*streamBody, error) {
+func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Reader, held, maxBody int, mayStream bool) (*streamBody, error) {
 	head := req.Header.IsHead()
 	resp.Reset()
 	resp.Header.DisableNormalizing()
@@ -35,10 +38,11 @@ func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Read
 		return nil, err
 	}
 	code, size := resp.StatusCode(), resp.Header.ContentLength()
+	mayStream = mayStream && (size >= 0 || req.Header.IsHTTP11())
 	switch {
 	case head || code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified:
 		return nil, nil // no body by rule (and after a 101, none of HTTP's)
-	case size >= 0 && size <= held || isGatewayError(code):
+	case size >= 0 && size <= held || isGatewayError(code) || !mayStream:
 		if err := resp.ReadBody(br, maxBody); err != nil || size != -1 {
 			return nil, err
 		}
@@ -63,12 +67,52 @@ func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Read
 		s.left = -1
 	}
 	s.reusable = size >= -1 && !req.ConnectionClose() && !resp.ConnectionClose()
-	if size < -1 {
-		size = -1 // until the upstream closed: chunked to the client
+	if size < 0 {
+		// Of unknown length: most such answers are small (a web tier
+		// that chunks every page), and those are read whole, framed by
+		// their length, and their connection freed at once.
+		ended, err := s.prefetch(resp, held)
+		if err != nil {
+			s.release()
+			return nil, err
+		}
+		if ended {
+			s.release() // (bytes past the body are attempt's to find, in br)
+			resp.Header.SetContentLength(len(resp.Body()))
+			return nil, nil
+		}
+		size = -1 // chunked to the client, whether it came chunked or until close
 	}
 	resp.SetBodyStream(s, size)
 	return s, nil
 }
+
+// prefetch reads s's body into resp's until it ends (true) or passes held
+// bytes; then what it read moves to s.prefix, which Read serves first.
+func (s *streamBody) prefetch(resp *fasthttp.Response, held int) (ended bool, err error) {
+	chunk := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(chunk)
+	for len(resp.Body()) <= held {
+		n, err := s.body.Read(*chunk)
+		resp.AppendBody((*chunk)[:n])
+		if s.left >= 0 {
+			if s.left -= int64(n); s.left < 0 {
+				return false, fasthttp.ErrBodyTooLarge
+			}
+		}
+		switch {
+		case err == io.EOF:
+			return true, nil
+		case err != nil:
+			return false, err
+		}
+	}
+	s.prefix = append(s.prefix[:0], resp.Body()...)
+	return false, nil
+}
+
+// chunkBufs are prefetch's read buffers.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
 func isGatewayError(code int) bool {
 	return code == fasthttp.StatusBadGateway || code == fasthttp.StatusServiceUnavailable || code == fasthttp.StatusGatewayTimeout
@@ -85,6 +129,7 @@ func isGatewayError(code int) bool {
 // it keeps moving.
 type streamBody struct {
 	body     io.Reader          // the carrier's body stream
+	prefix   []byte             // read by prefetch, served before body
 	carrier  *fasthttp.Response // framing state and the trailers, dropped
 	br       *bufio.Reader      // the upstream connection's reader
 	conn     net.Conn           // the upstream connection, for its read deadlines
@@ -92,6 +137,7 @@ type streamBody struct {
 	left     int64              // bytes upstream.max_response_body_size still allows; -1 for no cap
 	reusable bool               // the connection may be pooled once the body ended
 	ended    bool               // the body ended as framed
+	upErr    error              // why reading the upstream failed, if it did
 	u        *upstream
 	// done hands the connection back (reuse) or closes it, and releases
 	// br; set by attempt, which holds the pool's connection handle.
@@ -111,14 +157,22 @@ var streamPool = sync.Pool{New: func() any { return new(streamBody) }}
 var errStreamTooLarge = errors.New("proxy: streamed upstream body over upstream.max_response_body_size")
 
 func (s *streamBody) Read(p []byte) (int, error) {
-	now := time.Now()
-	if err := s.conn.SetReadDeadline(now.Add(s.timeout)); err != nil {
+	if len(s.prefix) > 0 {
+		n := copy(p, s.prefix)
+		s.prefix = s.prefix[n:]
+		return n, nil
+	}
+	// Each side's deadline is set just before its own wait, so neither
+	// eats the other's: what the last write left held goes out now, under
+	// a write deadline of its own; then the upstream read gets its whole
+	// timeout; then the write of what it read gets the whole write
+	// timeout, however long the upstream paused.
+	if err := s.moveWriteDeadline(); err != nil {
 		return 0, err
 	}
-	if s.client != nil && s.writeTimeout > 0 {
-		if err := s.client.SetWriteDeadline(now.Add(s.writeTimeout)); err != nil {
-			return 0, err
-		}
+	// Both directions: over TLS a read may write (a key update's answer).
+	if err := s.conn.SetDeadline(time.Now().Add(s.timeout)); err != nil {
+		return 0, err
 	}
 	n, err := s.body.Read(p)
 	if s.left >= 0 {
@@ -126,23 +180,50 @@ func (s *streamBody) Read(p []byte) (int, error) {
 			return 0, errStreamTooLarge
 		}
 	}
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		s.ended = true
+	case err != nil:
+		s.upErr = err
+		return n, err
+	}
+	if werr := s.moveWriteDeadline(); werr != nil {
+		return 0, werr
 	}
 	return n, err
 }
 
+// moveWriteDeadline gives the client's next write listen.write_timeout.
+func (s *streamBody) moveWriteDeadline() error {
+	if s.client == nil || s.writeTimeout <= 0 {
+		return nil
+	}
+	return s.client.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+}
+
 // Close is the server's, after the last write (or a failed one): the
 // connection goes back to the pool only after a body that ended as
-// framed, with nothing buffered past it (see attempt's stray bytes).
+// framed, with nothing buffered past it (see attempt's stray bytes). A
+// body the upstream broke off (reset, stalled, truncated) is counted and
+// logged, not held against its breaker: a client that reads slowly makes
+// the upstream wait on its writes, and a web tier's own write timeout
+// would then break the body off, so slow clients could open breakers.
 func (s *streamBody) Close() error {
 	reuse := s.ended && s.reusable
 	if s.ended && s.br.Buffered() > 0 {
 		s.u.desynced("bytes came past the end of a streamed response")
 		reuse = false
 	}
+	if !s.ended && s.upErr != nil {
+		s.u.streamsCut.Add(1)
+		if ok, held := s.u.cutLog.due(); ok {
+			s.u.log.Warn("a streamed response body broke off upstream; the client's connection was cut",
+				"datacenter", s.u.dc, "upstream", s.u.addr, "error", s.upErr, "more_since_last_line", held)
+		}
+	}
 	s.done(reuse)
 	s.u.inflight.Add(-1)
+	s.u.streams.Add(-1)
 	s.release()
 	return nil
 }
@@ -151,6 +232,10 @@ func (s *streamBody) Close() error {
 func (s *streamBody) release() {
 	_ = s.carrier.CloseBodyStream()
 	fasthttp.ReleaseResponse(s.carrier)
-	*s = streamBody{}
+	prefix := s.prefix[:0]
+	if cap(prefix) > 64<<10 {
+		prefix = nil // (a held-bytes prefix each would pin a MiB per pooled stream)
+	}
+	*s = streamBody{prefix: prefix}
 	streamPool.Put(s)
 }

@@ -87,7 +87,7 @@ func streamBackend(t *testing.T, gate chan struct{}) (string, *atomic.Int32) {
 
 // streamProxy runs a proxy on loopback whose datacenter for user 5 is
 // addr (the others' addresses take nothing).
-func streamProxy(t *testing.T, addr string, mutate func(*configs.Config)) string {
+func streamProxy(t *testing.T, addr string, mutate func(*configs.Config)) (string, *Server) {
 	t.Helper()
 	var d Decision
 	h := newHarness(t, nil)
@@ -104,8 +104,7 @@ func streamProxy(t *testing.T, addr string, mutate func(*configs.Config)) string
 			mutate(c)
 		}
 	})
-	proxyAddr, _ := serveOnLoopback(t, cfg, Options{})
-	return proxyAddr
+	return serveOnLoopback(t, cfg, Options{})
 }
 
 // getStream sends GET uri on c and returns the response with its body
@@ -151,7 +150,7 @@ func TestLargeResponsesStreamToTheClient(t *testing.T) {
 			}
 			defer release() // a failing test must not leave the backend blocked
 			up, conns := streamBackend(t, gate)
-			addr := streamProxy(t, up, nil)
+			addr, _ := streamProxy(t, up, nil)
 			c, br := dialProxy(t, addr)
 			const size, first = 4 << 20, 2 << 20
 			uri := fmt.Sprintf("/big?size=%d&first=%d", size, first)
@@ -194,7 +193,7 @@ func TestLargeResponsesStreamToTheClient(t *testing.T) {
 // 1 MB/s was cut at the write timeout when bodies were held whole).
 func TestASlowClientGetsTheWholeStreamedBody(t *testing.T) {
 	up, _ := streamBackend(t, nil)
-	addr := streamProxy(t, up, func(c *configs.Config) { c.Listen.WriteTimeout = 300 * time.Millisecond })
+	addr, _ := streamProxy(t, up, func(c *configs.Config) { c.Listen.WriteTimeout = 300 * time.Millisecond })
 	c, br := dialProxy(t, addr)
 	// A receive buffer of some MSS (64 KiB on loopback): smaller, the
 	// sender's silly-window avoidance stalls the stream for its persist
@@ -227,13 +226,14 @@ func TestAStreamedBodyThatStallsOrOverflowsIsCut(t *testing.T) {
 	for _, tc := range []struct {
 		name, uri string
 		size      int64
+		cut       float64 // socialroute_upstream_streams_cut_total: the upstream's doing, not the proxy's limit
 	}{
-		{"stalls past upstream.timeout", "/big?size=2000000&first=1000000&stall_ms=1500", 2000000},
-		{"chunked, past max_response_body_size", "/big?size=3000000&chunked=1", 3000000},
+		{"stalls past upstream.timeout", "/big?size=2000000&first=1000000&stall_ms=1500", 2000000, 1},
+		{"chunked, past max_response_body_size", "/big?size=3000000&chunked=1", 3000000, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up, conns := streamBackend(t, nil)
-			addr := streamProxy(t, up, func(c *configs.Config) {
+			addr, srv := streamProxy(t, up, func(c *configs.Config) {
 				c.Upstream.Timeout = hangTimeout
 				c.Upstream.MaxResponseBodySize = 2500000
 			})
@@ -251,6 +251,79 @@ func TestAStreamedBodyThatStallsOrOverflowsIsCut(t *testing.T) {
 			if got := conns.Load(); got != 2 {
 				t.Fatalf("%d upstream connections, want 2: the cut one is not reused", got)
 			}
+			total := 0.0
+			for _, v := range gathered(t, srv, "socialroute_upstream_streams_cut_total") {
+				total += v
+			}
+			if total != tc.cut {
+				t.Fatalf("socialroute_upstream_streams_cut_total %v, want %v", total, tc.cut)
+			}
 		})
+	}
+}
+
+// Of unknown length (chunked), an answer that ends within
+// max_buffered_response_bytes is read whole and framed by its length, its
+// connection freed at once; so is any chunked answer to an HTTP/1.0
+// client, which cannot read chunked.
+func TestAnswersOfUnknownLengthStreamOnlyWhenLarge(t *testing.T) {
+	up, conns := streamBackend(t, nil)
+	addr, _ := streamProxy(t, up, nil)
+	c, br := dialProxy(t, addr)
+	for _, n := range []int{100, 900_000} {
+		resp := getStream(t, c, br, fmt.Sprintf("/big?size=%d&chunked=1", n))
+		body, err := io.ReadAll(resp.BodyStream())
+		if err != nil || !bytes.Equal(body, sizedBody(n)) || resp.Header.ContentLength() != n {
+			t.Fatalf("a %d-byte chunked answer: Content-Length %d, %d bytes, %v; want it whole, framed by its length", n, resp.Header.ContentLength(), len(body), err)
+		}
+	}
+	if got := conns.Load(); got != 1 {
+		t.Fatalf("%d upstream connections for two small chunked answers, want 1", got)
+	}
+	c10, br10 := dialProxy(t, addr)
+	io.WriteString(c10, "GET /big?size=3000000&chunked=1 HTTP/1.0\r\nHost: x\r\nX-User-ID: 5\r\n\r\n")
+	var resp fasthttp.Response
+	if err := resp.Read(br10); err != nil {
+		t.Fatal(err)
+	}
+	if te := resp.Header.Peek("Transfer-Encoding"); te != nil || resp.Header.ContentLength() != 3000000 || !bytes.Equal(resp.Body(), sizedBody(3000000)) {
+		t.Fatalf("a large chunked answer to HTTP/1.0: Transfer-Encoding %q, Content-Length %d, %d bytes; want no chunks, the length, the body", te, resp.Header.ContentLength(), len(resp.Body()))
+	}
+}
+
+// Each side's deadline runs only while that side is waited for: an
+// upstream that pauses longer than listen.write_timeout (and within
+// upstream.timeout) does not cost a fast client its body.
+func TestAnUpstreamPauseDoesNotSpendTheClientsWriteTimeout(t *testing.T) {
+	up, _ := streamBackend(t, nil)
+	addr, _ := streamProxy(t, up, func(c *configs.Config) {
+		c.Listen.WriteTimeout = 300 * time.Millisecond
+		c.Upstream.Timeout = 5 * time.Second
+	})
+	c, br := dialProxy(t, addr)
+	resp := getStream(t, c, br, "/big?size=2000000&first=1500000&stall_ms=800")
+	if n, err := io.Copy(io.Discard, resp.BodyStream()); n != 2000000 || err != nil {
+		t.Fatalf("after an 800 ms pause of the upstream (write timeout 300 ms): %d of 2000000 bytes, %v", n, err)
+	}
+}
+
+// Streams hold at most half of an upstream's connections: past that, a
+// large answer is read whole, so slow readers cannot take every
+// connection from the short answers.
+func TestStreamsHoldAtMostHalfTheConnections(t *testing.T) {
+	gate := make(chan struct{})
+	defer close(gate)
+	up, _ := streamBackend(t, gate)
+	addr, _ := streamProxy(t, up, func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 2 })
+	slow, sbr := dialProxy(t, addr)
+	first := getStream(t, slow, sbr, fmt.Sprintf("/big?size=%d&first=%d&chunked=1", 4<<20, 2<<20)) // streams, and waits on the gate
+	if first.Header.ContentLength() != -1 {
+		t.Fatalf("the first large chunked answer: Content-Length %d, want it streamed (chunked)", first.Header.ContentLength())
+	}
+	c, br := dialProxy(t, addr)
+	resp := getStream(t, c, br, "/big?size=3000000&chunked=1")
+	body, err := io.ReadAll(resp.BodyStream())
+	if err != nil || len(body) != 3000000 || resp.Header.ContentLength() != 3000000 {
+		t.Fatalf("a second large answer with one stream (of 2 connections) open: Content-Length %d, %d bytes, %v; want it held whole", resp.Header.ContentLength(), len(body), err)
 	}
 }

@@ -28,11 +28,21 @@ type upstream struct {
 	// measure of load (HostClient.Do, which counts them itself, is not
 	// used).
 	inflight atomic.Int32
-	// desyncs counts connections closed for bytes the upstream sent past
-	// a response's end (see attempt); desyncLog rate-limits their warning.
 	// held is upstream.max_buffered_response_bytes: larger bodies, and
 	// those of unknown length, stream (see readResponse).
-	held      int
+	held int
+	// streams counts the bodies streaming from this upstream now, at most
+	// maxStreams (half its connections): a client reading slowly holds an
+	// upstream connection for as long as it reads, and slow clients must
+	// not take every one from the short answers. Past it, bodies are held.
+	streams    atomic.Int32
+	maxStreams int32
+	// streamsCut counts streamed bodies the upstream broke off; cutLog
+	// rate-limits their warning.
+	streamsCut atomic.Uint64
+	cutLog     logEvery
+	// desyncs counts connections closed for bytes the upstream sent past
+	// a response's end (see attempt); desyncLog rate-limits their warning.
 	desyncs   atomic.Uint64
 	desyncLog logEvery
 	log       *slog.Logger
@@ -180,13 +190,14 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 	if err == nil {
 		br := c.AcquireReader(conn)
 		var sb *streamBody
-		sb, err = readResponse(req, resp, br, u.held, c.MaxResponseBodySize)
+		sb, err = readResponse(req, resp, br, u.held, c.MaxResponseBodySize, u.streams.Load() < u.maxStreams)
 		if sb != nil {
 			// The body streams to the client: the connection is the
 			// stream's, and back in the pool (or closed) when it ends.
 			// (Copies, so that only this path's closure holds them.)
 			held, rd := cc, br
 			sb.conn, sb.timeout, sb.u = conn, timeout, u
+			u.streams.Add(1)
 			sb.done = func(reuse bool) {
 				c.ReleaseReader(rd)
 				if reuse {
@@ -267,7 +278,8 @@ func newUpstream(addr, dc string, u configs.Upstream, ut *upstreamTLS, dial fast
 		dial = func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) }
 	}
 	dial = turnDial(dial)
-	up := &upstream{addr: addr, dc: dc, log: log, held: u.MaxBufferedResponseBytes, desyncLog: logEvery{every: time.Minute}}
+	up := &upstream{addr: addr, dc: dc, log: log, held: u.MaxBufferedResponseBytes, maxStreams: int32(max(1, u.MaxConnsPerHost/2)),
+		desyncLog: logEvery{every: time.Minute}, cutLog: logEvery{every: time.Minute}}
 	if ut != nil {
 		dial = tlsDial(dial, ut.conf, addr, u.ConnectTimeout)
 		up.tlsKey = ut.key
