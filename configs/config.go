@@ -327,8 +327,8 @@ type Upstream struct {
 	MaxResponseBodySize int `yaml:"max_response_body_size"`
 	// MaxBufferedResponseBytes is the largest response body held whole
 	// before it is sent (framed by its Content-Length, in one write); one
-	// of unknown length (chunked) that ends within it is held too. A
-	// larger one streams to the client as it comes (while the upstream's
+	// of unknown length (chunked) that has arrived whole with its headers
+	// is held too. A larger one, or one still coming, streams to the client as it comes (while the upstream's
 	// streams hold under half its connections, and not to an HTTP/1.0
 	// client if chunked), with upstream.timeout between reads from the
 	// web tier and listen.write_timeout between writes to the client, so

@@ -15,7 +15,8 @@ import (
 // of known length up to held bytes is read whole, as is any body of a
 // gateway error (502, 503, 504: it may be dropped for a retry) and any
 // body of a message that has none by rule; so is one of unknown length
-// (chunked, or until the upstream closes) that ends within held bytes.
+// (chunked, or until the upstream closes) that has arrived whole, within
+// held bytes, by the time its headers are read.
 // Any other body is returned as a stream for the caller to hand the
 // client (nil when the body was read), and the connection is the
 // stream's from then on. Without mayStream (the upstream's streams hold
@@ -25,7 +26,7 @@ import (
 // Held whole, a client downloading slowly pinned the whole body in memory
 // and had one listen.write_timeout for all of it: 20 MiB on 1 MB/s was cut
 // at 10 s, and N downloads held N bodies.
-func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Reader, held, maxBody int, mayStream bool) (*streamBody, error) {
+func readResponse(req *fasthttp.Request, resp *fasthttp.Response, conn net.Conn, br *bufio.Reader, held, maxBody int, mayStream bool) (*streamBody, error) {
 	head := req.Header.IsHead()
 	resp.Reset()
 	resp.Header.DisableNormalizing()
@@ -62,7 +63,7 @@ func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Read
 		return nil, err
 	}
 	s.body = s.carrier.BodyStream()
-	s.br, s.left = br, int64(maxBody)
+	s.br, s.conn, s.left = br, conn, int64(maxBody)
 	if maxBody <= 0 {
 		s.left = -1
 	}
@@ -87,12 +88,17 @@ func readResponse(req *fasthttp.Request, resp *fasthttp.Response, br *bufio.Read
 	return s, nil
 }
 
-// prefetch reads s's body into resp's until it ends (true) or passes held
-// bytes; then what it read moves to s.prefix, which Read serves first.
+// prefetch reads s's body into resp's until it ends (true), passes held
+// bytes, or has read all that has arrived (buffered, or waiting on the
+// socket); then what it read moves to
+// s.prefix, which Read serves first. It never waits for more: a body that
+// trickles (server-sent events, a long poll, a slow report) must reach
+// the client as it comes, with each read's own timeout, not time out
+// whole under the attempt's deadline.
 func (s *streamBody) prefetch(resp *fasthttp.Response, held int) (ended bool, err error) {
 	chunk := chunkBufs.Get().(*[]byte)
 	defer chunkBufs.Put(chunk)
-	for len(resp.Body()) <= held {
+	for len(resp.Body()) <= held && (s.br.Buffered() > 0 || arrived(s.conn)) {
 		n, err := s.body.Read(*chunk)
 		resp.AppendBody((*chunk)[:n])
 		if s.left >= 0 {
@@ -109,6 +115,14 @@ func (s *streamBody) prefetch(resp *fasthttp.Response, held int) (ended bool, er
 	}
 	s.prefix = append(s.prefix[:0], resp.Body()...)
 	return false, nil
+}
+
+// arrived reports whether bytes wait unread on c, a pooled upstream
+// connection (a turnConn, or TLS over one): a read would not wait. One
+// it cannot look into is taken as having none.
+func arrived(c net.Conn) bool {
+	tc := turnOf(c)
+	return tc != nil && tc.peek() == peekBytes
 }
 
 // chunkBufs are prefetch's read buffers.
@@ -128,8 +142,9 @@ func isGatewayError(code int) bool {
 // write deadline): progress timeouts, so a large body may take as long as
 // it keeps moving.
 type streamBody struct {
-	body     io.Reader          // the carrier's body stream
-	prefix   []byte             // read by prefetch, served before body
+	body     io.Reader // the carrier's body stream
+	prefix   []byte    // read by prefetch, served before body from prefixAt on
+	prefixAt int
 	carrier  *fasthttp.Response // framing state and the trailers, dropped
 	br       *bufio.Reader      // the upstream connection's reader
 	conn     net.Conn           // the upstream connection, for its read deadlines
@@ -157,9 +172,9 @@ var streamPool = sync.Pool{New: func() any { return new(streamBody) }}
 var errStreamTooLarge = errors.New("proxy: streamed upstream body over upstream.max_response_body_size")
 
 func (s *streamBody) Read(p []byte) (int, error) {
-	if len(s.prefix) > 0 {
-		n := copy(p, s.prefix)
-		s.prefix = s.prefix[n:]
+	if s.prefixAt < len(s.prefix) {
+		n := copy(p, s.prefix[s.prefixAt:])
+		s.prefixAt += n
 		return n, nil
 	}
 	// Each side's deadline is set just before its own wait, so neither

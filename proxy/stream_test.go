@@ -262,15 +262,15 @@ func TestAStreamedBodyThatStallsOrOverflowsIsCut(t *testing.T) {
 	}
 }
 
-// Of unknown length (chunked), an answer that ends within
-// max_buffered_response_bytes is read whole and framed by its length, its
-// connection freed at once; so is any chunked answer to an HTTP/1.0
-// client, which cannot read chunked.
+// Of unknown length (chunked), an answer that has arrived whole with its
+// headers (within max_buffered_response_bytes) is read whole and framed by
+// its length, its connection freed at once; so is any chunked answer to
+// an HTTP/1.0 client, which cannot read chunked.
 func TestAnswersOfUnknownLengthStreamOnlyWhenLarge(t *testing.T) {
 	up, conns := streamBackend(t, nil)
 	addr, _ := streamProxy(t, up, nil)
 	c, br := dialProxy(t, addr)
-	for _, n := range []int{100, 900_000} {
+	for _, n := range []int{100, 3000} { // (each arrives with its headers: the web tier writes it at once)
 		resp := getStream(t, c, br, fmt.Sprintf("/big?size=%d&chunked=1", n))
 		body, err := io.ReadAll(resp.BodyStream())
 		if err != nil || !bytes.Equal(body, sizedBody(n)) || resp.Header.ContentLength() != n {
@@ -279,6 +279,15 @@ func TestAnswersOfUnknownLengthStreamOnlyWhenLarge(t *testing.T) {
 	}
 	if got := conns.Load(); got != 1 {
 		t.Fatalf("%d upstream connections for two small chunked answers, want 1", got)
+	}
+	// One that trickles streams as it comes: it does not wait, whole,
+	// under the attempt's deadline (which would time it out).
+	trickle := getStream(t, c, br, "/big?size=200&first=100&stall_ms=300&chunked=1")
+	if trickle.Header.ContentLength() != -1 {
+		t.Fatalf("a chunked answer whose rest comes later: Content-Length %d, want it streamed", trickle.Header.ContentLength())
+	}
+	if body, err := io.ReadAll(trickle.BodyStream()); err != nil || !bytes.Equal(body, sizedBody(200)) {
+		t.Fatalf("the trickling answer: %d bytes, %v", len(body), err)
 	}
 	c10, br10 := dialProxy(t, addr)
 	io.WriteString(c10, "GET /big?size=3000000&chunked=1 HTTP/1.0\r\nHost: x\r\nX-User-ID: 5\r\n\r\n")

@@ -190,14 +190,20 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 	if err == nil {
 		br := c.AcquireReader(conn)
 		var sb *streamBody
-		sb, err = readResponse(req, resp, br, u.held, c.MaxResponseBodySize, u.streams.Load() < u.maxStreams)
+		// A stream's slot is taken before the answer is read, so that a
+		// burst of large answers cannot all find room, and given back
+		// unless the answer streams.
+		slot := u.streams.Add(1) <= u.maxStreams
+		sb, err = readResponse(req, resp, conn, br, u.held, c.MaxResponseBodySize, slot)
+		if sb == nil {
+			u.streams.Add(-1)
+		}
 		if sb != nil {
 			// The body streams to the client: the connection is the
 			// stream's, and back in the pool (or closed) when it ends.
 			// (Copies, so that only this path's closure holds them.)
 			held, rd := cc, br
 			sb.conn, sb.timeout, sb.u = conn, timeout, u
-			u.streams.Add(1)
 			sb.done = func(reuse bool) {
 				c.ReleaseReader(rd)
 				if reuse {
