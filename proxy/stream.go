@@ -90,11 +90,10 @@ func readResponse(req *fasthttp.Request, resp *fasthttp.Response, conn net.Conn,
 
 // prefetch reads s's body into resp's until it ends (true), passes held
 // bytes, or has read all that has arrived (buffered, or waiting on the
-// socket); then what it read moves to
-// s.prefix, which Read serves first. It never waits for more: a body that
-// trickles (server-sent events, a long poll, a slow report) must reach
-// the client as it comes, with each read's own timeout, not time out
-// whole under the attempt's deadline.
+// socket); then what it read moves to s.prefix, which Read serves first.
+// It never waits for more: a body that trickles (server-sent events, a
+// long poll, a slow report) must reach the client as it comes, with each
+// read's own timeout, not time out whole under the attempt's deadline.
 func (s *streamBody) prefetch(resp *fasthttp.Response, held int) (ended bool, err error) {
 	chunk := chunkBufs.Get().(*[]byte)
 	defer chunkBufs.Put(chunk)
