@@ -336,3 +336,48 @@ func TestStreamsHoldAtMostHalfTheConnections(t *testing.T) {
 		t.Fatalf("a second large answer with one stream (of 2 connections) open: Content-Length %d, %d bytes, %v; want it held whole", resp.Header.ContentLength(), len(body), err)
 	}
 }
+
+// The stream cap holds for a burst: a stream's slot is taken before its
+// answer is read, so of two large answers arriving together to an
+// upstream with room for one stream, one streams and one is held.
+func TestAStreamSlotIsTakenBeforeTheAnswerIsRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arrived atomic.Int32
+	srv := &fasthttp.Server{Logger: quiet{}, Handler: func(ctx *fasthttp.RequestCtx) {
+		arrived.Add(1)
+		for deadline := time.Now().Add(5 * time.Second); arrived.Load() < 2 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond) // both requests are upstream before either is answered
+		}
+		ctx.SetBodyStream(&gatedBody{first: 3000000, total: 3000000}, -1)
+	}}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { ln.Close() })
+	addr, _ := streamProxy(t, ln.Addr().String(), func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 2 })
+	lengths := make(chan int, 2)
+	for range 2 {
+		go func() { // (no t.Fatal off the test's goroutine: a failure sends -100)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				lengths <- -100
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\nX-User-ID: 5\r\n\r\n")
+			resp := &fasthttp.Response{StreamBody: true}
+			if err := resp.Read(bufio.NewReader(c)); err != nil {
+				lengths <- -100
+				return
+			}
+			lengths <- resp.Header.ContentLength()
+			io.Copy(io.Discard, resp.BodyStream())
+		}()
+	}
+	a, b := <-lengths, <-lengths
+	if min(a, b) != -1 || max(a, b) != 3000000 {
+		t.Fatalf("two large answers together with room for one stream: Content-Lengths %d and %d, want one streamed (-1) and one held (3000000)", a, b)
+	}
+}
