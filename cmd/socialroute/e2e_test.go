@@ -152,7 +152,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startProxy(t *testing.T, config, addr string) *proxyProcess {
+// launchProxy starts `socialroute serve --config config` and returns at
+// once; the process is killed when the test ends, its logs shown if the
+// test failed.
+func launchProxy(t *testing.T, config string) *proxyProcess {
 	t.Helper()
 	p := &proxyProcess{cmd: exec.Command(binary, "serve", "--config", config), logs: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd.Stderr = p.logs
@@ -167,6 +170,13 @@ func startProxy(t *testing.T, config, addr string) *proxyProcess {
 			t.Logf("proxy logs:\n%s", p.logs.String())
 		}
 	})
+	return p
+}
+
+// startProxy launches a proxy and waits until it listens on addr.
+func startProxy(t *testing.T, config, addr string) *proxyProcess {
+	t.Helper()
+	p := launchProxy(t, config)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
@@ -529,18 +539,7 @@ func TestEndToEndSighupDuringStartupIsNotFatal(t *testing.T) {
 			}
 		}
 	}()
-	p := &proxyProcess{cmd: exec.Command(binary, "serve", "--config", config), logs: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Stderr, p.cmd.Stdout = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("proxy logs:\n%s", p.logs.String())
-		}
-	})
+	p := launchProxy(t, config)
 	time.Sleep(300 * time.Millisecond) // it waits for the table
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
