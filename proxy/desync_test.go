@@ -77,10 +77,7 @@ func answer(status, body string) string {
 // answer, on a new connection.
 func TestBytesPastAResponseAreNeverTheNextOnesResponse(t *testing.T) {
 	poison := answer("200 OK", "POISON: another user's feed")
-	var d Decision
-	h := newHarness(t, nil)
-	h.srv.Router().route([]byte("7"), hashKey([]byte("7")), nil, &d, false, false)
-	user7 := h.cfg.Datacenters[d.Plan[0]].Name
+	user7 := homeOf(t, "7")
 	head := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(poison), poison)
 	for _, tc := range []struct {
 		name, method, first string
@@ -106,19 +103,9 @@ func TestBytesPastAResponseAreNeverTheNextOnesResponse(t *testing.T) {
 			up := &rawUpstream{ln: upLn, first: tc.first, late: tc.late, closeAfter: tc.closeAfter}
 			go up.serve()
 			t.Cleanup(func() { upLn.Close() })
-			// One pool, on a real socket (the pool looks into it), for
-			// the datacenter user 7 goes to: the second request meets the
-			// first's connection. The others' addresses take nothing.
-			cfg := testConfig(t, func(c *configs.Config) {
-				c.Upstream.MaxBufferedResponseBytes = tc.held
-				for i := range c.Datacenters {
-					c.Datacenters[i].Upstreams = []string{fmt.Sprintf("127.0.0.1:%d", 9+i)}
-					if c.Datacenters[i].Name == user7 {
-						c.Datacenters[i].Upstreams = []string{upLn.Addr().String()}
-					}
-				}
-			})
-			addr, srv := serveOnLoopback(t, cfg, Options{})
+			// One upstream for user 7's datacenter: the second request
+			// meets the first's connection.
+			addr, srv := serveUserOn(t, "7", upLn.Addr().String(), func(c *configs.Config) { c.Upstream.MaxBufferedResponseBytes = tc.held })
 			client := &fasthttp.HostClient{Addr: addr, ReadTimeout: 5 * time.Second}
 			t.Cleanup(client.CloseIdleConnections) // before the proxy's shutdown, which would wait for them
 			do := func(method string) (int, string) {
@@ -164,18 +151,7 @@ func TestATrailerAnnouncementKeepsTheHeadersItNames(t *testing.T) {
 	up := &rawUpstream{ln: upLn, first: "HTTP/1.1 200 OK\r\nTrailer: Server-Timing\r\nServer-Timing: db;dur=53\r\nContent-Length: 2\r\n\r\nok"}
 	go up.serve()
 	t.Cleanup(func() { upLn.Close() })
-	var d Decision
-	newHarness(t, nil).srv.Router().route([]byte("7"), hashKey([]byte("7")), nil, &d, false, false)
-	cfg := testConfig(t, func(c *configs.Config) {
-		user7 := c.Datacenters[d.Plan[0]].Name
-		for i := range c.Datacenters {
-			c.Datacenters[i].Upstreams = []string{fmt.Sprintf("127.0.0.1:%d", 9+i)}
-			if c.Datacenters[i].Name == user7 {
-				c.Datacenters[i].Upstreams = []string{upLn.Addr().String()}
-			}
-		}
-	})
-	addr, _ := serveOnLoopback(t, cfg, Options{})
+	addr, _ := serveUserOn(t, "7", upLn.Addr().String(), nil)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

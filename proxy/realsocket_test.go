@@ -286,6 +286,35 @@ func (w closeWatch) wait(t *testing.T, idle time.Duration) {
 	time.Sleep(time.Until(idleFrom.Add(idle)))
 }
 
+// homeOf is the datacenter user's requests go to first under testConfig.
+func homeOf(t *testing.T, user string) string {
+	t.Helper()
+	var d Decision
+	h := newHarness(t, nil)
+	h.srv.Router().route([]byte(user), hashKey([]byte(user)), nil, &d, false, false)
+	return h.cfg.Datacenters[d.Plan[0]].Name
+}
+
+// serveUserOn runs a proxy on loopback whose datacenter for user has one
+// upstream, addr, on a real socket (the pool looks into it); the others'
+// addresses take nothing. mutate, if set, changes the config first.
+func serveUserOn(t *testing.T, user, addr string, mutate func(*configs.Config)) (string, *Server) {
+	t.Helper()
+	home := homeOf(t, user)
+	cfg := testConfig(t, func(c *configs.Config) {
+		for i := range c.Datacenters {
+			c.Datacenters[i].Upstreams = []string{fmt.Sprintf("127.0.0.1:%d", 9+i)}
+			if c.Datacenters[i].Name == home {
+				c.Datacenters[i].Upstreams = []string{addr}
+			}
+		}
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return serveOnLoopback(t, cfg, Options{})
+}
+
 // serveOnLoopback runs a proxy for cfg on a real 127.0.0.1 socket until the
 // test ends, and returns its address and the proxy.
 func serveOnLoopback(t *testing.T, cfg *configs.Config, opts Options) (string, *Server) {

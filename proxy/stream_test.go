@@ -85,28 +85,6 @@ func streamBackend(t *testing.T, gate chan struct{}) (string, *atomic.Int32) {
 	return ln.Addr().String(), &conns
 }
 
-// streamProxy runs a proxy on loopback whose datacenter for user 5 is
-// addr (the others' addresses take nothing).
-func streamProxy(t *testing.T, addr string, mutate func(*configs.Config)) (string, *Server) {
-	t.Helper()
-	var d Decision
-	h := newHarness(t, nil)
-	h.srv.Router().route([]byte("5"), hashKey([]byte("5")), nil, &d, false, false)
-	user5 := h.cfg.Datacenters[d.Plan[0]].Name
-	cfg := testConfig(t, func(c *configs.Config) {
-		for i := range c.Datacenters {
-			c.Datacenters[i].Upstreams = []string{fmt.Sprintf("127.0.0.1:%d", 9+i)}
-			if c.Datacenters[i].Name == user5 {
-				c.Datacenters[i].Upstreams = []string{addr}
-			}
-		}
-		if mutate != nil {
-			mutate(c)
-		}
-	})
-	return serveOnLoopback(t, cfg, Options{})
-}
-
 // getStream sends GET uri on c and returns the response with its body
 // unread, as a stream.
 func getStream(t *testing.T, c net.Conn, br *bufio.Reader, uri string) *fasthttp.Response {
@@ -150,7 +128,7 @@ func TestLargeResponsesStreamToTheClient(t *testing.T) {
 			}
 			defer release() // a failing test must not leave the backend blocked
 			up, conns := streamBackend(t, gate)
-			addr, _ := streamProxy(t, up, nil)
+			addr, _ := serveUserOn(t, "5", up, nil)
 			c, br := dialProxy(t, addr)
 			const size, first = 4 << 20, 2 << 20
 			uri := fmt.Sprintf("/big?size=%d&first=%d", size, first)
@@ -193,7 +171,7 @@ func TestLargeResponsesStreamToTheClient(t *testing.T) {
 // 1 MB/s was cut at the write timeout when bodies were held whole).
 func TestASlowClientGetsTheWholeStreamedBody(t *testing.T) {
 	up, _ := streamBackend(t, nil)
-	addr, _ := streamProxy(t, up, func(c *configs.Config) { c.Listen.WriteTimeout = 300 * time.Millisecond })
+	addr, _ := serveUserOn(t, "5", up, func(c *configs.Config) { c.Listen.WriteTimeout = 300 * time.Millisecond })
 	c, br := dialProxy(t, addr)
 	// A receive buffer of some MSS (64 KiB on loopback): smaller, the
 	// sender's silly-window avoidance stalls the stream for its persist
@@ -233,7 +211,7 @@ func TestAStreamedBodyThatStallsOrOverflowsIsCut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up, conns := streamBackend(t, nil)
-			addr, srv := streamProxy(t, up, func(c *configs.Config) {
+			addr, srv := serveUserOn(t, "5", up, func(c *configs.Config) {
 				c.Upstream.Timeout = hangTimeout
 				c.Upstream.MaxResponseBodySize = 2500000
 			})
@@ -268,7 +246,7 @@ func TestAStreamedBodyThatStallsOrOverflowsIsCut(t *testing.T) {
 // an HTTP/1.0 client, which cannot read chunked.
 func TestAnswersOfUnknownLengthStreamOnlyWhenLarge(t *testing.T) {
 	up, conns := streamBackend(t, nil)
-	addr, _ := streamProxy(t, up, nil)
+	addr, _ := serveUserOn(t, "5", up, nil)
 	c, br := dialProxy(t, addr)
 	for _, n := range []int{100, 3000} { // (each arrives with its headers: the web tier writes it at once)
 		resp := getStream(t, c, br, fmt.Sprintf("/big?size=%d&chunked=1", n))
@@ -305,7 +283,7 @@ func TestAnswersOfUnknownLengthStreamOnlyWhenLarge(t *testing.T) {
 // upstream.timeout) does not cost a fast client its body.
 func TestAnUpstreamPauseDoesNotSpendTheClientsWriteTimeout(t *testing.T) {
 	up, _ := streamBackend(t, nil)
-	addr, _ := streamProxy(t, up, func(c *configs.Config) {
+	addr, _ := serveUserOn(t, "5", up, func(c *configs.Config) {
 		c.Listen.WriteTimeout = 300 * time.Millisecond
 		c.Upstream.Timeout = 5 * time.Second
 	})
@@ -323,7 +301,7 @@ func TestStreamsHoldAtMostHalfTheConnections(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
 	up, _ := streamBackend(t, gate)
-	addr, _ := streamProxy(t, up, func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 2 })
+	addr, _ := serveUserOn(t, "5", up, func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 2 })
 	slow, sbr := dialProxy(t, addr)
 	first := getStream(t, slow, sbr, fmt.Sprintf("/big?size=%d&first=%d&chunked=1", 4<<20, 2<<20)) // streams, and waits on the gate
 	if first.Header.ContentLength() != -1 {
@@ -355,7 +333,7 @@ func TestAStreamSlotIsTakenBeforeTheAnswerIsRead(t *testing.T) {
 	}}
 	go srv.Serve(ln) //nolint:errcheck // ends with Close
 	t.Cleanup(func() { ln.Close() })
-	addr, _ := streamProxy(t, ln.Addr().String(), func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 2 })
+	addr, _ := serveUserOn(t, "5", ln.Addr().String(), func(c *configs.Config) { c.Upstream.MaxConnsPerHost = 2 })
 	lengths := make(chan int, 2)
 	for range 2 {
 		go func() { // (no t.Fatal off the test's goroutine: a failure sends -100)
