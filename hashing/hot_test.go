@@ -196,33 +196,24 @@ func TestHeavyHittersRateAndSpreadFollowTheKey(t *testing.T) {
 	if len(hot) != 1 || hot[0].Rate < 1200 || hot[0].Rate > 1800 || hot[0].Spread != 2 {
 		t.Fatalf("a key at 1500/s: %+v, want a rate of about 1500 and spread 2", hot)
 	}
-	tick(40_000) // its count after the halving: about 20000, a rate of 20000/s
-	if got := d.Spread(hs); got != 16 {
-		t.Fatalf("after a spike of 40000 in a tick: spread %d, want 16 (Max)", got)
-	}
-	for range 20 {
-		tick(1500)
-	}
-	if got := d.Spread(hs); got != 2 {
-		t.Fatalf("20 ticks back at 1500/s: spread %d, want 2 (it follows the rate down)", got)
-	}
-	for range 10 {
-		tick(2200)
-	}
-	if got := d.Spread(hs); got != 3 {
-		t.Fatalf("at 2200/s: spread %d, want 3", got)
-	}
-	for range 10 {
-		tick(1900) // a wobble just under the line: no move of the key's readers
-	}
-	if got := d.Spread(hs); got != 3 {
-		t.Fatalf("back at 1900/s: spread %d, want 3 still (a quarter's margin before it shrinks)", got)
-	}
-	for range 10 {
-		tick(1400)
-	}
-	if got := d.Spread(hs); got != 2 {
-		t.Fatalf("at 1400/s: spread %d, want 2", got)
+	for _, phase := range []struct {
+		ticks, rate, spread int
+		what                string
+	}{
+		// Its count after the halving: about 20000, a rate of 20000/s.
+		{1, 40_000, 16, "after a spike of 40000 in a tick (Max)"},
+		{20, 1500, 2, "20 ticks back at 1500/s (it follows the rate down)"},
+		{10, 2200, 3, "at 2200/s"},
+		// A wobble just under the line: no move of the key's readers.
+		{10, 1900, 3, "back at 1900/s, still (a quarter's margin before it shrinks)"},
+		{10, 1400, 2, "at 1400/s"},
+	} {
+		for range phase.ticks {
+			tick(phase.rate)
+		}
+		if got := d.Spread(hs); got != phase.spread {
+			t.Fatalf("%s: spread %d, want %d", phase.what, got, phase.spread)
+		}
 	}
 
 	one := NewHeavyHitters(DetectOptions{Rate: 10, Max: 1, Tick: time.Second})
