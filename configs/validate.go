@@ -619,8 +619,8 @@ func sameListener(a, b string) bool {
 	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
 		return false
 	}
-	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
-	return ha == hb || any(ha) || any(hb)
+	everywhere := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || everywhere(ha) || everywhere(hb)
 }
 
 // isLoopback reports whether a listener address binds loopback only. An

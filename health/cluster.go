@@ -207,9 +207,6 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.LoadLimit <= 0 {
-		o.LoadLimit = 1
-	}
 	if o.ReconnectInterval <= 0 {
 		o.ReconnectInterval = 10 * time.Second
 	}

@@ -197,13 +197,12 @@ func (u *upstream) attempt(req *fasthttp.Request, resp *fasthttp.Response, start
 		sb, err = readResponse(req, resp, conn, br, u.held, c.MaxResponseBodySize, slot)
 		if sb == nil {
 			u.streams.Add(-1)
-		}
-		if sb != nil {
+		} else {
 			// The body streams to the client: the connection is the
 			// stream's, and back in the pool (or closed) when it ends.
 			// (Copies, so that only this path's closure holds them.)
 			held, rd := cc, br
-			sb.conn, sb.timeout, sb.u = conn, timeout, u
+			sb.timeout, sb.u = timeout, u // (handle sets the whole upstream.timeout once it answers)
 			sb.done = func(reuse bool) {
 				c.ReleaseReader(rd)
 				if reuse {
